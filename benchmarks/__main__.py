@@ -1,0 +1,80 @@
+"""Run every benchmark side by side in one process and print one table: `python -m benchmarks`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from collections.abc import Callable
+
+
+def machine() -> str:
+    """One line describing the machine the figures were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import django
+
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"Django {django.get_version()}, {platform.system()} {platform.release()}"
+    )
+
+
+def configure_django() -> None:
+    import django
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            CACHES={
+                "default": {
+                    "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                    "OPTIONS": {"MAX_ENTRIES": 2_000_000},
+                }
+            },
+            INSTALLED_APPS=[],
+        )
+        django.setup()
+
+
+def print_table(rows: list[dict[str, str]]) -> None:
+    headers = ["benchmark", "ours", "baseline", "ratio"]
+    widths = [max(len(h), *(len(r[h]) for r in rows)) for h in headers]
+    line = " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    print(line)
+    print("-+-".join("-" * w for w in widths))
+    for row in rows:
+        print(" | ".join(row[h].ljust(w) for h, w in zip(headers, widths, strict=True)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--only", choices=["tracker", "warm"], help="run one group")
+    args = parser.parse_args(argv)
+    configure_django()
+    from benchmarks import tracker_bench, warm_bench
+
+    groups: dict[str, Callable[[], list[dict[str, str]]]] = {
+        "tracker": tracker_bench.run,
+        "warm": warm_bench.run,
+    }
+    rows: list[dict[str, str]] = []
+    for name, run in groups.items():
+        if args.only in (None, name):
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            rows.extend(run())
+    print(f"Machine: {machine()}")
+    print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

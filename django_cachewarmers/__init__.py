@@ -1,0 +1,79 @@
+"""django-cachewarmers: keep Django caches warm.
+
+The core (warmer, key providers, value loaders, tracker, config, stats) imports nothing from Django,
+so ``import django_cachewarmers`` works without configured settings.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django_cachewarmers.config import CACHE_DEFAULT, WarmingConfig, WarmingStrategy
+from django_cachewarmers.loaders import BatchValueLoader, CallableValueLoader, ValueLoader
+from django_cachewarmers.providers import (
+    AdaptiveKeyProvider,
+    CallableKeyProvider,
+    KeyProvider,
+    StaticKeyProvider,
+)
+from django_cachewarmers.stats import WarmingStats
+from django_cachewarmers.tracker import AccessTracker
+from django_cachewarmers.warmer import CacheWarmer
+
+__version__ = "0.1.0.dev0"
+
+if TYPE_CHECKING:
+    from collections.abc import Hashable, Iterable
+
+
+def get_warmer(name: str) -> CacheWarmer:
+    """The ``CacheWarmer`` declared as ``name`` in ``CACHE_WARMERS`` (built once, lazily)."""
+    from django_cachewarmers.registry import get_warmer as _get_warmer
+
+    return _get_warmer(name)
+
+
+def get_warmers() -> dict[str, CacheWarmer]:
+    """Every valid warmer declared in ``CACHE_WARMERS``, by name."""
+    from django_cachewarmers.registry import get_warmers as _get_warmers
+
+    return _get_warmers()
+
+
+def warm(name: str, keys: Iterable[Hashable] | None = None, trigger: str = "api") -> WarmingStats:
+    """Warm the declared warmer ``name`` (or only ``keys`` of it) now; record and return the run."""
+    from django_cachewarmers.runner import TRIGGERS, run_warm
+
+    if trigger not in TRIGGERS:
+        raise ValueError(f"trigger: must be one of {', '.join(TRIGGERS)}, got {trigger!r}")
+    stats = run_warm(name, keys=keys, trigger=trigger)
+    assert stats is not None  # only claimed runs can be skipped
+    return stats
+
+
+def track(key: Hashable, tracker: str = "keys") -> None:
+    """Count one access to an application key, so adaptive warmers keep hot data warm."""
+    from django_cachewarmers.trackers import track as _track
+
+    _track(key, tracker)
+
+
+__all__ = [
+    "CACHE_DEFAULT",
+    "AccessTracker",
+    "AdaptiveKeyProvider",
+    "BatchValueLoader",
+    "CacheWarmer",
+    "CallableKeyProvider",
+    "CallableValueLoader",
+    "KeyProvider",
+    "StaticKeyProvider",
+    "ValueLoader",
+    "WarmingConfig",
+    "WarmingStats",
+    "WarmingStrategy",
+    "get_warmer",
+    "get_warmers",
+    "track",
+    "warm",
+]

@@ -1,0 +1,80 @@
+"""Once per cluster: claims in a warmer's own cache so N processes sharing it warm it once.
+
+Every claim is a ``cache.add`` (atomic on Redis and Memcached) of a key named for its time window,
+so a key is never reused: on the database cache an expired-but-present key could otherwise give
+several winners or none. A claim also looks at the previous window's claim, so two processes whose
+timers straddle a window boundary by a moment do not both win. With a per-process cache (LocMem)
+each process claims in its own copy, which is right: each process has its own cache to fill.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+import uuid
+from typing import Any
+
+from django_cachewarmers.conf import conf
+
+logger = logging.getLogger("django_cachewarmers")
+
+#: Identifies this process in the claims it takes.
+OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _refresh_owner_after_fork() -> None:
+    global OWNER
+    OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
+    os.register_at_fork(after_in_child=_refresh_owner_after_fork)
+
+
+class Claims:
+    """The coordination keys of one warmer in its target cache."""
+
+    def __init__(self, cache: Any, warmer: str) -> None:
+        self.cache = cache
+        self.warmer = warmer
+
+    def key(self, *parts: object) -> str:
+        return ":".join([conf.KEY_PREFIX, self.warmer, *map(str, parts)])
+
+    def claim_window(self, kind: str, length: float, gap: float, now: float | None = None) -> bool:
+        """Take the ``kind`` claim of the current window of ``length`` seconds.
+
+        Fails if another process holds it, or took the previous window's claim less than ``gap``
+        seconds ago. Raises if the cache cannot be reached (the caller logs and skips).
+        """
+        now = time.time() if now is None else now
+        window = math.floor(now / length)
+        previous = self.cache.get(self.key(kind, window - 1))
+        if isinstance(previous, dict) and now - float(previous.get("at", 0)) < gap:
+            return False
+        record = {"at": now, "owner": OWNER}
+        return bool(self.cache.add(self.key(kind, window), record, timeout=math.ceil(length * 2)))
+
+    def claim_startup(self, window: float, now: float | None = None) -> bool:
+        """Processes starting within ``window`` seconds of each other warm once."""
+        return self.claim_window("startup", window, gap=window, now=now)
+
+    def claim_slot(self, interval: float, now: float | None = None) -> bool:
+        """One run per ``interval`` across every process sharing the cache."""
+        return self.claim_window("slot", interval, gap=interval / 2, now=now)
+
+    def acquire_running(self, ttl: float) -> bool:
+        """Mark the warmer as running; fails while another process's run holds the mark.
+
+        The mark expires after ``ttl`` seconds, so a crashed holder's claim does not last.
+        """
+        return bool(self.cache.add(self.key("running"), OWNER, timeout=math.ceil(ttl)))
+
+    def release_running(self) -> None:
+        """Drop the running mark if this process still holds it."""
+        key = self.key("running")
+        if self.cache.get(key) == OWNER:
+            self.cache.delete(key)

@@ -1,0 +1,265 @@
+"""``manage.py warm_cache``: warm, list, dry-run or schedule the warmers in ``CACHE_WARMERS``."""
+
+from __future__ import annotations
+
+import json
+import signal
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
+
+from django_cachewarmers.registry import UnknownWarmer, get_entry, names
+from django_cachewarmers.stats import WarmingStats
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal stream."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: OutputWrapper, label: str) -> None:
+        self.stream = stream
+        self.label = label
+        self.shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        filled = self.WIDTH * done // total if total else self.WIDTH
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        # An identity style: Django would colour all of stderr red on a terminal.
+        self.stream.write(f"\r{self.label} [{bar}] {done}/{total}", str, ending="")
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("")
+            self.stream.flush()
+
+
+class Command(BaseCommand):
+    help = (
+        "Warm the caches declared in CACHE_WARMERS: all warmers, or the named ones. "
+        "Exits 1 when a key of a required warmer failed."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "names", nargs="*", metavar="NAME", help="warmers to run (default: all)"
+        )
+        parser.add_argument(
+            "--list", action="store_true", help="list the warmers and their last run; warm nothing"
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="resolve and count the keys each warmer would warm; write nothing",
+        )
+        parser.add_argument(
+            "--keys", nargs="+", metavar="KEY", help="warm only these keys (of one named warmer)"
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="print one JSON object keyed by warmer name"
+        )
+        parser.add_argument(
+            "--no-progress", action="store_true", help="no progress bar, even on a terminal"
+        )
+        parser.add_argument(
+            "--schedule",
+            action="store_true",
+            help=(
+                "run the startup warms, then the scheduled and adaptive warmers in the foreground "
+                "until SIGINT/SIGTERM (for one dedicated scheduler process)"
+            ),
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        selected: list[str] = options["names"]
+        modes = [flag for flag in ("list", "dry_run", "schedule") if options[flag]]
+        if len(modes) > 1:
+            flags = " and ".join("--" + m.replace("_", "-") for m in modes)
+            raise CommandError(f"{flags} cannot be combined.")
+        if options["keys"] is not None and len(selected) != 1:
+            raise CommandError(
+                "--keys needs exactly one warmer name, e.g. "
+                "`manage.py warm_cache products --keys product:1 product:2`."
+            )
+        if options["keys"] is not None and (options["list"] or options["schedule"]):
+            raise CommandError("--keys goes with a warm or --dry-run, not --list or --schedule.")
+        known = names()
+        for name in selected:
+            if name not in known:
+                raise CommandError(str(UnknownWarmer(name, known)))
+        targets = selected or known
+        if options["list"]:
+            self.list_warmers(targets, as_json=options["json"])
+        elif options["schedule"]:
+            self.schedule(selected or None)
+        elif options["dry_run"]:
+            self.dry_run(targets, options["keys"], as_json=options["json"])
+        else:
+            self.warm(targets, options)
+
+    # -- warming ---------------------------------------------------------------------------
+
+    def _entry(self, name: str) -> Any:
+        try:
+            return get_entry(name)
+        except (UnknownWarmer, ImproperlyConfigured) as exc:
+            raise CommandError(f"cache warmer {name!r} is not usable: {exc}") from exc
+
+    def warm(self, targets: list[str], options: dict[str, Any]) -> None:
+        from django_cachewarmers.runner import run_warm
+
+        if not targets:
+            self.stderr.write("No cache warmers are configured (CACHE_WARMERS is empty).")
+            return
+        show_progress = (
+            not options["no_progress"] and _isatty(self.stderr) and options["verbosity"] > 0
+        )
+        results: dict[str, WarmingStats] = {}
+        failed_required: list[str] = []
+        for name in targets:
+            spec, _ = self._entry(name)
+            bar = ProgressBar(self.stderr, name) if show_progress else None
+            try:
+                stats = run_warm(name, keys=options["keys"], trigger="command", progress=bar)
+            finally:
+                if bar is not None:
+                    bar.close()
+            assert stats is not None  # unclaimed runs are never skipped
+            results[name] = stats
+            if not stats.ok and not spec.optional:
+                failed_required.append(name)
+            if not options["json"] and options["verbosity"] > 0:
+                self.stdout.write(self._summary(name, stats, optional=spec.optional))
+                for error in stats.errors[:5]:
+                    self.stderr.write(f"  {error}")
+                if stats.run_error:
+                    self.stderr.write(f"  {stats.run_error}")
+        if options["json"]:
+            self.stdout.write(json.dumps({n: _stats_json(s) for n, s in results.items()}))
+        if failed_required:
+            raise CommandError(
+                f"keys failed in required warmer(s): {', '.join(failed_required)}", returncode=1
+            )
+
+    def _summary(self, name: str, stats: WarmingStats, *, optional: bool) -> str:
+        line = (
+            f"{name}: {stats.keys_warmed} warmed, {stats.keys_failed} failed, "
+            f"success rate {stats.success_rate:.1%}, {_duration(stats.total_time_ms)}"
+        )
+        if stats.ok:
+            return self.style.SUCCESS(line)
+        return self.style.WARNING(line + " (optional)") if optional else self.style.ERROR(line)
+
+    # -- other modes -----------------------------------------------------------------------
+
+    def dry_run(self, targets: list[str], keys: list[str] | None, *, as_json: bool) -> None:
+        counts: dict[str, int] = {}
+        for name in targets:
+            _, warmer = self._entry(name)
+            if keys is not None:
+                counts[name] = len(dict.fromkeys(keys))
+                continue
+            try:
+                counts[name] = len(warmer.key_provider.get_keys())
+            except Exception as exc:
+                raise CommandError(
+                    f"cache warmer {name!r}: its key provider failed: {type(exc).__name__}: {exc}"
+                ) from exc
+        if as_json:
+            self.stdout.write(json.dumps({n: {"keys": c} for n, c in counts.items()}))
+            return
+        for name, count in counts.items():
+            self.stdout.write(f"{name}: would warm {count} keys (dry run, nothing written)")
+
+    def list_warmers(self, targets: list[str], *, as_json: bool) -> None:
+        from django_cachewarmers.history import last_runs
+
+        runs = last_runs()
+        rows: list[dict[str, Any]] = []
+        for name in targets:
+            spec, _ = self._entry(name)
+            run = runs.get(name)
+            rows.append(
+                {
+                    "name": name,
+                    "strategy": spec.strategy.value,
+                    "cache": spec.cache,
+                    "interval": spec.refresh_interval if spec.is_scheduled else None,
+                    "last_run": run.started_at.isoformat() if run else None,
+                    "last_result": (
+                        None
+                        if run is None
+                        else f"{run.keys_warmed} warmed, {run.keys_failed} failed ({run.trigger})"
+                    ),
+                }
+            )
+        if as_json:
+            self.stdout.write(json.dumps({r["name"]: r for r in rows}))
+            return
+        table = [["NAME", "STRATEGY", "CACHE", "INTERVAL", "LAST RUN", "LAST RESULT"]]
+        for r in rows:
+            table.append(
+                [
+                    r["name"],
+                    r["strategy"],
+                    r["cache"],
+                    "-" if r["interval"] is None else f"{r['interval']:g}s",
+                    r["last_run"] or "never",
+                    r["last_result"] or "-",
+                ]
+            )
+        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+        for row in table:
+            self.stdout.write(
+                "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            )
+
+    def schedule(self, selected: list[str] | None) -> None:
+        from django_cachewarmers.scheduler import WarmingScheduler
+
+        for name in selected or []:
+            self._entry(name)  # a bad name or setting is an error now, not in a thread later
+        scheduler = WarmingScheduler(selected)
+
+        def on_signal(signum: int, frame: object) -> None:
+            scheduler.request_stop()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self.stdout.write("Warming on schedule; stop with Ctrl+C or SIGTERM.")
+        self.stdout.flush()
+        try:
+            scheduler.run()
+        finally:
+            scheduler.stop(timeout=30)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        self.stdout.write("Scheduler stopped.")
+
+
+def _isatty(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _duration(ms: float) -> str:
+    return f"{ms:.0f} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
+
+
+def _stats_json(stats: WarmingStats) -> dict[str, Any]:
+    data = stats.to_dict()
+    return {
+        key: data[key]
+        for key in (
+            "keys_warmed",
+            "keys_failed",
+            "success_rate",
+            "total_time_ms",
+            "errors",
+            "errors_omitted",
+            "run_error",
+            "last_warming",
+        )
+    }

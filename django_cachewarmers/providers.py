@@ -1,0 +1,68 @@
+"""Key providers: where a warmer's keys come from."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Hashable, Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from django_cachewarmers.tracker import AccessTracker
+
+
+class KeyProvider(abc.ABC):
+    """Supplies the keys a warmer should fill; subclass and implement ``get_keys``."""
+
+    @abc.abstractmethod
+    def get_keys(self) -> list[Hashable]:
+        """Return the keys to warm now."""
+
+
+class StaticKeyProvider(KeyProvider):
+    """A fixed list of keys."""
+
+    def __init__(self, keys: Iterable[Hashable]) -> None:
+        self._keys = list(keys)
+
+    def get_keys(self) -> list[Hashable]:
+        """A copy of the configured keys (callers may mutate it)."""
+        return list(self._keys)
+
+    def __repr__(self) -> str:
+        return f"StaticKeyProvider({len(self._keys)} keys)"
+
+
+class CallableKeyProvider(KeyProvider):
+    """Keys computed by a callable each time the warmer runs."""
+
+    def __init__(self, func: Callable[[], Iterable[Hashable]]) -> None:
+        if not callable(func):
+            raise TypeError(f"CallableKeyProvider needs a callable, got {func!r}")
+        self.func = func
+
+    def get_keys(self) -> list[Hashable]:
+        """Call the function and return its keys as a list."""
+        return list(self.func())
+
+    def __repr__(self) -> str:
+        return f"CallableKeyProvider({getattr(self.func, '__qualname__', self.func)!r})"
+
+
+class AdaptiveKeyProvider(KeyProvider):
+    """The hottest keys an ``AccessTracker`` has seen."""
+
+    def __init__(self, tracker: AccessTracker, threshold: int = 5, limit: int = 1000) -> None:
+        if threshold < 0:
+            raise ValueError(f"threshold: must not be negative, got {threshold}")
+        if limit < 1:
+            raise ValueError(f"limit: must be at least 1, got {limit}")
+        self.tracker = tracker
+        self.threshold = threshold
+        self.limit = limit
+
+    def get_keys(self) -> list[Hashable]:
+        """Keys seen at least ``threshold`` times, hottest first, at most ``limit``."""
+        return self.tracker.get_hot_keys(self.threshold, self.limit)
+
+    def __repr__(self) -> str:
+        return f"AdaptiveKeyProvider(threshold={self.threshold}, limit={self.limit})"

@@ -1,0 +1,122 @@
+"""The one place a configured warmer is run: claim (when asked), warm, record, signal.
+
+The management command, the scheduler, startup warming, the admin and the public ``warm()`` API all
+call ``run_warm``; there is no second copy of "warm and record".
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Hashable, Iterable
+from typing import Literal
+
+from django.utils import timezone
+
+from django_cachewarmers.claims import Claims
+from django_cachewarmers.conf import conf
+from django_cachewarmers.registry import get_entry
+from django_cachewarmers.signals import warming_finished, warming_started
+from django_cachewarmers.stats import WarmingStats
+from django_cachewarmers.warmer import CacheWarmer
+
+logger = logging.getLogger("django_cachewarmers")
+
+Trigger = Literal["startup", "schedule", "command", "admin", "api", "celery"]
+TRIGGERS: tuple[Trigger, ...] = ("startup", "schedule", "command", "admin", "api", "celery")
+ClaimKind = Literal["startup", "schedule"]
+
+#: The running mark outlives a run's deadline by this much before it expires on its own.
+RUNNING_MARK_MARGIN_S = 60.0
+
+_locks_guard = threading.Lock()
+_locks: dict[str, threading.Lock] = {}
+
+
+def _lock_for(name: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(name, threading.Lock())
+
+
+def run_warm(
+    name: str,
+    *,
+    keys: Iterable[Hashable] | None = None,
+    trigger: Trigger = "api",
+    claim: ClaimKind | None = None,
+    progress: Callable[[int, int], object] | None = None,
+) -> WarmingStats | None:
+    """Warm the configured warmer ``name`` and record the run; returns its stats.
+
+    With ``claim`` ("startup" or "schedule") the run first takes its once-per-cluster claim in the
+    warmer's cache and returns None, without warming, when another process has it. Runs of one
+    warmer in one process are serialized. Raises ``UnknownWarmer`` or ``ImproperlyConfigured``
+    for a warmer that is not declared or not valid.
+    """
+    spec, warmer = get_entry(name)
+    with _lock_for(name):
+        claims = Claims(warmer.cache, name)
+        holds_running_mark = False
+        if claim is not None:
+            try:
+                won = (
+                    claims.claim_startup(conf.STARTUP_WINDOW)
+                    if claim == "startup"
+                    else claims.claim_slot(spec.refresh_interval)
+                )
+                if won:
+                    ttl = spec.config.warmup_timeout_s + RUNNING_MARK_MARGIN_S
+                    won = holds_running_mark = claims.acquire_running(ttl)
+            except Exception as exc:
+                logger.warning(
+                    "cache warmer %s: %s run skipped: its cache is unreachable (%s: %s)",
+                    name,
+                    claim,
+                    type(exc).__name__,
+                    exc,
+                )
+                return None
+            if not won:
+                logger.info("cache warmer %s: %s run skipped: another process has it", name, claim)
+                return None
+        try:
+            return _warm_and_record(name, warmer, keys, trigger, progress)
+        finally:
+            if holds_running_mark:
+                try:
+                    claims.release_running()
+                except Exception:
+                    logger.debug("cache warmer %s: could not release its running mark", name)
+
+
+def _warm_and_record(
+    name: str,
+    warmer: CacheWarmer,
+    keys: Iterable[Hashable] | None,
+    trigger: Trigger,
+    progress: Callable[[int, int], object] | None,
+) -> WarmingStats:
+    from django_cachewarmers.history import record_run
+
+    requested = None if keys is None else list(keys)
+    _send(warming_started, warmer, name=name, trigger=trigger, keys=requested)
+    started_at = timezone.now()
+    stats = warmer.warm(requested, progress=progress)
+    run = record_run(name, trigger, started_at, stats, finished_at=timezone.now())
+    _send(warming_finished, warmer, name=name, trigger=trigger, stats=stats, run=run)
+    return stats
+
+
+def _send(signal: object, warmer: CacheWarmer, **kwargs: object) -> None:
+    from django.dispatch import Signal
+
+    assert isinstance(signal, Signal)
+    for receiver, result in signal.send_robust(sender=CacheWarmer, warmer=warmer, **kwargs):
+        if isinstance(result, Exception):
+            logger.error(
+                "cache warmer %s: signal receiver %r raised %s: %s",
+                kwargs.get("name"),
+                receiver,
+                type(result).__name__,
+                result,
+            )

@@ -1,0 +1,149 @@
+"""A process's warming schedule: startup warms, then scheduled and adaptive warmers."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterable
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import close_old_connections, connections
+
+from django_cachewarmers.registry import UnknownWarmer, get_entry
+from django_cachewarmers.runner import ClaimKind, Trigger, run_warm
+from django_cachewarmers.spec import WarmerSpec, get_specs
+
+logger = logging.getLogger("django_cachewarmers")
+
+
+def next_slot(interval: float, now: float, *, min_gap: float = 0.0) -> float:
+    """The first wall-clock multiple of ``interval`` at least ``min_gap`` seconds after ``now``.
+
+    Every process aligns on the same boundaries, so their claims meet in the same slot.
+    """
+    return (math.floor((now + min_gap) / interval) + 1) * interval
+
+
+class WarmingScheduler:
+    """Runs startup warms, then every scheduled and adaptive warmer once per interval.
+
+    Each run happens on its own daemon thread through ``run_warm`` (which takes the cluster claim
+    and records the run), so a slow warmer never delays another's schedule; a warmer whose previous
+    run is still going skips its slot.
+    """
+
+    def __init__(self, names: Iterable[str] | None = None, *, startup: bool = True) -> None:
+        self.names = None if names is None else set(names)
+        self.startup = startup
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._runs: dict[str, threading.Thread] = {}
+        self._thread: threading.Thread | None = None
+
+    def _specs(self) -> dict[str, WarmerSpec]:
+        return {n: s for n, s in get_specs().items() if self.names is None or n in self.names}
+
+    @property
+    def running(self) -> bool:
+        """True while the background thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> bool:
+        """Run the schedule on a daemon thread; False if it is already running."""
+        with self._lock:
+            if self.running:
+                return False
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self.run, name="cachewarmer-scheduler", daemon=True
+            )
+        self._thread.start()
+        return True
+
+    def run(self) -> None:
+        """Run the schedule in the calling thread until ``stop()``."""
+        try:
+            self._loop()
+        except Exception:
+            logger.exception("cache warming scheduler stopped by an unexpected error")
+
+    def _loop(self) -> None:
+        specs = self._specs()
+        if self.startup:
+            for spec in specs.values():
+                if spec.warms_at_startup:
+                    self._dispatch(spec.name, "startup", "startup")
+        now = time.time()
+        due = {
+            spec.name: next_slot(spec.refresh_interval, now, min_gap=spec.refresh_interval / 2)
+            for spec in specs.values()
+            if spec.is_scheduled
+        }
+        while due:
+            name, at = min(due.items(), key=lambda item: item[1])
+            if self._stop.wait(max(0.0, at - time.time())):
+                return
+            close_old_connections()
+            self._dispatch(name, "schedule", "schedule")
+            due[name] = next_slot(specs[name].refresh_interval, max(at, time.time()))
+        self._stop.wait()
+
+    def _dispatch(self, name: str, trigger: Trigger, claim: ClaimKind) -> None:
+        with self._lock:
+            previous = self._runs.get(name)
+            if previous is not None and previous.is_alive():
+                logger.info(
+                    "cache warmer %s: %s run skipped: the last run is still going", name, trigger
+                )
+                return
+            thread = threading.Thread(
+                target=self._run_one,
+                args=(name, trigger, claim),
+                name=f"cachewarmer[{name}]-{trigger}",
+                daemon=True,
+            )
+            self._runs[name] = thread
+        thread.start()
+
+    def _run_one(self, name: str, trigger: Trigger, claim: ClaimKind) -> None:
+        close_old_connections()
+        try:
+            if not self._stop.is_set():
+                run_warm(name, trigger=trigger, claim=claim)
+        except (UnknownWarmer, ImproperlyConfigured) as exc:
+            logger.error("cache warmer %s: %s run skipped: %s", name, trigger, exc)
+        except Exception:
+            logger.exception("cache warmer %s: %s run failed", name, trigger)
+        finally:
+            connections.close_all()
+
+    def request_stop(self) -> None:
+        """Ask the schedule to end soon; safe to call from a signal handler."""
+        self._stop.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the schedule, cancel runs in flight (they are recorded as cut short), and join."""
+        self._stop.set()
+        with self._lock:
+            runs = [(name, t) for name, t in self._runs.items() if t.is_alive()]
+            thread = self._thread
+        for name, _ in runs:
+            try:
+                get_entry(name)[1].cancel("shutting down")
+            except Exception:
+                logger.debug("cache warmer %s: could not cancel its run", name, exc_info=True)
+        deadline = time.monotonic() + timeout
+        for _, run_thread in runs:
+            if run_thread is not threading.current_thread():
+                run_thread.join(max(0.0, deadline - time.monotonic()))
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def join_runs(self, timeout: float | None = None) -> None:
+        """Wait for the runs in flight (used by tests and by ``warm_cache --schedule``)."""
+        with self._lock:
+            runs = list(self._runs.values())
+        for run_thread in runs:
+            run_thread.join(timeout)

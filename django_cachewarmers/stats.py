@@ -1,0 +1,69 @@
+"""The result of one warming run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+
+@dataclass
+class WarmingStats:
+    """Counts, timing and (bounded) errors of one warming run."""
+
+    MAX_ERRORS: ClassVar[int] = 50
+    MAX_ERROR_LENGTH: ClassVar[int] = 500
+
+    keys_warmed: int = 0
+    keys_failed: int = 0
+    total_time_ms: float = 0.0
+    last_warming: datetime | None = None
+    #: "key: message" strings, at most ``MAX_ERRORS`` of them (``errors_omitted`` counts the rest).
+    errors: list[str] = field(default_factory=list)
+    errors_omitted: int = 0
+    #: Set when the run as a whole could not proceed (e.g. the key provider raised).
+    run_error: str | None = None
+
+    @property
+    def keys_attempted(self) -> int:
+        """Keys the run tried to warm."""
+        return self.keys_warmed + self.keys_failed
+
+    @property
+    def success_rate(self) -> float:
+        """Warmed keys / attempted keys; 1.0 when nothing was attempted."""
+        attempted = self.keys_attempted
+        return self.keys_warmed / attempted if attempted else 1.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every attempted key warmed and the run itself did not fail."""
+        return self.keys_failed == 0 and self.run_error is None
+
+    def add_error(self, key: object, message: str) -> None:
+        """Record one failure, keeping the list bounded."""
+        if len(self.errors) >= self.MAX_ERRORS:
+            self.errors_omitted += 1
+            return
+        text = f"{_short(key)}: {message}"
+        if len(text) > self.MAX_ERROR_LENGTH:
+            text = text[: self.MAX_ERROR_LENGTH - 1] + "…"
+        self.errors.append(text)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the run's numbers and errors."""
+        return {
+            "keys_warmed": self.keys_warmed,
+            "keys_failed": self.keys_failed,
+            "success_rate": self.success_rate,
+            "total_time_ms": round(self.total_time_ms, 3),
+            "last_warming": self.last_warming.isoformat() if self.last_warming else None,
+            "errors": list(self.errors),
+            "errors_omitted": self.errors_omitted,
+            "run_error": self.run_error,
+        }
+
+
+def _short(key: object, limit: int = 200) -> str:
+    text = key if isinstance(key, str) else repr(key)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

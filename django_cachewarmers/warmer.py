@@ -1,0 +1,706 @@
+"""The warming engine: fills a cache from a key provider and a value loader."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import pickle
+import queue
+import random
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, MutableMapping, Sequence
+from concurrent.futures import Future
+from datetime import datetime, timezone
+from typing import Any, Protocol, runtime_checkable
+
+from django_cachewarmers.config import CACHE_DEFAULT, WarmingConfig
+from django_cachewarmers.loaders import BatchValueLoader, ValueLoader
+from django_cachewarmers.providers import KeyProvider
+from django_cachewarmers.stats import WarmingStats
+
+logger = logging.getLogger("django_cachewarmers")
+
+#: A worker signals the collector after this many results (and when it runs out of keys) ...
+_WAKE_EVERY = 1000
+#: ... and the collector looks for results at least this often anyway.
+_POLL_S = 0.05
+
+#: Errors from a cache write that point at the values or keys of a batch rather than at the cache
+#: itself: the batch is retried key by key so that one bad value fails only its own key.
+VALUE_ERRORS: tuple[type[BaseException], ...] = (
+    pickle.PicklingError,
+    TypeError,
+    AttributeError,
+    ValueError,
+    RecursionError,
+)
+
+
+@runtime_checkable
+class SupportsSetMany(Protocol):
+    """A Django-style cache: anything with ``set_many`` (and ``set`` for single keys)."""
+
+    def set_many(self, data: dict[Any, Any], *args: Any, **kwargs: Any) -> Any: ...
+
+    def set(self, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any: ...
+
+
+Cache = SupportsSetMany | MutableMapping[Any, Any]
+
+
+def backoff_delay(
+    attempt: int, base: float, cap: float, rand: Callable[[], float] = random.random
+) -> float:
+    """Seconds to wait before retry number ``attempt`` (1-based): exponential, "equal jitter".
+
+    The delay lies in ``[d/2, d]`` with ``d = min(cap, base * 2**(attempt-1))``, so successive
+    delays never shrink while concurrent retries still spread out.
+    """
+    ceiling: float = min(cap, base * 2.0 ** (attempt - 1))
+    return ceiling / 2 + rand() * ceiling / 2
+
+
+class _Run:
+    """One in-flight warm: its cancellation flag, its result channel and its outcome."""
+
+    def __init__(
+        self,
+        request: tuple[Hashable, ...] | None,
+        progress: Callable[[int, int], object] | None = None,
+    ) -> None:
+        self.request = request
+        self.progress = progress
+        self.cancelled = threading.Event()
+        self.cancel_reason = "cancelled"
+        self.done = threading.Event()
+        # Workers append results here (deque appends are atomic); the collector pops them. A result
+        # appended before a loader hangs is still collected when the deadline cuts the run short.
+        self.results: deque[tuple[Any, ...]] = deque()
+        # Tells the collector to look at ``results`` now rather than at its next poll.
+        self.wake: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self.stats: WarmingStats | None = None
+        self.error: BaseException | None = None
+
+    def cancel(self, reason: str) -> None:
+        if not self.cancelled.is_set():
+            self.cancel_reason = reason
+            self.cancelled.set()
+            self.wake.put(True)
+
+    def outcome(self) -> WarmingStats:
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.stats is not None
+        return self.stats
+
+
+class _WorkerPool:
+    """Daemon worker threads for one warmer, never more than ``max_workers`` alive at once.
+
+    A loader that hangs keeps its thread; since the cap counts it, scheduled runs cannot pile up
+    threads behind it. Idle threads exit after ``idle_timeout`` seconds, calling
+    ``on_thread_exit`` (the Django layer closes the thread's database connections there).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        max_workers: int,
+        idle_timeout: float = 5.0,
+        on_thread_exit: Callable[[], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.max_workers = max_workers
+        self.idle_timeout = idle_timeout
+        self.on_thread_exit = on_thread_exit
+        self._reset()
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._alive = 0
+        self._spawned = 0
+
+    @property
+    def alive(self) -> int:
+        """Worker threads currently alive (busy or idle)."""
+        return self._alive
+
+    def submit_many(self, tasks: Sequence[Callable[[], None]]) -> None:
+        for task in tasks:
+            self._tasks.put(task)
+        with self._lock:
+            for _ in range(min(self.max_workers - self._alive, len(tasks))):
+                self._alive += 1
+                self._spawned += 1
+                thread = threading.Thread(
+                    target=self._work, name=f"cachewarmer[{self.name}]-{self._spawned}", daemon=True
+                )
+                thread.start()
+
+    def _work(self) -> None:
+        try:
+            while True:
+                try:
+                    task = self._tasks.get(timeout=self.idle_timeout)
+                except queue.Empty:
+                    with self._lock:
+                        # Checked under the lock: submit_many puts before it counts live threads.
+                        if self._tasks.empty():
+                            self._alive -= 1
+                            return
+                    continue
+                task()
+        finally:
+            if self.on_thread_exit is not None:
+                try:
+                    self.on_thread_exit()
+                except Exception:
+                    logger.exception("cache warmer %s: thread exit hook failed", self.name)
+
+
+_instances: weakref.WeakSet[CacheWarmer] = weakref.WeakSet()
+
+
+def _reset_all_after_fork() -> None:
+    for warmer in list(_instances):
+        warmer._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
+    os.register_at_fork(after_in_child=_reset_all_after_fork)
+
+
+class CacheWarmer:
+    """Fills a cache with the values of a provider's keys, in parallel, with retries and a deadline.
+
+    ``cache`` is a Django cache (anything with ``set_many``) or a plain mutable mapping. With a
+    ``BatchValueLoader`` keys are loaded ``batch_size`` at a time; with any other loader one key at
+    a time, on up to ``max_workers`` threads. Values are written with one ``set_many`` per batch.
+    A key that fails never touches the value already cached for it.
+    """
+
+    def __init__(
+        self,
+        cache: Cache,
+        key_provider: KeyProvider,
+        value_loader: ValueLoader,
+        config: WarmingConfig | None = None,
+        *,
+        name: str | None = None,
+        on_thread_exit: Callable[[], None] | None = None,
+    ) -> None:
+        if not isinstance(cache, (SupportsSetMany, MutableMapping)):
+            raise TypeError(
+                "cache must be a Django cache (with set_many) or a mutable mapping, "
+                f"got {type(cache).__name__}"
+            )
+        if not isinstance(key_provider, KeyProvider):
+            raise TypeError(f"key_provider must be a KeyProvider, got {key_provider!r}")
+        if not isinstance(value_loader, ValueLoader):
+            raise TypeError(f"value_loader must be a ValueLoader, got {value_loader!r}")
+        self.cache = cache
+        self.key_provider = key_provider
+        self.value_loader = value_loader
+        self.config = config if config is not None else WarmingConfig()
+        self.name = name or f"warmer-{id(self):x}"
+        #: Level of the one summary line logged when a run has failed keys.
+        self.failure_log_level = logging.WARNING
+        self._on_thread_exit = on_thread_exit
+        self._init_state()
+        _instances.add(self)
+
+    def _init_state(self) -> None:
+        self._state_lock = threading.Lock()
+        self._current: _Run | None = None
+        self._stats = WarmingStats()
+        self._scheduler: threading.Thread | None = None
+        self._scheduler_stop: threading.Event | None = None
+        self._pool = _WorkerPool(
+            self.name, self.config.max_workers, on_thread_exit=self._on_thread_exit
+        )
+
+    def _reset_after_fork(self) -> None:
+        # No thread of the parent exists in a forked child, and its locks may be held forever:
+        # start from a clean state (the child's stats start empty too).
+        self._init_state()
+
+    def __repr__(self) -> str:
+        return f"<CacheWarmer {self.name!r} {self.config.strategy.value}>"
+
+    # -- public API -------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> WarmingStats:
+        """The stats of the last finished ``warm()``."""
+        return self._stats
+
+    @property
+    def is_warming(self) -> bool:
+        """True while a ``warm()`` is in flight."""
+        return self._current is not None
+
+    @property
+    def batch_mode(self) -> bool:
+        """True when values are loaded in batches (the loader is a ``BatchValueLoader``)."""
+        return isinstance(self.value_loader, BatchValueLoader)
+
+    def warm(
+        self,
+        keys: Iterable[Hashable] | None = None,
+        *,
+        progress: Callable[[int, int], object] | None = None,
+    ) -> WarmingStats:
+        """Warm ``keys`` (default: the provider's keys) and return the run's stats.
+
+        Concurrent calls are serialized: a call made while a run for the same keys is in flight
+        waits for that run and returns its stats instead of starting another; a call for other
+        keys waits for the run in flight to finish, then runs. ``progress(done, total)`` is called
+        as keys finish (only by the call that started the run).
+        """
+        request = None if keys is None else tuple(keys)
+        while True:
+            with self._state_lock:
+                current = self._current
+                if current is None:
+                    run = _Run(request, progress)
+                    self._current = run
+                    break
+            if current.request == request:
+                return current.outcome()
+            current.done.wait()
+        try:
+            stats = self._execute(run)
+        except BaseException as exc:
+            logger.exception("cache warmer %s: warm failed", self.name)
+            run.error = exc
+            raise
+        else:
+            run.stats = stats
+            self._stats = stats
+            return stats
+        finally:
+            with self._state_lock:
+                self._current = None
+            run.done.set()
+
+    def warm_async(self, keys: Iterable[Hashable] | None = None) -> Future[WarmingStats]:
+        """Start ``warm(keys)`` on a background thread; the future resolves to its stats."""
+        future: Future[WarmingStats] = Future()
+        request = None if keys is None else list(keys)
+
+        def target() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(self.warm(request))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        threading.Thread(target=target, name=f"cachewarmer[{self.name}]-async", daemon=True).start()
+        return future
+
+    def warm_key(self, key: Hashable) -> bool:
+        """Load and cache one key now (retries and deadline apply); True if it was written.
+
+        Runs beside any ``warm()`` in flight and leaves ``stats`` alone.
+        """
+        return self._execute(_Run((key,))).keys_warmed == 1
+
+    def cancel(self, reason: str = "cancelled") -> bool:
+        """Stop the run in flight promptly; its unfinished keys count as failed. True if one was."""
+        run = self._current
+        if run is None:
+            return False
+        run.cancel(reason)
+        return True
+
+    def start_scheduler(
+        self,
+        run: Callable[[], object] | None = None,
+        *,
+        interval: float | None = None,
+        run_immediately: bool = False,
+    ) -> bool:
+        """Start one daemon thread that calls ``run`` (default ``warm``) every interval.
+
+        Returns False (and starts nothing) if the scheduler is already running. Runs keep a fixed
+        rate: a run that overruns the interval delays the next one, it does not stack them.
+        """
+        interval = self.config.refresh_interval_s if interval is None else interval
+        if interval <= 0:
+            raise ValueError(f"interval: must be greater than 0, got {interval}")
+        with self._state_lock:
+            if self._scheduler is not None and self._scheduler.is_alive():
+                return False
+            stop = threading.Event()
+            thread = threading.Thread(
+                target=self._schedule_loop,
+                args=(stop, run or self.warm, interval, run_immediately),
+                name=f"cachewarmer[{self.name}]-scheduler",
+                daemon=True,
+            )
+            self._scheduler, self._scheduler_stop = thread, stop
+        thread.start()
+        return True
+
+    def stop_scheduler(self, timeout: float | None = None, *, cancel_running: bool = True) -> None:
+        """Stop the scheduler thread at once (no waiting out the interval) and join it.
+
+        With ``cancel_running`` a run in flight is cancelled so the join is prompt too.
+        """
+        with self._state_lock:
+            thread, stop = self._scheduler, self._scheduler_stop
+            self._scheduler = self._scheduler_stop = None
+        if thread is None or stop is None:
+            return
+        stop.set()
+        if cancel_running:
+            self.cancel("scheduler stopped")
+        if thread is not threading.current_thread():
+            thread.join(timeout)
+
+    @property
+    def scheduler_running(self) -> bool:
+        """True while the scheduler thread is alive."""
+        thread = self._scheduler
+        return thread is not None and thread.is_alive()
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    def _schedule_loop(
+        self, stop: threading.Event, run: Callable[[], object], interval: float, immediately: bool
+    ) -> None:
+        next_at = time.monotonic() + (0.0 if immediately else interval)
+        while not stop.wait(max(0.0, next_at - time.monotonic())):
+            try:
+                run()
+            except Exception:
+                logger.exception(
+                    "cache warmer %s: scheduled run failed; schedule goes on", self.name
+                )
+            next_at += interval
+            now = time.monotonic()
+            if next_at < now:  # overran: skip the missed slots rather than run back to back
+                next_at = now + interval - ((now - next_at) % interval)
+
+    # -- one run ----------------------------------------------------------------------------
+
+    def _execute(self, run: _Run) -> WarmingStats:
+        config = self.config
+        stats = WarmingStats()
+        started = time.monotonic()
+        deadline = started + config.warmup_timeout_s
+        try:
+            try:
+                requested = (
+                    self.key_provider.get_keys() if run.request is None else list(run.request)
+                )
+            except Exception as exc:
+                logger.exception("cache warmer %s: key provider failed", self.name)
+                stats.run_error = f"key provider failed: {type(exc).__name__}: {exc}"
+                return stats
+            keys = self._unique_keys(requested, stats)
+            if keys:
+                _Collector(self, run, stats, deadline).collect(keys)
+            return stats
+        finally:
+            stats.total_time_ms = (time.monotonic() - started) * 1000.0
+            stats.last_warming = datetime.now(timezone.utc)
+            self._log_summary(stats)
+
+    @staticmethod
+    def _unique_keys(requested: Iterable[Any], stats: WarmingStats) -> list[Hashable]:
+        unique: dict[Hashable, None] = {}
+        for key in requested:
+            try:
+                unique[key] = None
+            except TypeError:
+                stats.keys_failed += 1
+                stats.add_error(key, f"key is not hashable ({type(key).__name__})")
+        return list(unique)
+
+    def _log_summary(self, stats: WarmingStats) -> None:
+        if stats.keys_failed:
+            first = f"; first error: {stats.errors[0]}" if stats.errors else ""
+            logger.log(
+                self.failure_log_level,
+                "cache warmer %s: %d of %d keys failed%s",
+                self.name,
+                stats.keys_failed,
+                stats.keys_attempted,
+                first,
+            )
+        logger.info(
+            "cache warmer %s: warmed %d keys, %d failed, in %.1f ms",
+            self.name,
+            stats.keys_warmed,
+            stats.keys_failed,
+            stats.total_time_ms,
+        )
+
+    # -- loading (on worker threads) -------------------------------------------------------
+
+    def _retry(
+        self, run: _Run, deadline: float, label: object, func: Callable[[], Any], error: Exception
+    ) -> Any:
+        """After ``func`` failed with ``error``: retry with backoff; raise the last error."""
+        config = self.config
+        attempt = 1
+        while True:
+            if attempt >= config.attempts or run.cancelled.is_set():
+                raise error
+            delay = backoff_delay(attempt, config.retry_backoff_s, config.retry_backoff_max_s)
+            if time.monotonic() + delay >= deadline:
+                raise error
+            logger.debug(
+                "cache warmer %s: retrying %r in %.3fs (attempt %d of %d): %s",
+                self.name,
+                label,
+                delay,
+                attempt + 1,
+                config.attempts,
+                error,
+            )
+            attempt += 1
+            if run.cancelled.wait(delay):
+                raise error
+            try:
+                return func()
+            except Exception as exc:
+                error = exc
+
+    def _drain_task(self, run: _Run, deadline: float, todo: deque[Hashable]) -> Callable[[], None]:
+        """A worker's share of a per-key run: load keys from ``todo`` until it is empty."""
+        load = self.value_loader.load
+        append = run.results.append
+        cancelled = run.cancelled.is_set
+
+        def task() -> None:
+            done = 0
+            try:
+                while not cancelled():
+                    try:
+                        key = todo.popleft()
+                    except IndexError:
+                        return
+                    try:
+                        value = load(key)
+                    except Exception as exc:
+                        try:
+                            value = self._retry(
+                                run, deadline, key, functools.partial(load, key), exc
+                            )
+                        except Exception as final:
+                            logger.debug("cache warmer %s: loading %r failed", self.name, key)
+                            append(("key", key, False, final))
+                            continue
+                    append(("key", key, True, value))
+                    done += 1
+                    if done % _WAKE_EVERY == 0:
+                        run.wake.put(True)
+            finally:
+                run.wake.put(True)
+
+        return task
+
+    def _batch_task(
+        self, run: _Run, deadline: float, batch: list[Hashable], loader: BatchValueLoader
+    ) -> Callable[[], None]:
+        def task() -> None:
+            if run.cancelled.is_set():
+                return
+            label = f"batch of {len(batch)}"
+            try:
+                try:
+                    values = loader.load_batch(batch)
+                except Exception as exc:
+                    values = self._retry(
+                        run, deadline, label, lambda: loader.load_batch(batch), exc
+                    )
+            except Exception as final:
+                logger.debug("cache warmer %s: %s failed", self.name, label)
+                run.results.append(("batch", batch, False, final))
+            else:
+                run.results.append(("batch", batch, True, values))
+            run.wake.put(True)
+
+        return task
+
+    # -- writing (on the calling thread) ----------------------------------------------------
+
+    def _timeout_kwargs(self) -> dict[str, Any]:
+        timeout = self.config.cache_timeout
+        if timeout is CACHE_DEFAULT:
+            return {}
+        if timeout is not None and timeout > 0 and self.config.timeout_jitter > 0:
+            timeout = timeout * (1.0 + random.uniform(0.0, self.config.timeout_jitter))
+            return {"timeout": int(timeout) if timeout >= 1 else timeout}
+        return {"timeout": timeout}
+
+    def _write(self, values: dict[Hashable, Any]) -> dict[Hashable, str]:
+        """Write one batch; return the keys that were not stored, with the reason.
+
+        Raises when the cache itself fails (unreachable, erroring): the caller stops the run.
+        """
+        cache = self.cache
+        if not isinstance(cache, SupportsSetMany):
+            cache.update(values)
+            return {}
+        kwargs = self._timeout_kwargs()
+        try:
+            refused = cache.set_many(values, **kwargs) or []
+        except VALUE_ERRORS:
+            return self._write_one_by_one(cache, values, kwargs)
+        return dict.fromkeys(refused, "the cache refused the value")
+
+    def _write_one_by_one(
+        self, cache: SupportsSetMany, values: dict[Hashable, Any], kwargs: dict[str, Any]
+    ) -> dict[Hashable, str]:
+        failed: dict[Hashable, str] = {}
+        for key, value in values.items():
+            try:
+                cache.set(key, value, **kwargs)
+            except VALUE_ERRORS as exc:
+                failed[key] = f"value not cacheable: {type(exc).__name__}: {exc}"
+        return failed
+
+
+class _Collector:
+    """Runs one warm: hands out work, gathers results, writes batches, keeps the deadline."""
+
+    def __init__(
+        self, warmer: CacheWarmer, run: _Run, stats: WarmingStats, deadline: float
+    ) -> None:
+        self.warmer = warmer
+        self.run = run
+        self.stats = stats
+        self.deadline = deadline
+        self.pending: dict[Hashable, Any] = {}
+        self.finished: set[Hashable] = set()
+        self.received = 0
+        self.collect_keys: list[Hashable] = []
+        self.write_failed = False
+
+    def collect(self, keys: list[Hashable]) -> None:
+        self.collect_keys = keys
+        warmer, run = self.warmer, self.run
+        config = warmer.config
+        loader = warmer.value_loader
+        if isinstance(loader, BatchValueLoader):
+            size = config.batch_size
+            tasks = [
+                warmer._batch_task(run, self.deadline, keys[i : i + size], loader)
+                for i in range(0, len(keys), size)
+            ]
+        else:
+            todo = deque(keys)
+            tasks = [
+                warmer._drain_task(run, self.deadline, todo)
+                for _ in range(min(config.max_workers, len(keys)))
+            ]
+        warmer._pool.submit_many(tasks)
+        expected = len(keys)
+        while self.received < expected and not run.cancelled.is_set():
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                run.cancel(f"timed out after {config.warmup_timeout_s:g}s")
+                break
+            with contextlib.suppress(queue.Empty):
+                run.wake.get(timeout=min(remaining, _POLL_S))
+            self._take_results()
+        self._take_results()  # what finished before a cut-off counts, a hung worker's too
+        self._flush()
+        self._report_progress(expected)
+        if len(self.finished) < expected:
+            run.cancel(run.cancel_reason)  # stop workers still busy with this run
+            for key in keys:
+                if key not in self.finished:
+                    self._fail(key, f"not warmed: {run.cancel_reason}")
+
+    def _take_results(self) -> None:
+        results = self.run.results
+        if not results:
+            return
+        while results:
+            self._handle(results.popleft())
+        self._report_progress(len(self.collect_keys))
+
+    def _report_progress(self, total: int) -> None:
+        progress = self.run.progress
+        if progress is None:
+            return
+        try:
+            progress(min(self.received, total), total)
+        except Exception:
+            logger.exception("cache warmer %s: progress callback failed", self.warmer.name)
+
+    def _handle(self, item: tuple[Any, ...]) -> None:
+        kind, subject, ok, payload = item
+        if kind == "key":
+            self.received += 1
+            if ok:
+                self.pending[subject] = payload
+                if len(self.pending) >= self.warmer.config.batch_size:
+                    self._flush()
+            else:
+                self._fail(subject, _describe(payload))
+            return
+        batch: list[Hashable] = subject
+        self.received += len(batch)
+        if not ok:
+            message = f"batch load failed: {_describe(payload)}"
+            for key in batch:
+                self._fail(key, message)
+            return
+        values: dict[Hashable, Any] = payload
+        for key in batch:
+            if key in values:
+                self.pending[key] = values[key]
+            else:
+                self._fail(key, "batch loader returned no value for this key")
+        self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        values, self.pending = self.pending, {}
+        if self.write_failed:
+            for key in values:
+                self._fail(key, "not written: the cache was unavailable earlier in this run")
+            return
+        try:
+            refused = self.warmer._write(values)
+        except Exception as exc:
+            self.write_failed = True
+            reason = f"cache write failed: {type(exc).__name__}: {exc}"
+            # One clear line per run for an outage, not a traceback and not a line per key.
+            logger.error("cache warmer %s: %s; stopping this run", self.warmer.name, reason)
+            logger.debug("cache warmer %s: cache write failure", self.warmer.name, exc_info=True)
+            for key in values:
+                self._fail(key, reason)
+            self.run.cancel("the cache was unavailable")
+            return
+        for key in values:
+            if key in refused:
+                self._fail(key, refused[key])
+            else:
+                self.finished.add(key)
+                self.stats.keys_warmed += 1
+
+    def _fail(self, key: Hashable, message: str) -> None:
+        if key in self.finished:
+            return
+        self.finished.add(key)
+        self.stats.keys_failed += 1
+        self.stats.add_error(key, message)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,258 @@
+"""Real processes: runserver, gunicorn (2 workers, with and without --preload), management commands.
+
+Each test runs its own server subprocesses against the suite's own redis-server (a key prefix of its
+own) and a SQLite file of its own, and reads the results back from Redis and the database file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.cache.backends.redis import RedisCache
+
+from tests.redis_server import RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+pytestmark = pytest.mark.slow
+
+ITEMS = {
+    "keys": "tests.testapp.warming.item_keys",
+    "loader": "tests.testapp.warming.load_item",
+    "strategy": "eager",
+}
+TICKER = {
+    "keys": ["tick:1", "tick:2"],
+    "loader": "tests.testapp.warming.load_item",
+    "strategy": "scheduled",
+    "refresh_interval": 1,
+}
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+class Project:
+    """One test's server environment: settings via CW_* variables, its DB file, its key prefix."""
+
+    def __init__(self, tmp_path: Path, redis_server: RedisServer, warmers: dict[str, Any]) -> None:
+        self.tmp_path = tmp_path
+        self.db = tmp_path / "db.sqlite3"
+        self.prefix = f"t{uuid.uuid4().hex[:10]}"
+        self.redis_url = f"{redis_server.url}/3"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+        self.env.update(
+            DJANGO_SETTINGS_MODULE="tests.server_settings",
+            CW_DB=str(self.db),
+            CW_REDIS_URL=self.redis_url,
+            CW_KEY_PREFIX=self.prefix,
+            CW_WARMERS=json.dumps(warmers),
+            PYTHONPATH=str(ROOT),
+            PYTHONUNBUFFERED="1",
+        )
+        self.cache = RedisCache(self.redis_url, {"KEY_PREFIX": self.prefix})
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def manage(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [PYTHON, "-m", "django", *args],
+            env=self.env,
+            cwd=self.tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start(self, *argv: str, log: str) -> subprocess.Popen[bytes]:
+        out = open(self.tmp_path / log, "wb")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(
+            argv,
+            env=self.env,
+            cwd=self.tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: runserver's child, gunicorn's workers
+        )
+        out.close()
+        self.processes.append(process)
+        return process
+
+    def log(self, name: str) -> str:
+        return (self.tmp_path / name).read_text(errors="replace")
+
+    def runs(self) -> list[dict[str, Any]]:
+        if not self.db.exists():
+            return []
+        with sqlite3.connect(self.db, timeout=30) as conn:
+            conn.row_factory = sqlite3.Row
+            try:
+                rows = conn.execute(
+                    "SELECT warmer, trigger, started_at, keys_warmed, keys_failed, pid "
+                    "FROM django_cachewarmers_warmingrun ORDER BY started_at"
+                ).fetchall()
+            except sqlite3.OperationalError:
+                return []
+        return [dict(row) for row in rows]
+
+    def warmed(self, *keys: str) -> bool:
+        return all(self.cache.get(key) == f"value of {key}" for key in keys)
+
+    def stop(self, process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+        if process.poll() is None:
+            os.killpg(process.pid, sig)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+        return process.returncode
+
+    def cleanup(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                self.stop(process, signal.SIGKILL)
+        self.cache.close()
+
+
+@pytest.fixture
+def project(tmp_path: Path, redis_server: RedisServer) -> Iterator[Callable[..., Project]]:
+    made: list[Project] = []
+
+    def make(warmers: dict[str, Any]) -> Project:
+        p = Project(tmp_path, redis_server, warmers)
+        migrated = p.manage("migrate", "--noinput")
+        assert migrated.returncode == 0, migrated.stderr
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.cleanup()
+
+
+def slot_of(run: dict[str, Any], interval: float = 1.0) -> int:
+    started = datetime.fromisoformat(str(run["started_at"]))
+    return int(started.timestamp() // interval)
+
+
+def test_migrate_and_check_start_no_thread_and_warm_nothing(project: Any) -> None:
+    p = project({"items": ITEMS, "ticker": TICKER})  # migrate already ran in the fixture
+    checked = p.manage("check")
+    assert checked.returncode == 0, checked.stderr
+    makemigrations = p.manage("makemigrations", "--check", "--dry-run")
+    assert makemigrations.returncode == 0, makemigrations.stdout + makemigrations.stderr
+    time.sleep(1.5)  # a startup thread (there must be none) would have warmed by now
+    assert not p.warmed("item:0")
+    assert p.runs() == []
+    assert "cache warming started" not in checked.stderr
+
+
+def test_runserver_warms_at_start_without_any_request(project: Any) -> None:
+    p = project({"items": ITEMS})
+    port = free_port()
+    server = p.start(PYTHON, "-m", "django", "runserver", f"127.0.0.1:{port}", log="runserver.log")
+    wait_until(lambda: p.warmed("item:0", "item:19"), 60, "runserver to warm the cache")
+    runs = wait_until(p.runs, 10, "the startup run to be recorded")
+    assert [(r["warmer"], r["trigger"], r["keys_warmed"]) for r in runs] == [
+        ("items", "startup", 20)
+    ]
+    assert runs[0]["pid"] != server.pid  # warmed by the autoreloader's child, not its parent
+    assert p.log("runserver.log").count("cache warming started") == 1
+    assert p.stop(server) is not None
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["no-preload", "preload"])
+def test_gunicorn_workers_warm_once_and_schedule_once_per_interval(
+    project: Any, preload: bool
+) -> None:
+    p = project({"items": ITEMS, "ticker": TICKER})
+    port = free_port()
+    argv = [
+        PYTHON,
+        "-m",
+        "gunicorn",
+        "tests.wsgi:application",
+        "-w",
+        "2",
+        "-b",
+        f"127.0.0.1:{port}",
+    ]
+    if preload:
+        argv.append("--preload")
+    server = p.start(*argv, log="gunicorn.log")
+    wait_until(lambda: p.warmed("item:0", "item:19"), 60, "gunicorn to warm the cache")
+
+    def schedule_runs() -> list[dict[str, Any]]:
+        return [r for r in p.runs() if r["trigger"] == "schedule"]
+
+    wait_until(lambda: len(schedule_runs()) >= 4, 60, "four scheduled runs")
+    log = p.log("gunicorn.log")
+    runs = p.runs()
+    assert p.stop(server) == 0
+    # Both workers started warming (each its own threads, after the fork) ...
+    worker_pids = {int(pid) for pid in _started_pids(log)}
+    assert len(worker_pids) == 2, log
+    assert server.pid not in worker_pids  # never the master
+    # ... but the shared cache was warmed once at startup, and once per interval after that.
+    startup = [(r["warmer"], r["trigger"]) for r in runs if r["trigger"] == "startup"]
+    assert sorted(startup) == [("items", "startup"), ("ticker", "startup")], runs
+    scheduled = [r for r in runs if r["trigger"] == "schedule"]
+    assert all(r["warmer"] == "ticker" for r in scheduled)
+    slots = [slot_of(r) for r in scheduled]
+    assert len(slots) == len(set(slots)), f"two runs in one interval: {scheduled}"
+    assert {r["pid"] for r in runs} <= worker_pids
+    assert "Traceback" not in log
+
+
+def _started_pids(log: str) -> list[str]:
+    return [
+        line.rsplit(" ", 1)[1]
+        for line in log.splitlines()
+        if "cache warming started in process" in line
+    ]
+
+
+def test_warm_cache_schedule_stops_on_sigterm_with_exit_0(project: Any) -> None:
+    p = project({"items": ITEMS, "ticker": TICKER})
+    process = p.start(PYTHON, "-m", "django", "warm_cache", "--schedule", log="schedule.log")
+    wait_until(lambda: any(r["trigger"] == "schedule" for r in p.runs()), 60, "a scheduled run")
+    assert p.warmed("item:0", "tick:1")
+    assert p.stop(process, signal.SIGTERM) == 0
+    log = p.log("schedule.log")
+    assert "Scheduler stopped." in log
+    assert "Traceback" not in log
+
+
+def test_warm_cache_command_exit_status_in_a_real_process(project: Any) -> None:
+    p = project({"items": ITEMS, "broken": {**ITEMS, "keys": "tests.testapp.warming.broken_keys"}})
+    ok = p.manage("warm_cache", "items", "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["items"]["keys_warmed"] == 20
+    failed = p.manage("warm_cache", "broken")
+    assert failed.returncode == 1
+    assert "key provider failed: RuntimeError: the catalogue service is down" in failed.stderr
+    unknown = p.manage("warm_cache", "nope")
+    assert unknown.returncode == 1
+    assert "unknown cache warmer 'nope'" in unknown.stderr

@@ -1,0 +1,8 @@
+"""WSGI entry point of the test project, for the real-server tests."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.server_settings")
+application = get_wsgi_application()
