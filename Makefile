@@ -16,10 +16,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]' $(if $(DJANGO),"Django$(DJANGO)")
 	touch $(STAMP)
 
-## Set up the example project and run it: migrate, warm every warmer, print the stats.
+## Set up the example shop and run it: migrate, create a catalogue, warm every warmer, list them.
 run: $(STAMP)
 	$(EXAMPLE) migrate --noinput
-	$(EXAMPLE) demo_warm
+	$(EXAMPLE) generate_catalogue
+	$(EXAMPLE) warm_cache
+	$(EXAMPLE) warm_cache --list
 
 ## Install what the tests need and run the whole suite.
 test: $(STAMP)

@@ -137,7 +137,9 @@ def start() -> None:
     from django_cachewarmers.scheduler import WarmingScheduler
     from django_cachewarmers.spec import get_specs
 
-    if not any(spec.warms_at_startup or spec.is_scheduled for spec in get_specs().values()):
+    specs = get_specs()
+    _report_invalid_warmers(specs)
+    if not any(spec.warms_at_startup or spec.is_scheduled for spec in specs.values()):
         return
     with _lock:
         current = _scheduler
@@ -147,6 +149,27 @@ def start() -> None:
     scheduler.start()
     atexit.register(stop)
     logger.info("cache warming started in process %d", os.getpid())
+
+
+def _report_invalid_warmers(valid: Mapping[str, object]) -> None:
+    # Servers other than runserver run no system checks: name what will not run, once, clearly.
+    from django.core.exceptions import ImproperlyConfigured
+
+    from django_cachewarmers.spec import parse_warmer
+
+    declared = conf.CACHE_WARMERS
+    if not isinstance(declared, dict):
+        logger.error("CACHE_WARMERS is not a dict: no cache warmer runs (see `manage.py check`)")
+        return
+    for name, raw in declared.items():
+        if name in valid:
+            continue
+        try:
+            parse_warmer(name, raw)
+        except ImproperlyConfigured as exc:
+            logger.error("cache warmer %r will not run: %s", name, exc)
+        except Exception as exc:
+            logger.error("cache warmer %r will not run: %s: %s", name, type(exc).__name__, exc)
 
 
 def stop() -> None:

@@ -64,5 +64,9 @@ class AdaptiveKeyProvider(KeyProvider):
         """Keys seen at least ``threshold`` times, hottest first, at most ``limit``."""
         return self.tracker.get_hot_keys(self.threshold, self.limit)
 
+    def top(self, limit: int = 20) -> list[tuple[Hashable, int]]:
+        """The hot keys with their counts, hottest first (at most ``limit``), for display."""
+        return [(k, n) for k, n in self.tracker.top(limit) if n >= self.threshold]
+
     def __repr__(self) -> str:
         return f"AdaptiveKeyProvider(threshold={self.threshold}, limit={self.limit})"

@@ -463,6 +463,7 @@ def test_check_is_registered_with_the_caches_tag() -> None:
     assert "caches" in check_cache_warmers.tags
 
 
+@pytest.mark.django_db  # Django 6.1's check command also runs the database checks
 def test_check_command_fails_on_a_bad_setting() -> None:
     out, err = StringIO(), StringIO()
     with (
@@ -475,6 +476,7 @@ def test_check_command_fails_on_a_bad_setting() -> None:
     assert "HINT: Use one of the aliases in CACHES: 'default', 'db'." in text
 
 
+@pytest.mark.django_db  # Django 6.1's check command also runs the database checks
 def test_check_command_fails_on_a_bad_app_setting() -> None:
     with (
         override_settings(CACHE_WARMERS={}, CACHE_WARMERS_AUTOSTART="no"),
@@ -483,6 +485,7 @@ def test_check_command_fails_on_a_bad_app_setting() -> None:
         call_command("check", stdout=StringIO(), stderr=StringIO())
 
 
+@pytest.mark.django_db  # Django 6.1's check command also runs the database checks
 def test_check_command_passes_on_a_good_setting() -> None:
     out, err = StringIO(), StringIO()
     with override_settings(CACHE_WARMERS={"products": VALID, "lazy": {**VALID, "cache": "db"}}):
@@ -491,6 +494,7 @@ def test_check_command_passes_on_a_good_setting() -> None:
     assert "django_cachewarmers" not in out.getvalue() + err.getvalue()
 
 
+@pytest.mark.django_db  # Django 6.1's check command also runs the database checks
 def test_check_command_reports_warnings_without_failing(tmp_path: Path) -> None:
     caches = caches_with(FILE_BASED, LOCATION=str(tmp_path))
     warmers = {"w": {**VALID, "cache": "warmed", "strategy": "scheduled"}}
@@ -502,6 +506,7 @@ def test_check_command_reports_warnings_without_failing(tmp_path: Path) -> None:
     assert "django_cachewarmers.W001" in out.getvalue() + err.getvalue()
 
 
+@pytest.mark.django_db  # Django 6.1's check command also runs the database checks
 def test_silenced_warning() -> None:
     caches = caches_with(DUMMY)
     warmers = {"w": {**VALID, "cache": "warmed"}}

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
+from django.db import connections
 
 from django_cachewarmers.claims import Claims
 from tests.redis_server import RedisServer
@@ -85,6 +86,8 @@ def test_racing_processes_get_exactly_one_winner(cache_factory: Any) -> None:
             won: bool | str = claims.claim_slot(5.0, now=T0 + 1)
         except Exception as exc:  # the runner treats a failed claim as "not won"
             won = f"error: {exc}"
+        finally:
+            connections.close_all()  # this thread's own connection (database cache)
         with lock:
             wins.append(won)
 

@@ -156,6 +156,7 @@ def test_adaptive_provider_returns_the_trackers_hot_keys() -> None:
             tracker.record_access(key)
     assert AdaptiveKeyProvider(tracker, threshold=5).get_keys() == ["hot", "warm"]
     assert AdaptiveKeyProvider(tracker, threshold=1, limit=1).get_keys() == ["hot"]
+    assert AdaptiveKeyProvider(tracker, threshold=5).top() == [("hot", 10), ("warm", 6)]
     with pytest.raises(ValueError, match="threshold"):
         AdaptiveKeyProvider(tracker, threshold=-1)
 

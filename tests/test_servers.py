@@ -6,6 +6,7 @@ own) and a SQLite file of its own, and reads the results back from Redis and the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -105,7 +106,8 @@ class Project:
     def runs(self) -> list[dict[str, Any]]:
         if not self.db.exists():
             return []
-        with sqlite3.connect(self.db, timeout=30) as conn:
+        # closing(): sqlite3's own context manager commits but never closes the connection.
+        with contextlib.closing(sqlite3.connect(self.db, timeout=30)) as conn:
             conn.row_factory = sqlite3.Row
             try:
                 rows = conn.execute(
@@ -142,7 +144,7 @@ def project(tmp_path: Path, redis_server: RedisServer) -> Iterator[Callable[...,
 
     def make(warmers: dict[str, Any]) -> Project:
         p = Project(tmp_path, redis_server, warmers)
-        migrated = p.manage("migrate", "--noinput")
+        migrated = p.manage("migrate", "--noinput", "--skip-checks")
         assert migrated.returncode == 0, migrated.stderr
         made.append(p)
         return p
@@ -232,6 +234,27 @@ def _started_pids(log: str) -> list[str]:
         for line in log.splitlines()
         if "cache warming started in process" in line
     ]
+
+
+def test_uvicorn_warms_at_start_and_names_an_invalid_warmer_without_a_traceback(
+    project: Any,
+) -> None:
+    bad = {**ITEMS, "loader": "tests.testapp.warming.no_such_loader"}
+    p = project({"items": ITEMS, "bad": bad})
+    port = free_port()
+    server = p.start(
+        PYTHON, "-m", "uvicorn", "tests.asgi:application", "--port", str(port), log="uvicorn.log"
+    )
+    wait_until(lambda: p.warmed("item:0", "item:19"), 60, "uvicorn to warm the cache")
+    runs = wait_until(p.runs, 10, "the startup run to be recorded")
+    assert [(r["warmer"], r["trigger"]) for r in runs] == [("items", "startup")]
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so its exit status shows the signal.
+    assert p.stop(server) in (0, -signal.SIGTERM)
+    log = p.log("uvicorn.log")
+    assert "Finished server process" in log
+    assert "cache warmer 'bad' will not run:" in log
+    assert "no_such_loader" in log
+    assert "Traceback" not in log
 
 
 def test_warm_cache_schedule_stops_on_sigterm_with_exit_0(project: Any) -> None:

@@ -68,8 +68,34 @@ else:
         "default": {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
             "OPTIONS": {"MAX_ENTRIES": 50_000},
+            "TIMEOUT": 600,
         },
     }
+
+# The warmers: one per strategy. `manage.py warm_cache --list` shows them.
+CACHE_WARMERS = {
+    "products": {
+        "keys": "shop.warming.product_keys",
+        "batch_loader": "shop.warming.load_products",
+        "strategy": "scheduled",
+        "refresh_interval": 300,
+        "timeout": 600,
+        "timeout_jitter": 0.1,
+        "batch_size": 500,
+    },
+    "categories": {
+        "keys": "shop.warming.category_keys",
+        "loader": "shop.warming.load_category",
+        "strategy": "eager",
+        "timeout": 3600,
+    },
+    "catalogue_stats": {
+        "keys": "shop.warming.catalogue_stats_keys",
+        "loader": "shop.warming.load_catalogue_stats",
+        "strategy": "lazy",
+        "optional": True,
+    },
+}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True

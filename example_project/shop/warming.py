@@ -1,10 +1,10 @@
-"""The shop's key providers and loaders, referenced from settings by dotted path."""
+"""The shop's key providers and loaders, referenced from CACHE_WARMERS by dotted path."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from shop.models import Product
+from shop.models import Category, Product
 
 
 def product_keys() -> list[str]:
@@ -27,14 +27,21 @@ def load_products(keys: list[str]) -> dict[str, dict[str, Any]]:
     }
 
 
-def ensure_catalogue(n: int = 1000) -> int:
-    """Create a small catalogue if the database has none; return the product count."""
-    from shop.models import Category
+def category_keys() -> list[str]:
+    """Every category's product-list cache key."""
+    return [f"category:{pk}" for pk in Category.objects.values_list("pk", flat=True)]
 
-    if not Product.objects.exists():
-        categories = [Category.objects.get_or_create(name=f"Category {i}")[0] for i in range(10)]
-        Product.objects.bulk_create(
-            Product(category=categories[i % 10], name=f"Product {i}", price_cents=100 + i)
-            for i in range(n)
-        )
-    return Product.objects.count()
+
+def load_category(key: str) -> list[int]:
+    """The ids of a category's products, for its listing page."""
+    pk = int(key.split(":", 1)[1])
+    return list(Product.objects.filter(category_id=pk).values_list("pk", flat=True))
+
+
+def catalogue_stats_keys() -> list[str]:
+    return ["catalogue:stats"]
+
+
+def load_catalogue_stats(key: str) -> dict[str, int]:
+    """An expensive aggregate, warmed only on demand (the lazy warmer)."""
+    return {"products": Product.objects.count(), "categories": Category.objects.count()}
