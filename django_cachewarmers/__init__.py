@@ -9,7 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from django_cachewarmers.config import CACHE_DEFAULT, WarmingConfig, WarmingStrategy
-from django_cachewarmers.loaders import BatchValueLoader, CallableValueLoader, ValueLoader
+from django_cachewarmers.loaders import (
+    NO_STORE,
+    BatchValueLoader,
+    CallableValueLoader,
+    ValueLoader,
+)
 from django_cachewarmers.providers import (
     AdaptiveKeyProvider,
     CallableKeyProvider,
@@ -40,12 +45,29 @@ def get_warmers() -> dict[str, CacheWarmer]:
     return _get_warmers()
 
 
-def warm(name: str, keys: Iterable[Hashable] | None = None, trigger: str = "api") -> WarmingStats:
-    """Warm the declared warmer ``name`` (or only ``keys`` of it) now; record and return the run."""
+def warm(
+    name: str,
+    keys: Iterable[Hashable] | None = None,
+    trigger: str = "api",
+    *,
+    via: str = "local",
+) -> WarmingStats:
+    """Warm the declared warmer ``name`` (or only ``keys`` of it) now; record and return the run.
+
+    ``via="local"`` (the default) warms in this process. ``via="celery"`` fans the keys out over
+    Celery workers in chunks, waits for them and records one run, with trigger "celery" unless
+    another trigger is given (needs ``django-cachewarmers[celery]``; see docs/celery.md).
+    """
     from django_cachewarmers.runner import TRIGGERS, run_warm
 
     if trigger not in TRIGGERS:
         raise ValueError(f"trigger: must be one of {', '.join(TRIGGERS)}, got {trigger!r}")
+    if via == "celery":
+        from django_cachewarmers.distributed import fan_out
+
+        return fan_out(name, keys=keys, trigger="celery" if trigger == "api" else trigger)
+    if via != "local":
+        raise ValueError(f"via: must be 'local' or 'celery', got {via!r}")
     stats = run_warm(name, keys=keys, trigger=trigger)
     assert stats is not None  # only claimed runs can be skipped
     return stats
@@ -60,6 +82,7 @@ def track(key: Hashable, tracker: str = "keys") -> None:
 
 __all__ = [
     "CACHE_DEFAULT",
+    "NO_STORE",
     "AccessTracker",
     "AdaptiveKeyProvider",
     "BatchValueLoader",

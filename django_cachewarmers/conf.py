@@ -19,7 +19,13 @@ __all__ = [
     "DEFAULT_AUTOSTART",
     "DEFAULT_HISTORY_LIMIT",
     "DEFAULT_KEY_PREFIX",
+    "DEFAULT_PERSIST_INTERVAL",
+    "DEFAULT_SNAPSHOT_CACHE",
+    "DEFAULT_SNAPSHOT_INTERVAL",
+    "DEFAULT_SNAPSHOT_SIZE",
     "DEFAULT_STARTUP_WINDOW",
+    "DEFAULT_TRACKER_MAX_KEYS",
+    "DEFAULT_TRACK_SAMPLE_RATE",
     "Settings",
     "conf",
 ]
@@ -28,6 +34,12 @@ DEFAULT_AUTOSTART = True
 DEFAULT_HISTORY_LIMIT = 100
 DEFAULT_STARTUP_WINDOW = 60.0
 DEFAULT_KEY_PREFIX = "django_cachewarmers"
+DEFAULT_TRACKER_MAX_KEYS = 10_000
+DEFAULT_TRACK_SAMPLE_RATE = 1.0
+DEFAULT_SNAPSHOT_CACHE = "default"
+DEFAULT_SNAPSHOT_INTERVAL = 2.0
+DEFAULT_SNAPSHOT_SIZE = 1000
+DEFAULT_PERSIST_INTERVAL = 10.0
 
 
 class Settings:
@@ -61,6 +73,58 @@ class Settings:
     def KEY_PREFIX(self) -> str:
         """``CACHE_WARMERS_KEY_PREFIX``: prefix of the coordination keys this app writes."""
         value: str = getattr(settings, "CACHE_WARMERS_KEY_PREFIX", DEFAULT_KEY_PREFIX)
+        return value
+
+    @property
+    def TRACKER_MAX_KEYS(self) -> int:
+        """``CACHE_WARMERS_TRACKER_MAX_KEYS``: keys each access tracker holds at most."""
+        value: int = getattr(settings, "CACHE_WARMERS_TRACKER_MAX_KEYS", DEFAULT_TRACKER_MAX_KEYS)
+        return value
+
+    @property
+    def TRACK_AUTHENTICATED(self) -> bool:
+        """``CACHE_WARMERS_TRACK_AUTHENTICATED``: also count pages of signed-in users' requests."""
+        value: bool = getattr(settings, "CACHE_WARMERS_TRACK_AUTHENTICATED", False)
+        return value
+
+    @property
+    def TRACK_EXCLUDE(self) -> list[str] | None:
+        """``CACHE_WARMERS_TRACK_EXCLUDE``: paths not counted (None: admin, static and media)."""
+        value: list[str] | None = getattr(settings, "CACHE_WARMERS_TRACK_EXCLUDE", None)
+        return value
+
+    @property
+    def TRACK_SAMPLE_RATE(self) -> float:
+        """``CACHE_WARMERS_TRACK_SAMPLE_RATE``: the share of requests counted (0 to 1)."""
+        value: float = getattr(
+            settings, "CACHE_WARMERS_TRACK_SAMPLE_RATE", DEFAULT_TRACK_SAMPLE_RATE
+        )
+        return value
+
+    @property
+    def SNAPSHOT_CACHE(self) -> str:
+        """``CACHE_WARMERS_SNAPSHOT_CACHE``: the shared cache where processes publish hot keys."""
+        value: str = getattr(settings, "CACHE_WARMERS_SNAPSHOT_CACHE", DEFAULT_SNAPSHOT_CACHE)
+        return value
+
+    @property
+    def SNAPSHOT_INTERVAL(self) -> float:
+        """``CACHE_WARMERS_SNAPSHOT_INTERVAL``: seconds between a process's snapshots (0: off)."""
+        value: float = getattr(
+            settings, "CACHE_WARMERS_SNAPSHOT_INTERVAL", DEFAULT_SNAPSHOT_INTERVAL
+        )
+        return value
+
+    @property
+    def SNAPSHOT_SIZE(self) -> int:
+        """``CACHE_WARMERS_SNAPSHOT_SIZE``: hot keys per published snapshot and persisted set."""
+        value: int = getattr(settings, "CACHE_WARMERS_SNAPSHOT_SIZE", DEFAULT_SNAPSHOT_SIZE)
+        return value
+
+    @property
+    def PERSIST_INTERVAL(self) -> float:
+        """``CACHE_WARMERS_PERSIST_INTERVAL``: seconds between saves of the hot set (0: off)."""
+        value: float = getattr(settings, "CACHE_WARMERS_PERSIST_INTERVAL", DEFAULT_PERSIST_INTERVAL)
         return value
 
 

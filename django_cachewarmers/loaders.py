@@ -6,7 +6,29 @@ import abc
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
+
+
+class _NoStore:
+    """The type of ``NO_STORE``."""
+
+    _instance: _NoStore | None = None
+
+    def __new__(cls) -> _NoStore:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NO_STORE"
+
+    def __reduce__(self) -> str:
+        return "NO_STORE"
+
+
+#: A loader returns this when loading the key warmed the cache by itself (``render_page`` makes
+#: ``cache_page`` store the response): the key counts as warmed and nothing more is written.
+NO_STORE: Final = _NoStore()
 
 
 class ValueLoader(abc.ABC):
@@ -87,3 +109,16 @@ class BatchValueLoader(ValueLoader):
 
     def __repr__(self) -> str:
         return f"BatchValueLoader({getattr(self.batch_func, '__qualname__', self.batch_func)!r})"
+
+
+def render_page(url: str) -> _NoStore:
+    """A loader for page URLs (``"loader": "django_cachewarmers.loaders.render_page"``).
+
+    Renders ``url`` through the project's own request handler (full middleware stack, no network)
+    as an anonymous visitor, so that ``cache_page`` views and the per-site cache store the response
+    under exactly the key a real request looks up. A page that does not answer 2xx is a failed key.
+    """
+    from django_cachewarmers.pages import render  # the Django layer; the core imports no Django
+
+    render(url)
+    return NO_STORE

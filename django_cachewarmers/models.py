@@ -115,3 +115,34 @@ class WarmingRun(models.Model):
     def duration(self) -> timedelta:
         """Wall-clock time from start to finish."""
         return self.finished_at - self.started_at
+
+
+class CacheWarmer(WarmingRun):
+    """The admin's "Cache warmers" overview: a proxy of ``WarmingRun`` with its own admin entry.
+
+    No table of its own; it gives the overview a place in the admin index and its own ``view``
+    permission (``django_cachewarmers.view_cachewarmer``).
+    """
+
+    class Meta:
+        proxy = True
+        verbose_name = _("cache warmer")
+        verbose_name_plural = _("cache warmers")
+
+
+class HotKey(models.Model):
+    """One key of a tracker's persisted hot set: what was hot survives a restart."""
+
+    tracker = models.CharField(_("tracker"), max_length=100)
+    key = models.TextField(_("key"))
+    count = models.FloatField(_("count"))
+    updated_at = models.DateTimeField(_("updated at"))
+
+    class Meta:
+        verbose_name = _("hot key")
+        verbose_name_plural = _("hot keys")
+        indexes = [models.Index(fields=["tracker", "-count"], name="cachewarmers_hotkey_idx")]
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"{self.tracker}: {self.key} ({self.count:g})"

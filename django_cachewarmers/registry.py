@@ -14,14 +14,8 @@ from django.dispatch import receiver
 
 from django_cachewarmers.conf import conf
 from django_cachewarmers.loaders import BatchValueLoader, CallableValueLoader, ValueLoader
-from django_cachewarmers.providers import (
-    AdaptiveKeyProvider,
-    CallableKeyProvider,
-    KeyProvider,
-    StaticKeyProvider,
-)
+from django_cachewarmers.providers import CallableKeyProvider, KeyProvider, StaticKeyProvider
 from django_cachewarmers.spec import AdaptiveKeys, WarmerSpec, get_specs, parse_warmer
-from django_cachewarmers.trackers import get_tracker
 from django_cachewarmers.warmer import CacheWarmer
 
 
@@ -46,8 +40,9 @@ def build_warmer(spec: WarmerSpec) -> CacheWarmer:
     """A ``CacheWarmer`` for one parsed warmer spec, with its own connection to its cache."""
     provider: KeyProvider
     if isinstance(spec.keys, AdaptiveKeys):
-        tracker = get_tracker(spec.keys.tracker)
-        provider = AdaptiveKeyProvider(tracker, spec.keys.threshold, spec.keys.limit)
+        from django_cachewarmers.hotkeys import ClusterKeyProvider
+
+        provider = ClusterKeyProvider(spec.keys.tracker, spec.keys.threshold, spec.keys.limit)
     elif callable(spec.keys):
         provider = CallableKeyProvider(spec.keys)
     else:

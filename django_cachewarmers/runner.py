@@ -1,7 +1,8 @@
 """The one place a configured warmer is run: claim (when asked), warm, record, signal.
 
 The management command, the scheduler, startup warming, the admin and the public ``warm()`` API all
-call ``run_warm``; there is no second copy of "warm and record".
+call ``run_warm``; a Celery fan-out (``django_cachewarmers.distributed``) shares its
+``record_and_signal``: there is no second copy of "warm and record".
 """
 
 from __future__ import annotations
@@ -96,12 +97,30 @@ def _warm_and_record(
     trigger: Trigger,
     progress: Callable[[int, int], object] | None,
 ) -> WarmingStats:
+    requested = None if keys is None else list(keys)
+    return record_and_signal(
+        name, warmer, trigger, requested, lambda: warmer.warm(requested, progress=progress)
+    )
+
+
+def record_and_signal(
+    name: str,
+    warmer: CacheWarmer,
+    trigger: Trigger,
+    keys: list[Hashable] | None,
+    work: Callable[[], WarmingStats],
+) -> WarmingStats:
+    """Signal ``warming_started``, run ``work``, record its stats, signal ``warming_finished``.
+
+    Shared by every way of running a configured warmer: in this process (``run_warm``) and fanned
+    out over Celery workers (``django_cachewarmers.distributed``). ``keys`` is what the signal
+    reports: the requested keys, or None for the warmer's own keys.
+    """
     from django_cachewarmers.history import record_run
 
-    requested = None if keys is None else list(keys)
-    _send(warming_started, warmer, name=name, trigger=trigger, keys=requested)
+    _send(warming_started, warmer, name=name, trigger=trigger, keys=keys)
     started_at = timezone.now()
-    stats = warmer.warm(requested, progress=progress)
+    stats = work()
     run = record_run(name, trigger, started_at, stats, finished_at=timezone.now())
     _send(warming_finished, warmer, name=name, trigger=trigger, stats=stats, run=run)
     return stats

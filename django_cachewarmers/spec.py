@@ -62,6 +62,14 @@ CHECK_IDS: Final[dict[str, str]] = {
     "django_cachewarmers.E016": "CACHE_WARMERS_KEY_PREFIX is not a non-empty string without "
     "whitespace.",
     "django_cachewarmers.E017": "The setting could not be validated at all.",
+    "django_cachewarmers.E018": "CACHE_WARMERS_TRACKER_MAX_KEYS is not an integer >= 1.",
+    "django_cachewarmers.E019": "CACHE_WARMERS_TRACK_AUTHENTICATED is not a bool.",
+    "django_cachewarmers.E020": "CACHE_WARMERS_TRACK_EXCLUDE is not a list of valid regexes.",
+    "django_cachewarmers.E021": "CACHE_WARMERS_TRACK_SAMPLE_RATE is not a number from 0 to 1.",
+    "django_cachewarmers.E022": "CACHE_WARMERS_SNAPSHOT_CACHE is not an alias in CACHES.",
+    "django_cachewarmers.E023": "CACHE_WARMERS_SNAPSHOT_INTERVAL or CACHE_WARMERS_PERSIST_INTERVAL "
+    "is not a number >= 0.",
+    "django_cachewarmers.E024": "CACHE_WARMERS_SNAPSHOT_SIZE is not an integer >= 1.",
     "django_cachewarmers.W001": "A scheduled or adaptive warmer uses a FileBasedCache, which "
     "cannot coordinate processes.",
     "django_cachewarmers.W002": "A warmer uses a DummyCache, which stores nothing.",
@@ -237,8 +245,100 @@ def validate_app_settings() -> list[checks.CheckMessage]:
                     "(default 'django_cachewarmers'); Memcached rejects keys with whitespace.",
                 )
             )
+        messages.extend(_tracking_problems())
     except Exception as exc:
         messages.append(_internal_error("CACHE_WARMERS_*", exc))
+    return messages
+
+
+def _tracking_problems() -> list[checks.CheckMessage]:
+    """Problems of the access-tracking, snapshot and persistence settings."""
+    messages: list[checks.CheckMessage] = []
+    max_keys: object = conf.TRACKER_MAX_KEYS
+    if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
+        messages.append(
+            _error(
+                18,
+                f"CACHE_WARMERS_TRACKER_MAX_KEYS: must be an integer >= 1, "
+                f"got {_describe(max_keys)}.",
+                "It bounds the memory of each access tracker (default 10000).",
+            )
+        )
+    authenticated: object = conf.TRACK_AUTHENTICATED
+    if not isinstance(authenticated, bool):
+        messages.append(
+            _error(
+                19,
+                f"CACHE_WARMERS_TRACK_AUTHENTICATED: must be True or False, "
+                f"got {_describe(authenticated)}.",
+                "Signed-in users' pages are personal: they are not counted by default.",
+            )
+        )
+    exclude: object = conf.TRACK_EXCLUDE
+    if exclude is not None:
+        problem = None
+        if not isinstance(exclude, (list, tuple)) or not all(isinstance(p, str) for p in exclude):
+            problem = f"must be a list of regular expressions, got {_describe(exclude)}"
+        else:
+            for pattern in exclude:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    problem = f"{pattern!r} is not a valid regular expression ({exc})"
+                    break
+        if problem:
+            messages.append(
+                _error(
+                    20,
+                    f"CACHE_WARMERS_TRACK_EXCLUDE: {problem}.",
+                    "Give path regexes such as [r'^/admin/', r'^/static/'], or None for the "
+                    "default (the admin, STATIC_URL and MEDIA_URL).",
+                )
+            )
+    rate: object = conf.TRACK_SAMPLE_RATE
+    if _number_problem(rate, positive=False) or (isinstance(rate, (int, float)) and rate > 1):
+        messages.append(
+            _error(
+                21,
+                f"CACHE_WARMERS_TRACK_SAMPLE_RATE: must be a number from 0 to 1, "
+                f"got {_describe(rate)}.",
+                "It is the share of requests the middleware counts (default 1.0: all).",
+            )
+        )
+    alias: object = conf.SNAPSHOT_CACHE
+    caches_setting = getattr(settings, "CACHES", {})
+    # Only when set: a missing "default" cache is Django's own error (caches.E001).
+    explicit = hasattr(settings, "CACHE_WARMERS_SNAPSHOT_CACHE")
+    if explicit and (not isinstance(alias, str) or alias not in caches_setting):
+        messages.append(
+            _error(
+                22,
+                f"CACHE_WARMERS_SNAPSHOT_CACHE: unknown cache alias {_describe(alias)}.",
+                "Use the alias of a cache all server processes share "
+                f"(one of: {', '.join(map(repr, caches_setting))}).",
+            )
+        )
+    for setting, value in (
+        ("CACHE_WARMERS_SNAPSHOT_INTERVAL", conf.SNAPSHOT_INTERVAL),
+        ("CACHE_WARMERS_PERSIST_INTERVAL", conf.PERSIST_INTERVAL),
+    ):
+        if _number_problem(value, positive=False):
+            messages.append(
+                _error(
+                    23,
+                    f"{setting}: must be a finite number of seconds >= 0, got {_describe(value)}.",
+                    "0 turns it off.",
+                )
+            )
+    size: object = conf.SNAPSHOT_SIZE
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        messages.append(
+            _error(
+                24,
+                f"CACHE_WARMERS_SNAPSHOT_SIZE: must be an integer >= 1, got {_describe(size)}.",
+                "It is how many hot keys a process publishes and the hot set keeps (default 1000).",
+            )
+        )
     return messages
 
 

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
 
 from django_cachewarmers.config import CACHE_DEFAULT, WarmingConfig
-from django_cachewarmers.loaders import BatchValueLoader, ValueLoader
+from django_cachewarmers.loaders import NO_STORE, BatchValueLoader, ValueLoader
 from django_cachewarmers.providers import KeyProvider
 from django_cachewarmers.stats import WarmingStats
 
@@ -671,6 +671,12 @@ class _Collector:
         if not self.pending:
             return
         values, self.pending = self.pending, {}
+        for key in [k for k, v in values.items() if v is NO_STORE]:
+            del values[key]  # the loader warmed it itself: nothing to write
+            self.finished.add(key)
+            self.stats.keys_warmed += 1
+        if not values:
+            return
         if self.write_failed:
             for key in values:
                 self._fail(key, "not written: the cache was unavailable earlier in this run")

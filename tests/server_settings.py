@@ -29,6 +29,21 @@ CACHES = {
 
 CACHE_WARMERS = json.loads(os.environ.get("CW_WARMERS", "{}"))
 
+TRACKING = "django_cachewarmers.middleware.AccessTrackingMiddleware"
+if os.environ.get("CW_MIDDLEWARE") == "tracking":
+    MIDDLEWARE = [TRACKING, *MIDDLEWARE]  # noqa: F405
+elif os.environ.get("CW_MIDDLEWARE") == "site-cache":
+    MIDDLEWARE = [
+        "django.middleware.cache.UpdateCacheMiddleware",
+        TRACKING,
+        *MIDDLEWARE,
+        "django.middleware.cache.FetchFromCacheMiddleware",
+    ]
+    CACHE_MIDDLEWARE_SECONDS = 300
+
+CACHE_WARMERS_SNAPSHOT_INTERVAL = float(os.environ.get("CW_SNAPSHOT_INTERVAL", "2"))
+CACHE_WARMERS_PERSIST_INTERVAL = float(os.environ.get("CW_PERSIST_INTERVAL", "10"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

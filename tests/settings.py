@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -55,7 +57,8 @@ DATABASES = {
         "NAME": BASE_DIR / "test.sqlite3",
         # A file, not SQLite's in-memory database: Django never closes in-memory connections, so
         # each thread's would be left for the garbage collector (a ResourceWarning on 3.13).
-        "TEST": {"NAME": BASE_DIR / "test-db.sqlite3"},
+        # One file per test process, so that concurrent runs never share it.
+        "TEST": {"NAME": Path(tempfile.gettempdir()) / f"cachewarmers-test-{os.getpid()}.sqlite3"},
         "OPTIONS": {"timeout": 30},
     },
 }

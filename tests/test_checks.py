@@ -339,6 +339,18 @@ def test_valid_settings_have_no_messages() -> None:
         ("E016", "CACHE_WARMERS_KEY_PREFIX", "", "cw"),
         ("E016", "CACHE_WARMERS_KEY_PREFIX", "my prefix", "my:prefix"),
         ("E016", "CACHE_WARMERS_KEY_PREFIX", None, "x"),
+        ("E018", "CACHE_WARMERS_TRACKER_MAX_KEYS", 0, 500),
+        ("E018", "CACHE_WARMERS_TRACKER_MAX_KEYS", "1000", 1000),
+        ("E019", "CACHE_WARMERS_TRACK_AUTHENTICATED", "no", True),
+        ("E020", "CACHE_WARMERS_TRACK_EXCLUDE", r"^/admin/", [r"^/admin/"]),
+        ("E020", "CACHE_WARMERS_TRACK_EXCLUDE", ["^/admin/("], None),
+        ("E020", "CACHE_WARMERS_TRACK_EXCLUDE", [5], []),
+        ("E021", "CACHE_WARMERS_TRACK_SAMPLE_RATE", 1.5, 0.25),
+        ("E021", "CACHE_WARMERS_TRACK_SAMPLE_RATE", -0.1, 0),
+        ("E022", "CACHE_WARMERS_SNAPSHOT_CACHE", "nope", "db"),
+        ("E023", "CACHE_WARMERS_SNAPSHOT_INTERVAL", -1, 0),
+        ("E023", "CACHE_WARMERS_PERSIST_INTERVAL", "10", 5.5),
+        ("E024", "CACHE_WARMERS_SNAPSHOT_SIZE", 0, 10),
     ],
 )
 def test_app_settings(code: str, setting: str, bad: object, good: object) -> None:
@@ -521,7 +533,18 @@ def test_silenced_warning() -> None:
 
 def test_every_id_is_tested_and_documented() -> None:
     tested = {PREFIX + case[0] for case in CASES} | {
-        PREFIX + c for c in ("E009", "E013", "E014", "E015", "E016", "E017", "W001", "W002")
+        PREFIX + c
+        for c in (
+            "E009",
+            "E013",
+            "E014",
+            "E015",
+            "E016",
+            "E017",
+            "W001",
+            "W002",
+            *(f"E0{n}" for n in range(18, 25)),
+        )
     }
     assert tested == set(CHECK_IDS)
     docs = (DOCS / "checks.md").read_text(encoding="utf-8")

@@ -6,27 +6,18 @@ own) and a SQLite file of its own, and reads the results back from Redis and the
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
-import sqlite3
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.cache.backends.redis import RedisCache
 
+from tests.processes import PYTHON, Project, wait_until
 from tests.redis_server import RedisServer, free_port
-
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
 
 pytestmark = pytest.mark.slow
 
@@ -41,101 +32,6 @@ TICKER = {
     "strategy": "scheduled",
     "refresh_interval": 1,
 }
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-class Project:
-    """One test's server environment: settings via CW_* variables, its DB file, its key prefix."""
-
-    def __init__(self, tmp_path: Path, redis_server: RedisServer, warmers: dict[str, Any]) -> None:
-        self.tmp_path = tmp_path
-        self.db = tmp_path / "db.sqlite3"
-        self.prefix = f"t{uuid.uuid4().hex[:10]}"
-        self.redis_url = f"{redis_server.url}/3"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-        self.env.update(
-            DJANGO_SETTINGS_MODULE="tests.server_settings",
-            CW_DB=str(self.db),
-            CW_REDIS_URL=self.redis_url,
-            CW_KEY_PREFIX=self.prefix,
-            CW_WARMERS=json.dumps(warmers),
-            PYTHONPATH=str(ROOT),
-            PYTHONUNBUFFERED="1",
-        )
-        self.cache = RedisCache(self.redis_url, {"KEY_PREFIX": self.prefix})
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def manage(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [PYTHON, "-m", "django", *args],
-            env=self.env,
-            cwd=self.tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    def start(self, *argv: str, log: str) -> subprocess.Popen[bytes]:
-        out = open(self.tmp_path / log, "wb")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(
-            argv,
-            env=self.env,
-            cwd=self.tmp_path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: runserver's child, gunicorn's workers
-        )
-        out.close()
-        self.processes.append(process)
-        return process
-
-    def log(self, name: str) -> str:
-        return (self.tmp_path / name).read_text(errors="replace")
-
-    def runs(self) -> list[dict[str, Any]]:
-        if not self.db.exists():
-            return []
-        # closing(): sqlite3's own context manager commits but never closes the connection.
-        with contextlib.closing(sqlite3.connect(self.db, timeout=30)) as conn:
-            conn.row_factory = sqlite3.Row
-            try:
-                rows = conn.execute(
-                    "SELECT warmer, trigger, started_at, keys_warmed, keys_failed, pid "
-                    "FROM django_cachewarmers_warmingrun ORDER BY started_at"
-                ).fetchall()
-            except sqlite3.OperationalError:
-                return []
-        return [dict(row) for row in rows]
-
-    def warmed(self, *keys: str) -> bool:
-        return all(self.cache.get(key) == f"value of {key}" for key in keys)
-
-    def stop(self, process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
-        if process.poll() is None:
-            os.killpg(process.pid, sig)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
-        return process.returncode
-
-    def cleanup(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                self.stop(process, signal.SIGKILL)
-        self.cache.close()
 
 
 @pytest.fixture

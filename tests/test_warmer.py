@@ -607,3 +607,15 @@ def test_progress_reports_done_and_total() -> None:
     assert all(t == 3000 for _, t in seen)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert seen[-1] == (3000, 3000)
+
+
+def test_no_store_counts_as_warmed_and_writes_nothing() -> None:
+    from django_cachewarmers import NO_STORE
+
+    cache = RecordingCache(caches["default"])
+    caches["default"].clear()
+    loader = CallableValueLoader(lambda k: NO_STORE if k.endswith("1") else value_of(k))
+    stats = make_warmer(cache, keys=["k1", "k2", "k11"], loader=loader).warm()
+    assert (stats.keys_warmed, stats.keys_failed) == (3, 0)
+    assert [written for written, _ in cache.set_many_calls] == [["k2"]]
+    assert caches["default"].get("k1") is None

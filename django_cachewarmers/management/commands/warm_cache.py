@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -72,6 +75,40 @@ class Command(BaseCommand):
                 "until SIGINT/SIGTERM (for one dedicated scheduler process)"
             ),
         )
+        celery = parser.add_argument_group(
+            "Celery", "fan the keys out over Celery workers (needs django-cachewarmers[celery])"
+        )
+        celery.add_argument(
+            "--celery",
+            action="store_true",
+            help=(
+                "warm on Celery workers: send the keys in chunks, wait for them and record one run "
+                "per warmer (trigger 'celery'); without NAME, every warmer in turn"
+            ),
+        )
+        celery.add_argument(
+            "--chunk-size",
+            type=_positive_int,
+            metavar="N",
+            help="keys per Celery task (default: the warmer's batch_size x 10)",
+        )
+        celery.add_argument(
+            "--timeout",
+            type=_positive_seconds,
+            metavar="SECONDS",
+            help=(
+                "wait this long for the chunks; keys of a chunk not back by then count as failed "
+                "(default: the longer of 600 s and 2 x the warmer's warmup_timeout)"
+            ),
+        )
+        celery.add_argument(
+            "--celery-app",
+            metavar="APP",
+            help=(
+                "the Celery app, as for `celery -A` (default: $CELERY_APP, else the app your "
+                "project's celery.py creates)"
+            ),
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         selected: list[str] = options["names"]
@@ -86,6 +123,7 @@ class Command(BaseCommand):
             )
         if options["keys"] is not None and (options["list"] or options["schedule"]):
             raise CommandError("--keys goes with a warm or --dry-run, not --list or --schedule.")
+        self.check_celery_options(options, modes)
         known = names()
         for name in selected:
             if name not in known:
@@ -108,22 +146,47 @@ class Command(BaseCommand):
         except (UnknownWarmer, ImproperlyConfigured) as exc:
             raise CommandError(f"cache warmer {name!r} is not usable: {exc}") from exc
 
-    def warm(self, targets: list[str], options: dict[str, Any]) -> None:
-        from django_cachewarmers.runner import run_warm
+    def check_celery_options(self, options: dict[str, Any], modes: list[str]) -> None:
+        celery_only = [
+            flag
+            for flag in ("chunk_size", "timeout", "celery_app")
+            if options.get(flag) is not None
+        ]
+        if not options.get("celery"):
+            if celery_only:
+                flags = ", ".join("--" + f.replace("_", "-") for f in celery_only)
+                raise CommandError(f"{flags} only go with --celery.")
+            return
+        if modes:
+            flags = " and ".join("--" + m.replace("_", "-") for m in modes)
+            raise CommandError(f"--celery cannot be combined with {flags}.")
+        from django_cachewarmers.distributed import CeleryUnavailable, require_celery
 
+        try:
+            require_celery()
+        except CeleryUnavailable as exc:
+            raise CommandError(f"--celery: {exc}") from exc
+
+    def warm(self, targets: list[str], options: dict[str, Any]) -> None:
         if not targets:
             self.stderr.write("No cache warmers are configured (CACHE_WARMERS is empty).")
             return
         show_progress = (
             not options["no_progress"] and _isatty(self.stderr) and options["verbosity"] > 0
         )
+        run = self._celery_runner(options) if options.get("celery") else _local_runner
         results: dict[str, WarmingStats] = {}
         failed_required: list[str] = []
+        busy: list[str] = []
         for name in targets:
             spec, _ = self._entry(name)
             bar = ProgressBar(self.stderr, name) if show_progress else None
             try:
-                stats = run_warm(name, keys=options["keys"], trigger="command", progress=bar)
+                stats = run(name, options["keys"], bar)
+            except _Busy as exc:
+                busy.append(name)
+                self.stderr.write(self.style.ERROR(str(exc)))
+                continue
             finally:
                 if bar is not None:
                     bar.close()
@@ -139,10 +202,44 @@ class Command(BaseCommand):
                     self.stderr.write(f"  {stats.run_error}")
         if options["json"]:
             self.stdout.write(json.dumps({n: _stats_json(s) for n, s in results.items()}))
+        problems = []
         if failed_required:
-            raise CommandError(
-                f"keys failed in required warmer(s): {', '.join(failed_required)}", returncode=1
-            )
+            problems.append(f"keys failed in required warmer(s): {', '.join(failed_required)}")
+        if busy:
+            problems.append(f"already being warmed elsewhere, not run: {', '.join(busy)}")
+        if problems:
+            raise CommandError("; ".join(problems), returncode=1)
+
+    def _celery_runner(self, options: dict[str, Any]) -> _Runner:
+        from django_cachewarmers.distributed import (
+            CeleryUnavailable,
+            UnsendableKeys,
+            WarmerBusy,
+            fan_out,
+            resolve_app,
+        )
+
+        try:
+            app = resolve_app(options.get("celery_app"))
+        except CeleryUnavailable as exc:
+            raise CommandError(f"--celery: {exc}") from exc
+
+        def run(name: str, keys: list[str] | None, bar: ProgressBar | None) -> WarmingStats | None:
+            try:
+                return fan_out(
+                    name,
+                    keys=keys,
+                    chunk_size=options.get("chunk_size"),
+                    timeout=options.get("timeout"),
+                    progress=bar,
+                    app=app,
+                )
+            except WarmerBusy as exc:
+                raise _Busy(str(exc)) from exc
+            except (CeleryUnavailable, UnsendableKeys) as exc:
+                raise CommandError(f"--celery: {exc}") from exc
+
+        return run
 
     def _summary(self, name: str, stats: WarmingStats, *, optional: bool) -> str:
         line = (
@@ -237,6 +334,41 @@ class Command(BaseCommand):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         self.stdout.write("Scheduler stopped.")
+
+
+_Runner = Callable[[str, "list[str] | None", "ProgressBar | None"], "WarmingStats | None"]
+
+
+class _Busy(Exception):
+    """Another run of the warmer holds its running mark (only with --celery)."""
+
+
+def _local_runner(
+    name: str, keys: list[str] | None, bar: ProgressBar | None
+) -> WarmingStats | None:
+    from django_cachewarmers.runner import run_warm
+
+    return run_warm(name, keys=keys, trigger="command", progress=bar)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
 
 
 def _isatty(stream: Any) -> bool:

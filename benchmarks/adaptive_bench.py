@@ -1,0 +1,186 @@
+"""Access tracking and adaptive warming: middleware overhead and the cold-start hit rate.
+
+Both measured through Django's own WSGI handler with a typical middleware stack, side by side in one
+run. Needs ``configure_django()`` of ``benchmarks.__main__`` (it sets this module as ROOT_URLCONF).
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import sys
+import time
+from collections import Counter
+from itertools import accumulate
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.urls import path
+from django.views.decorators.cache import cache_page
+
+EXECUTED: Counter[str] = Counter()
+
+
+def trivial(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok")
+
+
+@cache_page(3600)
+def page(request: HttpRequest, pk: int) -> HttpResponse:
+    EXECUTED[str(pk)] += 1
+    return HttpResponse(f"page {pk}")
+
+
+urlpatterns = [path("trivial/", trivial), path("pages/<int:pk>/", page)]
+
+TRACKING = "django_cachewarmers.middleware.AccessTrackingMiddleware"
+PASS_THROUGH = "benchmarks.adaptive_bench.PassThroughMiddleware"
+
+
+class PassThroughMiddleware:
+    """A middleware that does nothing: the cost any middleware adds to Django's chain."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> Any:
+        return self.get_response(request)
+
+
+STACK = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+
+def _environ(path_info: str) -> dict[str, Any]:
+    return {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path_info,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "testserver",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+
+
+def _handler(middleware: list[str]) -> Any:
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.test.utils import override_settings
+
+    with override_settings(MIDDLEWARE=middleware):
+        return WSGIHandler()  # middleware is loaded when the handler is built
+
+
+def _request(handler: Any, path_info: str) -> str:
+    status: list[str] = []
+    body = handler(_environ(path_info), lambda s, h, e=None: status.append(s))
+    for _ in body:
+        pass
+    body.close()
+    return status[0]
+
+
+def middleware_overhead(requests: int = 20_000, repeat: int = 5) -> dict[str, str]:
+    """Requests/s of a trivial view with and without the middleware (alternating, best of n)."""
+    from django_cachewarmers import trackers
+
+    handlers = {
+        "without": _handler(STACK),
+        "pass-through": _handler([PASS_THROUGH, *STACK]),
+        "with": _handler([TRACKING, *STACK]),
+    }
+    best = dict.fromkeys(handlers, 0.0)
+    for _ in range(repeat):
+        for label, handler in handlers.items():
+            start = time.perf_counter()
+            for _ in range(requests):
+                _request(handler, "/trivial/")
+            best[label] = max(best[label], requests / (time.perf_counter() - start))
+    counted = trackers.get_tracker("pages").get_access_count("http://testserver/trivial/")
+    assert counted > 0, "the middleware counted nothing: the benchmark measured the wrong thing"
+    overhead = 1 - best["with"] / best["without"]
+    layer = 1 - best["pass-through"] / best["without"]
+    return {
+        "benchmark": "middleware: trivial view through Django's handler (req/s)",
+        "ours": f"{best['with']:,.0f} with AccessTrackingMiddleware",
+        "baseline": (
+            f"{best['without']:,.0f} without ({best['pass-through']:,.0f} with a "
+            f"pass-through middleware: {layer:.1%})"
+        ),
+        "ratio": f"{best['with'] / best['without']:.3f}x ({overhead:.1%} overhead)",
+    }
+
+
+def _zipf_paths(n: int, pages: int, rng: random.Random) -> list[str]:
+    weights = list(accumulate(1 / (rank**1.1) for rank in range(1, pages + 1)))
+    return [f"/pages/{pk}/" for pk in rng.choices(range(1, pages + 1), cum_weights=weights, k=n)]
+
+
+def cold_start_hit_rate(
+    pages: int = 1000, before: int = 20_000, after: int = 1000
+) -> dict[str, str]:
+    """Hit rate of the first requests after a restart with an empty cache: adaptive vs not."""
+    from django.core.cache import caches
+    from django.test.utils import override_settings
+
+    from django_cachewarmers import hotkeys, trackers
+    from django_cachewarmers.runner import run_warm
+
+    rng = random.Random(2024)
+    handler = _handler([TRACKING, *STACK])
+    warmers = {
+        "hot_pages": {
+            "keys": {"adaptive": {"tracker": "pages", "threshold": 2, "limit": pages}},
+            "loader": "django_cachewarmers.loaders.render_page",
+            "strategy": "adaptive",
+        }
+    }
+    # Yesterday's traffic, seen by the middleware, and the hot set saved at shutdown.
+    for path_info in _zipf_paths(before, pages, rng):
+        _request(handler, path_info)
+    hotkeys.persist("pages", claim=False)
+    replay = _zipf_paths(after, pages, rng)
+
+    def hit_rate(warm_on_start: bool) -> tuple[float, int]:
+        caches["default"].clear()  # the restart: an empty cache ...
+        trackers.reset()  # ... and processes that have seen nothing yet
+        warmed = 0
+        if warm_on_start:
+            with override_settings(CACHE_WARMERS=warmers):
+                stats = run_warm("hot_pages", trigger="startup")
+                assert stats is not None
+                warmed = stats.keys_warmed
+        EXECUTED.clear()
+        for path_info in replay:
+            _request(handler, path_info)
+        misses = sum(EXECUTED.values())
+        return 1 - misses / len(replay), warmed
+
+    cold, _ = hit_rate(warm_on_start=False)
+    warm, warmed = hit_rate(warm_on_start=True)
+    return {
+        "benchmark": f"cold start: hit rate, first {after:,} Zipf(1.1) requests ({pages:,} pages)",
+        "ours": f"{warm:.1%} with adaptive warm-on-start ({warmed} pages warmed)",
+        "baseline": f"{cold:.1%} without",
+        "ratio": f"+{(warm - cold) * 100:.1f} points",
+    }
+
+
+def run() -> list[dict[str, str]]:
+    """Both rows, measured in this process."""
+    return [middleware_overhead(), cold_start_hit_rate()]

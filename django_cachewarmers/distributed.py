@@ -1,0 +1,448 @@
+"""Warming on Celery: fan one warm out over worker processes, record it as one run.
+
+``fan_out(name)`` resolves the warmer's keys once, splits them into chunks, sends the chunks as
+one Celery group of ``django_cachewarmers.tasks.warm_chunk`` tasks, waits for them (up to a
+timeout) and records a single ``WarmingRun`` (trigger ``celery``) whose numbers are the sums of
+the chunks. ``warm_chunk`` (run by a worker) warms one chunk with the warmer the worker builds
+from its own settings.
+
+Guarantees:
+
+- Once per cluster: the fan-out holds the warmer's running mark (``Claims.acquire_running``) in
+  the warmer's cache while it is in flight, so two fan-outs, or a fan-out and a scheduled run, of
+  one warmer never overlap. A second one fails at once with ``WarmerBusy``.
+- At-least-once chunks, each key counted once: the chunk task is ``acks_late`` with
+  ``reject_on_worker_lost``, so a chunk whose worker dies is delivered again. Keys are
+  de-duplicated before chunking, so each key is in exactly one chunk, and the fan-out takes one
+  result per chunk however often the chunk ran. Warming a key twice writes the same value twice.
+
+Nothing here imports Celery until a fan-out (or ``resolve_app``) is actually used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from django_cachewarmers import claims as _claims
+from django_cachewarmers.claims import Claims
+from django_cachewarmers.registry import UnknownWarmer, get_entry
+from django_cachewarmers.runner import RUNNING_MARK_MARGIN_S, Trigger, record_and_signal
+from django_cachewarmers.stats import WarmingStats
+
+__all__ = [
+    "CHUNK_FACTOR",
+    "CHUNK_TASK",
+    "INSTALL_HINT",
+    "MIN_TIMEOUT_S",
+    "WARMER_TASK",
+    "CeleryUnavailable",
+    "UnsendableKeys",
+    "WarmerBusy",
+    "default_chunk_size",
+    "default_timeout",
+    "fan_out",
+    "require_celery",
+    "resolve_app",
+    "warm_chunk",
+]
+
+logger = logging.getLogger("django_cachewarmers")
+
+#: Registered names of the tasks in ``django_cachewarmers.tasks``.
+CHUNK_TASK = "django_cachewarmers.tasks.warm_chunk"
+WARMER_TASK = "django_cachewarmers.tasks.warm_warmer"
+
+#: Default chunk size: the warmer's ``batch_size`` times this.
+CHUNK_FACTOR = 10
+#: Default wait: the longer of this and ``TIMEOUT_FACTOR`` x the warmer's ``warmup_timeout``.
+MIN_TIMEOUT_S = 600.0
+TIMEOUT_FACTOR = 2.0
+
+INSTALL_HINT = "install django-cachewarmers[celery] (pip install 'django-cachewarmers[celery]')"
+
+#: Key types that survive a JSON round trip unchanged (tuples come back as lists, so they don't).
+_JSON_KEY_TYPES = (str, int, float, bool, type(None))
+
+
+class CeleryUnavailable(ImproperlyConfigured):
+    """Celery is not installed, or no usable Celery app is configured in this process."""
+
+
+class WarmerBusy(RuntimeError):
+    """Another run of the warmer (a fan-out or a scheduled run) holds its running mark."""
+
+
+class UnsendableKeys(TypeError):
+    """A key cannot be sent to a worker as JSON."""
+
+
+# -- Celery app --------------------------------------------------------------------------------
+
+
+def require_celery() -> None:
+    """Raise ``CeleryUnavailable`` (naming the extra to install) if Celery cannot be imported."""
+    try:
+        import celery  # noqa: F401
+    except ImportError as exc:
+        raise CeleryUnavailable(f"Celery is not installed: {INSTALL_HINT}.") from exc
+
+
+def resolve_app(app: Any = None) -> Any:
+    """The Celery app to send chunks with.
+
+    ``app`` may be a ``Celery`` instance or a name as for ``celery -A`` ("proj", "proj.celery:app").
+    Without one: ``$CELERY_APP``, else the app the project's ``celery.py`` created (Celery's Django
+    guide imports it from the project package, so it exists once settings are loaded). Celery's
+    own fallback app (which would talk to a broker on localhost) is never used.
+    """
+    require_celery()
+    from celery import Celery
+
+    if isinstance(app, Celery):
+        return app
+    name = app if isinstance(app, str) and app else os.environ.get("CELERY_APP", "")
+    if name:
+        from celery.app.utils import find_app
+
+        try:
+            found = find_app(name)
+        except Exception as exc:
+            raise CeleryUnavailable(
+                f"cannot load the Celery app {name!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(found, Celery):
+            raise CeleryUnavailable(f"{name!r} is {type(found).__name__}, not a Celery app.")
+        return found
+    from celery import _state
+
+    current = _state.get_current_app()
+    if not _is_fallback(current):
+        return current
+    # The current app is thread-local: a request thread sees Celery's fallback even though the
+    # project made its app at import. Use the one app the process made, if there is just one.
+    made = [a for a in list(_state._apps) if not _is_fallback(a)]
+    if len(made) == 1:
+        return made[0]
+    found_what = "several Celery apps" if made else "no Celery app"
+    raise CeleryUnavailable(
+        f"{found_what} in this process: import your project's Celery app in the project "
+        "package's __init__.py (see Celery's 'First steps with Django'), or name it with "
+        "--celery-app / the CELERY_APP environment variable (e.g. 'proj.celery:app')."
+    )
+
+
+def _is_fallback(app: Any) -> bool:
+    return getattr(app, "main", None) == "default" and not getattr(app, "set_as_current", True)
+
+
+# -- defaults ----------------------------------------------------------------------------------
+
+
+def default_chunk_size(batch_size: int) -> int:
+    """Keys per chunk when none is given: ``CHUNK_FACTOR`` batches."""
+    return max(1, batch_size * CHUNK_FACTOR)
+
+
+def default_timeout(warmup_timeout_s: float) -> float:
+    """Seconds to wait for the chunks when no timeout is given."""
+    return max(MIN_TIMEOUT_S, TIMEOUT_FACTOR * warmup_timeout_s)
+
+
+def check_keys(name: str, keys: Iterable[Any]) -> None:
+    """Raise ``UnsendableKeys`` if a key would not come back from JSON as the same key."""
+    for key in keys:
+        if not isinstance(key, _JSON_KEY_TYPES) or (
+            isinstance(key, float) and not math.isfinite(key)
+        ):
+            raise UnsendableKeys(
+                f"cache warmer {name!r}: key {key!r} ({type(key).__name__}) cannot be sent to "
+                "Celery workers: keys must be JSON-serializable as themselves (str, int, finite "
+                "float, bool or None). Use string keys, or warm this warmer without Celery."
+            )
+
+
+# -- the fan-out (in the process that asks) ----------------------------------------------------
+
+
+def fan_out(
+    name: str,
+    *,
+    keys: Iterable[Hashable] | None = None,
+    chunk_size: int | None = None,
+    timeout: float | None = None,
+    trigger: Trigger = "celery",
+    progress: Callable[[int, int], object] | None = None,
+    app: Any = None,
+) -> WarmingStats:
+    """Warm the configured warmer ``name`` on Celery workers and record one run; its stats.
+
+    ``keys`` (default: the warmer's own keys, resolved here once) are de-duplicated and split
+    into chunks of ``chunk_size`` (default: ``batch_size`` x 10) keys, sent as one group. This
+    waits up to ``timeout`` seconds (default: the longer of 600 s and 2 x ``warmup_timeout``); a
+    chunk that has not returned by then counts its keys as failed. ``progress(done, total)`` is
+    called with key counts as chunks return.
+
+    Raises ``UnknownWarmer`` / ``ImproperlyConfigured`` for a bad warmer, ``CeleryUnavailable``
+    without Celery or a Celery app (or without a result backend), ``WarmerBusy`` when another run
+    of the warmer is in flight, ``UnsendableKeys`` for a key JSON cannot carry, and ``ValueError``
+    for a bad chunk size or timeout. Nothing is sent and nothing recorded in those cases.
+    """
+    if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
+        raise ValueError(f"chunk_size: must be an integer >= 1, got {chunk_size!r}")
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout: must be a finite number of seconds > 0, got {timeout!r}")
+    spec, warmer = get_entry(name)
+    celery_app = resolve_app(app)
+    if _has_no_backend(celery_app):
+        raise CeleryUnavailable(
+            "the Celery app has no result backend, so the chunks' results cannot come back: "
+            "set CELERY_RESULT_BACKEND (e.g. 'redis://...')."
+        )
+    size = chunk_size or default_chunk_size(spec.config.batch_size)
+    wait_s = timeout if timeout is not None else default_timeout(spec.config.warmup_timeout_s)
+    requested = None if keys is None else list(keys)
+
+    marks = Claims(warmer.cache, name)
+    if not marks.acquire_running(wait_s + RUNNING_MARK_MARGIN_S):
+        holder = _safe_get(marks)
+        raise WarmerBusy(
+            f"cache warmer {name!r} is already being warmed (its running mark is held by "
+            f"{holder or 'another process'}); nothing was sent. Run it again once that run "
+            "has finished."
+        )
+    try:
+        try:
+            resolved = list(warmer.key_provider.get_keys()) if requested is None else requested
+        except Exception as exc:
+            logger.exception("cache warmer %s: key provider failed", name)
+            error = f"key provider failed: {type(exc).__name__}: {exc}"
+            return record_and_signal(name, warmer, trigger, requested, lambda: _failed_run(error))
+        unique = _unique(resolved)
+        check_keys(name, unique)
+        return record_and_signal(
+            name,
+            warmer,
+            trigger,
+            requested,
+            lambda: _send_and_collect(celery_app, name, unique, size, wait_s, progress),
+        )
+    finally:
+        try:
+            marks.release_running()
+        except Exception:
+            logger.debug("cache warmer %s: could not release its running mark", name)
+
+
+def _has_no_backend(app: Any) -> bool:
+    from celery.backends.base import DisabledBackend
+
+    return isinstance(app.backend, DisabledBackend)
+
+
+def _safe_get(marks: Claims) -> object:
+    try:
+        return marks.cache.get(marks.key("running"))
+    except Exception:
+        return None
+
+
+def _failed_run(error: str) -> WarmingStats:
+    stats = WarmingStats(run_error=error)
+    stats.last_warming = _utcnow()
+    return stats
+
+
+def _unique(keys: Iterable[Any]) -> list[Any]:
+    unique: dict[Any, None] = {}
+    for key in keys:
+        try:
+            unique[key] = None
+        except TypeError:
+            raise UnsendableKeys(
+                f"key {key!r} is not hashable ({type(key).__name__}), so it cannot be a cache key"
+            ) from None
+    return list(unique)
+
+
+def _send_and_collect(
+    app: Any,
+    name: str,
+    keys: list[Any],
+    size: int,
+    wait_s: float,
+    progress: Callable[[int, int], object] | None,
+) -> WarmingStats:
+    from celery import group
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    started = time.monotonic()
+    stats = WarmingStats()
+    run_id = uuid.uuid4().hex
+    chunks = [keys[i : i + size] for i in range(0, len(keys), size)]
+    total = len(keys)
+    done: dict[int, dict[str, Any]] = {}
+    index_of = {_task_id(run_id, i): i for i in range(len(chunks))}
+    logger.info(
+        "cache warmer %s: sending %d keys in %d chunks to Celery (run %s)",
+        name,
+        total,
+        len(chunks),
+        run_id,
+    )
+
+    def on_result(task_id: str, value: Any) -> None:
+        index = index_of.get(task_id)
+        if index is None or index in done:  # one result per chunk, however often it ran
+            return
+        done[index] = _chunk_result(value, len(chunks[index]))
+        _report(progress, sum(len(chunks[i]) for i in done), total, name)
+
+    result = None
+    try:
+        if chunks:
+            signatures = [
+                app.signature(
+                    CHUNK_TASK,
+                    args=(name, chunk, run_id, i),
+                    options={
+                        "task_id": _task_id(run_id, i),
+                        "serializer": "json",
+                        "ignore_result": False,
+                    },
+                )
+                for i, chunk in enumerate(chunks)
+            ]
+            result = group(signatures, app=app).apply_async()
+            join = result.join_native if result.supports_native_join else result.join
+            with contextlib.suppress(CeleryTimeout):
+                join(timeout=wait_s, propagate=False, callback=on_result, interval=0.2)
+        _report(progress, sum(len(chunks[i]) for i in done), total, name)
+    except Exception as exc:
+        # The broker or the result backend failed: what came back counts, the rest failed.
+        logger.error(
+            "cache warmer %s: Celery fan-out failed: %s: %s", name, type(exc).__name__, exc
+        )
+        stats.run_error = f"Celery fan-out failed: {type(exc).__name__}: {exc}"
+    finally:
+        if result is not None:
+            try:
+                result.forget()
+            except Exception:
+                logger.debug("cache warmer %s: could not forget the chunk results", name)
+
+    for i, chunk in enumerate(chunks):
+        outcome = done.get(i)
+        if outcome is None:
+            reason = stats.run_error or (
+                f"chunk {i} did not return within {wait_s:g}s (no worker took it, or its "
+                "worker died and the broker has not delivered it again yet)"
+            )
+            stats.keys_failed += len(chunk)
+            for key in chunk:
+                stats.add_error(key, f"not warmed: {reason}")
+            continue
+        stats.keys_warmed += outcome["keys_warmed"]
+        stats.keys_failed += outcome["keys_failed"]
+        for error in outcome["errors"]:
+            _append_error(stats, error)
+        stats.errors_omitted += outcome["errors_omitted"]
+        if outcome["run_error"] and stats.run_error is None:
+            stats.run_error = f"chunk {i}: {outcome['run_error']}"
+    stats.total_time_ms = (time.monotonic() - started) * 1000.0
+    stats.last_warming = _utcnow()
+    logger.info(
+        "cache warmer %s: Celery run %s: %d keys warmed, %d failed, in %.1f ms",
+        name,
+        run_id,
+        stats.keys_warmed,
+        stats.keys_failed,
+        stats.total_time_ms,
+    )
+    return stats
+
+
+def _task_id(run_id: str, index: int) -> str:
+    return f"cachewarmers-{run_id}-{index}"
+
+
+def _chunk_result(value: Any, size: int) -> dict[str, Any]:
+    """A chunk task's return value, checked; a failed task counts its whole chunk as failed."""
+    if isinstance(value, dict) and isinstance(value.get("keys_warmed"), int):
+        errors = value.get("errors")
+        return {
+            "keys_warmed": int(value["keys_warmed"]),
+            "keys_failed": int(value.get("keys_failed", 0)),
+            "errors": [str(e) for e in errors] if isinstance(errors, list) else [],
+            "errors_omitted": int(value.get("errors_omitted", 0)),
+            "run_error": value.get("run_error") or None,
+        }
+    if isinstance(value, BaseException):
+        message = f"the chunk task failed: {type(value).__name__}: {value}"
+    else:
+        message = f"the chunk task returned {type(value).__name__}, not its stats"
+    return {
+        "keys_warmed": 0,
+        "keys_failed": size,
+        "errors": [],
+        "errors_omitted": 0,
+        "run_error": message,
+    }
+
+
+def _append_error(stats: WarmingStats, text: str) -> None:
+    if len(stats.errors) >= WarmingStats.MAX_ERRORS:
+        stats.errors_omitted += 1
+    else:
+        stats.errors.append(text[: WarmingStats.MAX_ERROR_LENGTH])
+
+
+def _report(
+    progress: Callable[[int, int], object] | None, done: int, total: int, name: str
+) -> None:
+    if progress is None:
+        return
+    try:
+        progress(done, total)
+    except Exception:
+        logger.exception("cache warmer %s: progress callback failed", name)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# -- one chunk (on a worker) -------------------------------------------------------------------
+
+
+def warm_chunk(name: str, keys: Sequence[Any], run_id: str = "", index: int = 0) -> dict[str, Any]:
+    """Warm one chunk of a fan-out with this process's warmer ``name``; JSON-ready stats.
+
+    Never raises for a bad warmer: the chunk's keys are reported failed, with the reason, so the
+    fan-out records it. Idempotent: running a chunk again writes the same values again.
+    """
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        _, warmer = get_entry(name)
+    except (UnknownWarmer, ImproperlyConfigured) as exc:
+        message = f"not usable on worker {worker}: {exc}"
+        stats = WarmingStats(keys_failed=len(keys), run_error=message)
+        for key in keys[: WarmingStats.MAX_ERRORS]:
+            stats.add_error(key, "not warmed: the warmer is " + message)
+        stats.errors_omitted += max(0, len(keys) - WarmingStats.MAX_ERRORS)
+    else:
+        stats = warmer.warm(list(keys))
+        logger.debug("cache warmer %s: chunk %d of run %s done on %s", name, index, run_id, worker)
+    data = stats.to_dict()
+    data.update(run_id=run_id, index=index, worker=worker, owner=_claims.OWNER)
+    return data

@@ -1,0 +1,330 @@
+"""The cluster's hot set: snapshots shared through a cache, merged, and persisted in the database.
+
+Each process sees only its share of the traffic. Every ``CACHE_WARMERS_SNAPSHOT_INTERVAL`` seconds
+(off the request path, also when nothing changed) it publishes each tracker's top keys with their
+counts under an expiring key of its own in the shared snapshot cache. An adaptive warmer merges
+every live snapshot with its own process's counts, so its hot set is the cluster's. A dead process's
+snapshot expires. Snapshots are namespaced by tracker and validated when merged, so whatever is
+written there cannot put keys into another tracker's warmer.
+
+The merged hot set is also persisted in the database (``HotKey``) every
+``CACHE_WARMERS_PERSIST_INTERVAL`` seconds and at a clean shutdown, and merged back (decaying with
+the tracker's half-life) so that what was hot before a deploy is warm right after it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import heapq
+import logging
+import os
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Hashable
+from operator import itemgetter
+
+from django.core.cache import caches
+from django.db import DatabaseError, close_old_connections, connections, transaction
+from django.utils import timezone
+
+from django_cachewarmers import claims
+from django_cachewarmers.conf import conf
+from django_cachewarmers.providers import AdaptiveKeyProvider
+from django_cachewarmers.trackers import all_trackers, get_tracker
+
+logger = logging.getLogger("django_cachewarmers")
+
+SNAPSHOT_VERSION = 1
+#: How many processes can publish a tracker's snapshot at once (slots are claimed with add()).
+SLOTS = 64
+#: Longer keys are neither published nor merged.
+MAX_KEY_LENGTH = 2048
+#: A count above this in a snapshot is not believed.
+MAX_COUNT = 10**12
+#: Persisted counts halve over this many seconds, like the trackers' counts.
+HALF_LIFE_S = 3600.0
+
+Counts = dict[Hashable, float]
+
+
+def _slot_key(tracker: str, slot: int) -> str:
+    return f"{conf.KEY_PREFIX}:hot:{tracker}:{slot}"
+
+
+def _snapshot_ttl() -> int:
+    return max(5, int(conf.SNAPSHOT_INTERVAL * 3) + 1)
+
+
+def _valid_items(record: object, tracker: str) -> list[tuple[str, int]]:
+    """The (key, count) pairs of another process's snapshot of ``tracker``; [] if malformed."""
+    if not isinstance(record, dict):
+        return []
+    if record.get("v") != SNAPSHOT_VERSION or record.get("tracker") != tracker:
+        return []
+    if record.get("owner") == claims.OWNER:
+        return []  # this process's own counts come live from its tracker
+    items = record.get("items")
+    if not isinstance(items, list):
+        return []
+    valid = []
+    for item in items[: conf.SNAPSHOT_SIZE]:
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            continue
+        key, count = item
+        if (
+            isinstance(key, str)
+            and 0 < len(key) <= MAX_KEY_LENGTH
+            and type(count) is int
+            and 0 < count <= MAX_COUNT
+        ):
+            valid.append((key, count))
+    return valid
+
+
+class Publisher:
+    """This process's publisher thread: snapshots every interval, the hot set now and then."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._slots: dict[str, int] = {}
+        self._thread: threading.Thread | None = None
+        self._last_persist = time.monotonic()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="cachewarmer-hotkeys", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(conf.SNAPSHOT_INTERVAL or 1.0):
+            try:
+                close_old_connections()
+                if conf.SNAPSHOT_INTERVAL > 0:
+                    self.publish_all()
+                interval = conf.PERSIST_INTERVAL
+                if interval > 0 and time.monotonic() - self._last_persist >= interval:
+                    self._last_persist = time.monotonic()
+                    for name in all_trackers():
+                        persist(name, claim=True)
+            except Exception:
+                logger.exception("hot keys: publishing failed; will retry")
+            finally:
+                connections.close_all()
+
+    def publish_all(self) -> None:
+        for name, tracker in all_trackers().items():
+            self.publish(name, tracker.top(conf.SNAPSHOT_SIZE))
+
+    def publish(self, tracker: str, top: list[tuple[Hashable, int]]) -> bool:
+        """Write this process's snapshot of ``tracker``; False if no slot could be had."""
+        cache = caches[conf.SNAPSHOT_CACHE]
+        record = {
+            "v": SNAPSHOT_VERSION,
+            "tracker": tracker,
+            "owner": claims.OWNER,
+            "at": time.time(),
+            "items": [
+                [key, int(count)]
+                for key, count in top
+                if isinstance(key, str) and len(key) <= MAX_KEY_LENGTH and count >= 1
+            ],
+        }
+        ttl = _snapshot_ttl()
+        slot = self._slots.get(tracker)
+        if slot is not None:
+            current = cache.get(_slot_key(tracker, slot))
+            if current is None or (
+                isinstance(current, dict) and current.get("owner") == claims.OWNER
+            ):
+                cache.set(_slot_key(tracker, slot), record, ttl)
+                return True
+            del self._slots[tracker]  # our slot expired and another process took it
+        start = zlib.crc32(claims.OWNER.encode()) % SLOTS
+        for offset in range(SLOTS):
+            slot = (start + offset) % SLOTS
+            if cache.add(_slot_key(tracker, slot), record, ttl):
+                self._slots[tracker] = slot
+                return True
+        logger.warning("hot keys: all %d snapshot slots of %r are taken", SLOTS, tracker)
+        return False
+
+
+_lock = threading.Lock()
+_publisher: Publisher | None = None
+
+
+def ensure_publisher() -> None:
+    """Start this process's publisher thread once (not under tests: they start it themselves)."""
+    global _publisher
+    if _publisher is not None and _publisher.running:
+        return
+    if conf.SNAPSHOT_INTERVAL <= 0 and conf.PERSIST_INTERVAL <= 0:
+        return
+    from django_cachewarmers.autostart import running_tests
+
+    if running_tests(sys.argv, os.environ):
+        return
+    with _lock:
+        if _publisher is not None and _publisher.running:
+            return
+        _publisher = Publisher()
+        _publisher.start()
+    atexit.register(_persist_at_exit)
+
+
+def _persist_at_exit() -> None:
+    # A clean shutdown (gunicorn's SIGTERM, Ctrl+C) saves what this process knows of the hot set.
+    if _publisher is not None:
+        _publisher.stop()
+    if conf.PERSIST_INTERVAL <= 0:
+        return
+    for name in all_trackers():
+        try:
+            persist(name, claim=False)
+        except Exception:
+            logger.exception("hot keys: could not save the hot set of %r at exit", name)
+    connections.close_all()
+
+
+def _reset_after_fork() -> None:
+    global _lock, _publisher
+    _lock = threading.Lock()
+    _publisher = None
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+# -- reading the cluster's hot set --------------------------------------------------------------
+
+
+def cluster_counts(tracker: str) -> Counts:
+    """This process's counts of ``tracker`` plus every live snapshot of other processes."""
+    counts: Counts = {}
+    for key, count in get_tracker(tracker).top(conf.SNAPSHOT_SIZE):
+        counts[key] = counts.get(key, 0.0) + count
+    try:
+        records = caches[conf.SNAPSHOT_CACHE].get_many(
+            [_slot_key(tracker, slot) for slot in range(SLOTS)]
+        )
+    except Exception as exc:
+        logger.warning("hot keys: snapshots unreadable (%s: %s)", type(exc).__name__, exc)
+        records = {}
+    for record in records.values():
+        for key, count in _valid_items(record, tracker):
+            counts[key] = counts.get(key, 0.0) + count
+    return counts
+
+
+def persisted_counts(tracker: str) -> Counts:
+    """The persisted hot set of ``tracker``, each count decayed by its age."""
+    from django_cachewarmers.models import HotKey
+
+    now = timezone.now()
+    counts: Counts = {}
+    try:
+        rows = list(
+            HotKey.objects.filter(tracker=tracker).values_list("key", "count", "updated_at")
+        )
+    except DatabaseError as exc:
+        logger.warning("hot keys: persisted hot set unreadable (%s: %s)", type(exc).__name__, exc)
+        return counts
+    for key, count, updated_at in rows:
+        age = max(0.0, (now - updated_at).total_seconds())
+        counts[key] = count * 0.5 ** (age / HALF_LIFE_S)
+    return counts
+
+
+def hot_counts(tracker: str) -> Counts:
+    """The cluster's live counts, topped up by the persisted hot set (the larger count wins).
+
+    ``max``, not a sum: the persisted set was itself made from live counts, and adding them again
+    would count the same accesses twice on every save.
+    """
+    counts = cluster_counts(tracker)
+    for key, count in persisted_counts(tracker).items():
+        if count > counts.get(key, 0.0):
+            counts[key] = count
+    return counts
+
+
+def persist(tracker: str, *, claim: bool = True) -> int:
+    """Save ``tracker``'s hot set in the database; with ``claim``, one process per interval does.
+
+    Returns how many keys were saved (0 when another process had the claim).
+    """
+    from django_cachewarmers.models import HotKey
+
+    if claim:
+        interval = conf.PERSIST_INTERVAL
+        if interval <= 0:
+            return 0
+        cache = caches[conf.SNAPSHOT_CACHE]
+        if not claims.Claims(cache, f"hotset.{tracker}").claim_slot(interval):
+            return 0
+    top = heapq.nlargest(conf.SNAPSHOT_SIZE, hot_counts(tracker).items(), key=itemgetter(1))
+    now = timezone.now()
+    rows = [
+        HotKey(tracker=tracker, key=key, count=float(count), updated_at=now)
+        for key, count in top
+        if isinstance(key, str) and count > 0
+    ]
+    try:
+        with transaction.atomic():
+            HotKey.objects.filter(tracker=tracker).delete()
+            HotKey.objects.bulk_create(rows)
+    except DatabaseError as exc:
+        logger.warning("hot keys: could not save the hot set (%s: %s)", type(exc).__name__, exc)
+        return 0
+    return len(rows)
+
+
+class ClusterKeyProvider(AdaptiveKeyProvider):
+    """The hottest keys of a named tracker across the cluster (and from before a restart)."""
+
+    def __init__(self, tracker: str, threshold: int = 5, limit: int = 1000) -> None:
+        super().__init__(get_tracker(tracker), threshold, limit)
+        self.tracker_name = tracker
+
+    def _ranked(self, limit: int) -> list[tuple[Hashable, float]]:
+        counts = hot_counts(self.tracker_name)
+        return heapq.nlargest(limit, counts.items(), key=itemgetter(1))
+
+    def get_keys(self) -> list[Hashable]:
+        """Keys counted at least ``threshold`` times cluster-wide, hottest first."""
+        return [key for key, count in self._ranked(self.limit) if count >= self.threshold]
+
+    def top(self, limit: int = 20) -> list[tuple[Hashable, int]]:
+        """The hot keys with their cluster-wide counts, for display."""
+        return [(k, int(n)) for k, n in self._ranked(limit) if n >= self.threshold]
+
+    def __repr__(self) -> str:
+        return (
+            f"ClusterKeyProvider({self.tracker_name!r}, threshold={self.threshold}, "
+            f"limit={self.limit})"
+        )
+
+
+def publisher() -> Publisher | None:
+    """This process's publisher, if it runs (for tests and the admin)."""
+    return _publisher
+
+
+__all__ = [
+    "ClusterKeyProvider",
+    "Publisher",
+    "cluster_counts",
+    "ensure_publisher",
+    "hot_counts",
+    "persist",
+    "persisted_counts",
+]
