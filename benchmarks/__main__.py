@@ -77,15 +77,19 @@ def print_table(rows: list[dict[str, str]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
-        "--only", choices=["tracker", "warm", "adaptive", "celery"], help="run one group"
+        "--only", choices=["tracker", "warm", "redis", "adaptive", "celery"], help="run one group"
+    )
+    parser.add_argument(
+        "--write", metavar="FILE", help="also write the table as markdown (e.g. docs/benchmarks.md)"
     )
     args = parser.parse_args(argv)
     configure_django()
-    from benchmarks import adaptive_bench, celery_bench, tracker_bench, warm_bench
+    from benchmarks import adaptive_bench, celery_bench, redis_bench, tracker_bench, warm_bench
 
     groups: dict[str, Callable[[], list[dict[str, str]]]] = {
         "tracker": tracker_bench.run,
         "warm": warm_bench.run,
+        "redis": redis_bench.run,
         "adaptive": adaptive_bench.run,
         "celery": celery_bench.run,
     }
@@ -96,7 +100,36 @@ def main(argv: list[str] | None = None) -> int:
             rows.extend(run())
     print(f"Machine: {machine()}")
     print_table(rows)
+    if args.write:
+        write_markdown(args.write, rows)
     return 0
+
+
+def write_markdown(path: str, rows: list[dict[str, str]]) -> None:
+    """The table as a markdown page, dated, with the machine it was measured on."""
+    import datetime
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {datetime.date.today().isoformat()} with `python -m benchmarks` (`make bench`), "
+        "every row side by side in one run.",
+        "",
+        f"Machine: {machine()}",
+        "",
+        "| benchmark | ours | baseline | ratio |",
+        "| --- | --- | --- | --- |",
+        *(
+            f"| {' | '.join(cell(row[h]) for h in ('benchmark', 'ours', 'baseline', 'ratio'))} |"
+            for row in rows
+        ),
+        "",
+    ]
+    with open(path, "w", encoding="utf-8") as out:
+        out.write("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import os
 import pickle
 import queue
 import random
+import re
 import threading
 import time
 import weakref
@@ -22,6 +23,7 @@ from django_cachewarmers.config import CACHE_DEFAULT, WarmingConfig
 from django_cachewarmers.loaders import NO_STORE, BatchValueLoader, ValueLoader
 from django_cachewarmers.providers import KeyProvider
 from django_cachewarmers.stats import WarmingStats
+from django_cachewarmers.writers import RedisWriter, is_django_redis_cache
 
 logger = logging.getLogger("django_cachewarmers")
 
@@ -51,6 +53,28 @@ class SupportsSetMany(Protocol):
 
 
 Cache = SupportsSetMany | MutableMapping[Any, Any]
+
+
+#: Django's portable-key rule (``memcache_key_warnings``): the cache warns on every backend, and
+#: Memcached refuses, a key longer than this or with whitespace or control characters.
+MAX_CACHE_KEY_LENGTH = 250
+_BAD_KEY_CHARACTER = re.compile(r"[\x00-\x20\x7f]")
+
+
+def invalid_key_reason(key: object, make_key: Callable[[str], str]) -> str | None:
+    """Why a Django cache would reject or warn about ``key``, or None if it is fine."""
+    if not isinstance(key, str):
+        return f"keys of a Django cache must be strings, got {type(key).__name__}"
+    full = make_key(key)
+    if len(full) > MAX_CACHE_KEY_LENGTH:
+        return (
+            f"{len(full)} characters with the cache's prefix and version; "
+            f"at most {MAX_CACHE_KEY_LENGTH} are portable (Memcached refuses longer keys)"
+        )
+    bad = _BAD_KEY_CHARACTER.search(full)
+    if bad is not None:
+        return f"it contains {bad.group()!r}: whitespace and control characters are not portable"
+    return None
 
 
 def backoff_delay(
@@ -210,6 +234,8 @@ class CacheWarmer:
         self.value_loader = value_loader
         self.config = config if config is not None else WarmingConfig()
         self.name = name or f"warmer-{id(self):x}"
+        # Django's RedisCache gets one script call per batch instead of set_many (writers.py).
+        self._redis_writer = RedisWriter(cache) if is_django_redis_cache(cache) else None
         #: Level of the one summary line logged when a run has failed keys.
         self.failure_log_level = logging.WARNING
         self._on_thread_exit = on_thread_exit
@@ -535,6 +561,14 @@ class CacheWarmer:
 
     # -- writing (on the calling thread) ----------------------------------------------------
 
+    def _backend_timeout(self, cache: Any) -> float | None:
+        """The entry TTL in seconds as the cache counts it (None: never expire)."""
+        timeout = self.config.cache_timeout
+        if timeout is CACHE_DEFAULT:
+            backend_timeout: float | None = cache.get_backend_timeout()
+            return backend_timeout
+        return None if timeout is None else float(timeout)
+
     def _timeout_kwargs(self) -> dict[str, Any]:
         timeout = self.config.cache_timeout
         if timeout is CACHE_DEFAULT:
@@ -553,6 +587,12 @@ class CacheWarmer:
         if not isinstance(cache, SupportsSetMany):
             cache.update(values)
             return {}
+        if self._redis_writer is not None:
+            failed = self._redis_writer.write(
+                values, self._backend_timeout(cache), self.config.timeout_jitter
+            )
+            if failed is not None:
+                return failed
         kwargs = self._timeout_kwargs()
         try:
             refused = cache.set_many(values, **kwargs) or []
@@ -675,6 +715,13 @@ class _Collector:
             del values[key]  # the loader warmed it itself: nothing to write
             self.finished.add(key)
             self.stats.keys_warmed += 1
+        make_key = getattr(self.warmer.cache, "make_key", None)
+        if make_key is not None:  # a Django cache; a plain mapping takes any hashable key
+            for key in list(values):
+                problem = invalid_key_reason(key, make_key)
+                if problem is not None:
+                    del values[key]
+                    self._fail(key, f"invalid cache key: {problem}")
         if not values:
             return
         if self.write_failed:

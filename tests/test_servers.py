@@ -153,6 +153,43 @@ def test_uvicorn_warms_at_start_and_names_an_invalid_warmer_without_a_traceback(
     assert "Traceback" not in log
 
 
+def test_uwsgi_workers_warm_after_the_fork(project: Any) -> None:
+    uwsgi = str(Path(PYTHON).with_name("uwsgi"))
+    p = project({"items": ITEMS, "ticker": TICKER})
+    port = free_port()
+    server = p.start(
+        uwsgi, "--http-socket", f"127.0.0.1:{port}", "--module", "tests.wsgi:application",
+        "--master", "--processes", "2", "--enable-threads", "--die-on-term", "--need-app",
+        log="uwsgi.log",
+    )  # fmt: skip
+    wait_until(lambda: p.warmed("item:0", "item:19"), 60, "uWSGI to warm the cache")
+    wait_until(lambda: len([r for r in p.runs() if r["trigger"] == "schedule"]) >= 2, 60, "runs")
+    log = p.log("uwsgi.log")
+    runs = p.runs()
+    assert p.stop(server) in (0, 30)  # uWSGI exits 30 after a --die-on-term shutdown
+    worker_pids = {int(pid) for pid in _started_pids(log)}
+    assert len(worker_pids) == 2, log  # each worker started its own threads after the fork
+    assert server.pid not in worker_pids  # the master, which loaded the app, started none
+    assert sorted(r["warmer"] for r in runs if r["trigger"] == "startup") == ["items", "ticker"]
+    slots = [slot_of(r) for r in runs if r["trigger"] == "schedule"]
+    assert len(slots) == len(set(slots))
+    assert "Traceback" not in log
+
+
+def test_daphne_warms_at_start(project: Any) -> None:
+    p = project({"items": ITEMS})
+    port = free_port()
+    daphne = str(Path(PYTHON).with_name("daphne"))
+    server = p.start(
+        daphne, "-b", "127.0.0.1", "-p", str(port), "tests.asgi:application", log="daphne.log"
+    )
+    wait_until(lambda: p.warmed("item:0", "item:19"), 60, "daphne to warm the cache")
+    runs = wait_until(p.runs, 10, "the startup run to be recorded")
+    assert [(r["warmer"], r["trigger"]) for r in runs] == [("items", "startup")]
+    p.stop(server)
+    assert "Traceback" not in p.log("daphne.log")
+
+
 def test_warm_cache_schedule_stops_on_sigterm_with_exit_0(project: Any) -> None:
     p = project({"items": ITEMS, "ticker": TICKER})
     process = p.start(PYTHON, "-m", "django", "warm_cache", "--schedule", log="schedule.log")

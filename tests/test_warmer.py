@@ -619,3 +619,37 @@ def test_no_store_counts_as_warmed_and_writes_nothing() -> None:
     assert (stats.keys_warmed, stats.keys_failed) == (3, 0)
     assert [written for written, _ in cache.set_many_calls] == [["k2"]]
     assert caches["default"].get("k1") is None
+
+
+@pytest.mark.parametrize("alias", ["default", pytest.param("db", marks=pytest.mark.django_db)])
+def test_keys_a_django_cache_would_reject_are_failed_keys(alias: str) -> None:
+    cache = caches[alias]
+    cache.clear()
+    long_key = "k" * 300
+    stats = make_warmer(cache, keys=["good", long_key, "has space", "tab\there", 42, "ok:2"]).warm()
+    assert (stats.keys_warmed, stats.keys_failed) == (2, 4)
+    reasons = "\n".join(stats.errors)
+    assert "invalid cache key: 3" in reasons  # the length, with prefix and version
+    assert "at most 250 are portable" in reasons
+    assert "has space: invalid cache key: it contains ' '" in reasons
+    assert "tab\there: invalid cache key: it contains '\\t'" in reasons
+    assert "42: invalid cache key: keys of a Django cache must be strings, got int" in reasons
+    assert cache.get("good") == value_of("good")
+    assert cache.get("ok:2") == value_of("ok:2")
+
+
+def test_a_long_key_the_loader_stores_itself_is_not_refused() -> None:
+    from django_cachewarmers import NO_STORE
+
+    url = "http://example.com/" + "p" * 400  # a page URL: render_page stores under its own key
+    stats = make_warmer(
+        caches["default"], keys=[url], loader=CallableValueLoader(lambda k: NO_STORE)
+    ).warm()
+    assert (stats.keys_warmed, stats.keys_failed) == (1, 0)
+
+
+def test_a_plain_mapping_takes_any_hashable_key() -> None:
+    cache: dict[Any, Any] = {}
+    stats = make_warmer(cache, keys=["a b", 42, ("t", 1)]).warm()
+    assert stats.keys_warmed == 3
+    assert cache[42] == value_of(42)

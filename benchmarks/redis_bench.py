@@ -1,0 +1,186 @@
+"""Warming into a real Redis: this app vs the user's loop vs the raw backend floor, side by side.
+
+Starts its own redis-server on a free port (never the machine's Redis) and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from typing import Any
+
+N_KEYS = 100_000
+BATCH = 100
+
+
+def bench_keys() -> list[str]:
+    """The warmer's key provider (referenced by dotted path from CACHE_WARMERS)."""
+    return [f"product:{i}" for i in range(N_KEYS)]
+
+
+def load(key: str) -> dict[str, Any]:
+    """A cheap in-process loader: the figures measure the write path, not a database."""
+    return {"key": key, "name": "product", "price_cents": 1999}
+
+
+def load_many(keys: list[str]) -> dict[str, dict[str, Any]]:
+    return {key: load(key) for key in keys}
+
+
+def slow_load(key: str) -> str:
+    """An I/O-bound loader: 20 ms of waiting per key (a remote service, a slow query)."""
+    time.sleep(0.020)
+    return key
+
+
+def _timed(func: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    func()
+    return time.perf_counter() - start
+
+
+def _best(repeat: int, func: Callable[[], object], reset: Callable[[], object]) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        reset()
+        best = min(best, _timed(func))
+    return best
+
+
+def run(repeat: int = 3) -> list[dict[str, str]]:
+    """Measure every Redis row in one run against one private redis-server."""
+    from django.core.cache.backends.redis import RedisCache
+    from django.core.management import call_command
+    from django.test.utils import override_settings
+
+    from django_cachewarmers import CacheWarmer, CallableValueLoader, StaticKeyProvider
+    from django_cachewarmers.config import WarmingConfig
+    from django_cachewarmers.writers import RedisWriter
+    from tests.redis_server import RedisServer
+
+    server = RedisServer()
+    server.start()
+    try:
+        location = f"{server.url}/0"
+        cache = RedisCache(location, {})
+        keys = bench_keys()
+        prepared = {key: load(key) for key in keys}
+        batches = [dict(list(prepared.items())[i : i + BATCH]) for i in range(0, N_KEYS, BATCH)]
+
+        def loop() -> None:
+            for key in keys:
+                cache.set(key, load(key))
+
+        def floor() -> None:
+            for batch in batches:
+                cache.set_many(batch)
+
+        writer = RedisWriter(cache)
+
+        def pipelined_floor() -> None:
+            timeout = cache.get_backend_timeout()
+            for batch in batches:
+                writer.write(batch, timeout, 0.0)
+
+        settings = {
+            "CACHES": {
+                "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+                "redis": {
+                    "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                    "LOCATION": location,
+                },
+            },
+            "CACHE_WARMERS": {
+                "products": {
+                    "keys": "benchmarks.redis_bench.bench_keys",
+                    "loader": "benchmarks.redis_bench.load",
+                    "cache": "redis",
+                    "batch_size": BATCH,
+                    "warmup_timeout": 600,
+                },
+                "products_batched": {
+                    "keys": "benchmarks.redis_bench.bench_keys",
+                    "batch_loader": "benchmarks.redis_bench.load_many",
+                    "cache": "redis",
+                    "batch_size": BATCH,
+                    "warmup_timeout": 600,
+                },
+            },
+        }
+
+        def command(name: str) -> Callable[[], None]:
+            def go() -> None:
+                call_command("warm_cache", name, "--no-progress", stdout=io.StringIO())
+
+            return go
+
+        flush = cache.clear  # our own server: nothing else lives there
+        timings: dict[str, float] = {}
+        with override_settings(**settings):
+            timings["loop"] = _best(1, loop, flush)
+            timings["floor"] = _best(repeat, floor, flush)
+            timings["pipelined floor"] = _best(repeat, pipelined_floor, flush)
+            assert cache.get("product:99999") == load("product:99999")
+            timings["ours"] = _best(repeat, command("products"), flush)
+            timings["ours batched"] = _best(repeat, command("products_batched"), flush)
+            flush()
+        cache.close()
+
+        # Parallel warming with an I/O-bound loader: 200 keys, 20 ms each, 16 workers.
+        slow = CacheWarmer(
+            {},
+            StaticKeyProvider([f"k{i}" for i in range(200)]),
+            CallableValueLoader(slow_load),
+            WarmingConfig(max_workers=16, warmup_timeout_s=60),
+        )
+        ideal = 200 * 0.020 / 16
+        parallel = min(_timed(slow.warm) for _ in range(repeat))
+    finally:
+        server.cleanup()
+
+    rate = {label: N_KEYS / seconds for label, seconds in timings.items()}
+
+    def row(name: str, ours: str, baseline: str, ratio: float, note: str = "") -> dict[str, str]:
+        return {
+            "benchmark": name,
+            "ours": ours,
+            "baseline": baseline,
+            "ratio": f"{ratio:.2f}x{note}",
+        }
+
+    per_s = "{:,.0f} keys/s".format
+    return [
+        row(
+            f"Redis: warm {N_KEYS:,} keys via warm_cache vs the user's loop",
+            per_s(rate["ours"]),
+            f"{per_s(rate['loop'])} (for k in keys: cache.set(k, load(k)))",
+            rate["ours"] / rate["loop"],
+        ),
+        row(
+            "Redis: warm_cache vs the raw floor (set_many of prepared values, batches of 100)",
+            per_s(rate["ours"]),
+            per_s(rate["floor"]),
+            rate["ours"] / rate["floor"],
+            " (goal >= 0.80x)",
+        ),
+        row(
+            "Redis: warm_cache with a batch loader vs the raw floor",
+            per_s(rate["ours batched"]),
+            per_s(rate["floor"]),
+            rate["ours batched"] / rate["floor"],
+        ),
+        row(
+            "Redis: our write path (one script call per batch) vs Django's set_many",
+            per_s(rate["pipelined floor"]),
+            per_s(rate["floor"]),
+            rate["pipelined floor"] / rate["floor"],
+        ),
+        row(
+            "parallel: 200 keys x 20 ms loader, 16 workers (s; lower is better)",
+            f"{parallel:.3f} s",
+            f"{ideal:.3f} s ideal (keys x latency / workers)",
+            parallel / ideal,
+            f" ({parallel / ideal - 1:+.1%} vs ideal; goal within 10%)",
+        ),
+    ]

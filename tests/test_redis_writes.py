@@ -1,0 +1,116 @@
+"""Warming into a real Redis (the suite's own server): the pipelined write path."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import pytest
+
+from django_cachewarmers import CacheWarmer, CallableValueLoader, StaticKeyProvider, WarmingConfig
+from django_cachewarmers.writers import is_django_redis_cache
+from tests.redis_server import RedisServer
+
+KEYS = [f"item:{i}" for i in range(250)]
+
+
+def warm(cache: Any, keys: list[str] = KEYS, loader: Any = None, **config: Any) -> Any:
+    return CacheWarmer(
+        cache,
+        StaticKeyProvider(keys),
+        CallableValueLoader(loader or (lambda k: {"key": k, "n": len(k)})),
+        WarmingConfig(batch_size=100, **config),
+    ).warm()
+
+
+def ttl(cache: Any, key: str) -> int:
+    client = cache._cache.get_client(None)
+    return int(client.ttl(cache.make_key(key)))
+
+
+def test_the_redis_backend_is_recognised(redis_cache: Any) -> None:
+    assert is_django_redis_cache(redis_cache)
+    assert not is_django_redis_cache({})
+
+
+def test_values_written_by_the_pipeline_read_back_through_django(redis_cache: Any) -> None:
+    stats = warm(redis_cache, cache_timeout=600)
+    assert (stats.keys_warmed, stats.keys_failed) == (250, 0)
+    assert redis_cache.get("item:7") == {"key": "item:7", "n": 6}
+    assert redis_cache.get_many(["item:0", "item:249"]) == {
+        "item:0": {"key": "item:0", "n": 6},
+        "item:249": {"key": "item:249", "n": 8},
+    }
+    assert 595 <= ttl(redis_cache, "item:7") <= 600
+
+
+def test_ttl_jitter_is_per_key_and_within_bounds(redis_cache: Any) -> None:
+    warm(redis_cache, cache_timeout=1000, timeout_jitter=0.1)
+    ttls = [ttl(redis_cache, key) for key in KEYS]
+    assert all(990 <= t <= 1100 for t in ttls)
+    assert len(set(ttls)) > 20  # spread key by key, not one expiry for the batch
+
+
+def test_never_expire_and_the_caches_default(redis_cache: Any) -> None:
+    warm(redis_cache, keys=["forever"], cache_timeout=None)
+    assert ttl(redis_cache, "forever") == -1  # no expiry
+    warm(redis_cache, keys=["default"])  # CACHE_DEFAULT: the cache's own TIMEOUT (300 s)
+    assert 295 <= ttl(redis_cache, "default") <= 300
+
+
+def test_an_unpicklable_value_fails_only_its_key(redis_cache: Any) -> None:
+    redis_cache.set("item:5", "good old value")
+
+    def load(key: str) -> Any:
+        return threading.Lock() if key == "item:5" else key
+
+    stats = warm(redis_cache, loader=load)
+    assert (stats.keys_warmed, stats.keys_failed) == (249, 1)
+    assert stats.errors[0].startswith("item:5: value not cacheable: TypeError")
+    assert redis_cache.get("item:5") == "good old value"
+    assert redis_cache.get("item:6") == "item:6"
+
+
+def test_one_script_call_per_batch(redis_cache: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from redis.commands.core import Script
+
+    calls: list[int] = []
+    original = Script.__call__
+
+    def spy(self: Any, keys: Any = (), args: Any = (), client: Any = None) -> Any:
+        calls.append(len(keys))
+        return original(self, keys=keys, args=args, client=client)
+
+    # Watch the class: the scripts still run on the real server.
+    monkeypatch.setattr(Script, "__call__", spy)
+    stats = warm(redis_cache, cache_timeout=60)
+    assert stats.keys_warmed == 250
+    assert calls == [100, 100, 50]
+
+
+def test_a_server_that_refuses_scripts_gets_a_pipeline(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from django.core.cache.backends.redis import RedisCache
+
+    admin = RedisCache(f"{redis_server.url}/4", {})
+    client = admin._cache.get_client(None, write=True)
+    client.execute_command(
+        "ACL", "SETUSER", "noscript", "on", ">pw", "~*", "&*", "+@all", "-@scripting"
+    )
+    try:
+        host_port = redis_server.url.removeprefix("redis://")
+        cache = RedisCache(f"redis://noscript:pw@{host_port}/4", {})
+        with caplog.at_level(logging.INFO, logger="django_cachewarmers"):
+            stats = warm(cache, cache_timeout=60)
+            again = warm(cache, cache_timeout=60)
+        assert stats.keys_warmed == again.keys_warmed == 250
+        assert cache.get("item:249") == {"key": "item:249", "n": 8}
+        refusals = [r for r in caplog.records if "refused the warming script" in r.getMessage()]
+        assert len(refusals) == 2  # once per warmer, not once per batch
+        cache.clear()
+        cache.close()
+    finally:
+        client.execute_command("ACL", "DELUSER", "noscript")
+        admin.close()
