@@ -7,6 +7,7 @@ DJANGO ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXAMPLE := $(BIN)/python example_project/manage.py
+PORT ?= 8000
 
 .PHONY: run test lint check bench clean
 
@@ -16,12 +17,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]' $(if $(DJANGO),"Django$(DJANGO)")
 	touch $(STAMP)
 
-## Set up the example shop and run it: migrate, create a catalogue, warm every warmer, list them.
+## Set up the example shop and serve it: migrate, create a catalogue, warm every warmer and list
+## them, create the demo staff login, then runserver (startup warming and the scheduler on).
+## `PORT=8001 make run` serves on another port.
 run: $(STAMP)
 	$(EXAMPLE) migrate --noinput
 	$(EXAMPLE) generate_catalogue
-	$(EXAMPLE) warm_cache
+	EXAMPLE_LOG_LEVEL=WARNING $(EXAMPLE) warm_cache
 	$(EXAMPLE) warm_cache --list
+	$(EXAMPLE) ensure_demo_staff
+	@echo
+	@echo "Shop:  http://127.0.0.1:$(PORT)/"
+	@echo "Admin: http://127.0.0.1:$(PORT)/admin/ (log in with the staff login above)"
+	@echo "The server warms its own cache at start, then on schedule. Stop it with Ctrl+C."
+	@echo
+	$(EXAMPLE) runserver 127.0.0.1:$(PORT)
 
 ## Install what the tests need and run the whole suite.
 test: $(STAMP)
@@ -38,8 +48,9 @@ lint: $(STAMP)
 	$(BIN)/python -m django check --settings=tests.settings --pythonpath=.
 	$(BIN)/python -m django makemigrations --check --dry-run --settings=tests.settings --pythonpath=.
 
+## Every benchmark, side by side in one run; the table also goes to docs/benchmarks.md.
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks --write docs/benchmarks.md
 
 clean:
 	rm -rf .venv .venv-* build *.egg-info example_project/db.sqlite3

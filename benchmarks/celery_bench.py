@@ -47,28 +47,11 @@ def _warm_ms(project: Project, *args: str) -> float:
 
 
 def _worker(project: Project, queue: str, processes: int) -> subprocess.Popen[bytes]:
-    from tests.processes import PYTHON, wait_until
+    from tests.processes import celery_worker_argv, wait_until
 
     log = f"worker-{processes}.log"
     worker = project.start(
-        PYTHON,
-        "-m",
-        "celery",
-        "-A",
-        "tests.celery_app",
-        "worker",
-        "--pool=prefork",
-        "-c",
-        str(processes),
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        "-Q",
-        queue,
-        "-n",
-        f"bench-{processes}-{queue}@%h",
-        "--loglevel=WARNING",
-        log=log,
+        *celery_worker_argv(f"bench-{processes}", queue, processes, "WARNING"), log=log
     )
     # With --loglevel=WARNING the worker prints no "ready." line: ping it instead.
     from celery import Celery

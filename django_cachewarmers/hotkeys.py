@@ -91,6 +91,8 @@ class Publisher:
         self._slots: dict[str, int] = {}
         self._thread: threading.Thread | None = None
         self._last_persist = time.monotonic()
+        #: Failed attempts in a row (an outage is logged once, when it starts).
+        self._failures = 0
 
     @property
     def running(self) -> bool:
@@ -114,10 +116,29 @@ class Publisher:
                     self._last_persist = time.monotonic()
                     for name in all_trackers():
                         persist(name, claim=True)
-            except Exception:
-                logger.exception("hot keys: publishing failed; will retry")
+            except Exception as exc:
+                self._failed(exc)
+            else:
+                self._succeeded()
             finally:
                 connections.close_all()
+
+    def _failed(self, exc: Exception) -> None:
+        # An outage of the snapshot cache (Redis down) fails every attempt until it ends: one
+        # warning line per outage, not a traceback every interval; the details are at DEBUG.
+        self._failures += 1
+        if self._failures == 1:
+            logger.warning(
+                "hot keys: publishing failed (%s); retrying every %gs, quietly until it works",
+                " ".join(f"{type(exc).__name__}: {exc}".split()),
+                conf.SNAPSHOT_INTERVAL or 1.0,
+            )
+        logger.debug("hot keys: publishing failed", exc_info=exc)
+
+    def _succeeded(self) -> None:
+        if self._failures:
+            logger.info("hot keys: publishing again after %d failed attempts", self._failures)
+            self._failures = 0
 
     def publish_all(self) -> None:
         for name, tracker in all_trackers().items():

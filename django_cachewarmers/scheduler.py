@@ -17,6 +17,9 @@ from django_cachewarmers.spec import WarmerSpec, get_specs
 
 logger = logging.getLogger("django_cachewarmers")
 
+#: The longest single wait: longer ones would overflow a thread's timeout (threading.TIMEOUT_MAX).
+_MAX_WAIT_S = 3600.0
+
 
 def next_slot(interval: float, now: float, *, min_gap: float = 0.0) -> float:
     """The first wall-clock multiple of ``interval`` at least ``min_gap`` seconds after ``now``.
@@ -83,8 +86,10 @@ class WarmingScheduler:
         }
         while due:
             name, at = min(due.items(), key=lambda item: item[1])
-            if self._stop.wait(max(0.0, at - time.time())):
+            if self._stop.wait(min(max(0.0, at - time.time()), _MAX_WAIT_S)):
                 return
+            if time.time() < at:
+                continue  # a long interval is waited out in bounded steps
             close_old_connections()
             self._dispatch(name, "schedule", "schedule")
             due[name] = next_slot(specs[name].refresh_interval, max(at, time.time()))

@@ -128,6 +128,14 @@ _SECONDS_FIELDS: Final[dict[str, bool]] = {
     "timeout_jitter": False,
     "retry_backoff": False,
 }
+#: Bounds of the fields that time a thread's sleep or a run: beyond them the scheduler's waits
+#: overflow (or a tiny interval spins a thread), so they are errors here rather than tracebacks in
+#: a background thread. field -> (smallest, largest) accepted value in seconds.
+ONE_YEAR_S: Final = 365 * 24 * 3600
+_SECONDS_LIMITS: Final[dict[str, tuple[float, float]]] = {
+    "refresh_interval": (0.001, ONE_YEAR_S),
+    "warmup_timeout": (0.0, ONE_YEAR_S),
+}
 _STRATEGIES = ", ".join(repr(s.value) for s in WarmingStrategy)
 _TRACKER_NAME = re.compile(r"[A-Za-z0-9_.-]+", re.ASCII)
 # Part of a cache key: Memcached (and Django's key warnings) reject whitespace and controls.
@@ -876,8 +884,17 @@ def _parse_seconds(
     assert isinstance(default, float)
     value = raw.get(field, default)
     problem = _number_problem(value, positive=positive)
+    bound = "> 0" if positive else ">= 0"
+    limits = _SECONDS_LIMITS.get(field)
+    if limits is not None:
+        smallest, largest = limits
+        bound = f"{'>= ' + format(smallest, 'g') if smallest else '> 0'} and <= {largest:.0f}"
+        if not problem and isinstance(value, (int, float)):
+            if value < smallest:
+                problem = f"below {smallest:g}"
+            elif value > largest:
+                problem = "over one year"
     if problem or not isinstance(value, (int, float)):
-        bound = "> 0" if positive else ">= 0"
         report.error(
             9,
             f"{_where(name, field)}: must be a finite number {bound}, got {_describe(value)} "

@@ -128,7 +128,8 @@ class _WorkerPool:
     """Daemon worker threads for one warmer, never more than ``max_workers`` alive at once.
 
     A loader that hangs keeps its thread; since the cap counts it, scheduled runs cannot pile up
-    threads behind it. Idle threads exit after ``idle_timeout`` seconds, calling
+    threads behind it, and a finished run takes back the tasks no thread got to (``discard``), so
+    they cannot pile up either. Idle threads exit after ``idle_timeout`` seconds, calling
     ``on_thread_exit`` (the Django layer closes the thread's database connections there).
     """
 
@@ -146,9 +147,10 @@ class _WorkerPool:
         self._reset()
 
     def _reset(self) -> None:
-        self._lock = threading.Lock()
-        self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._cond = threading.Condition(threading.Lock())
+        self._tasks: deque[tuple[object, Callable[[], None]]] = deque()
         self._alive = 0
+        self._idle = 0
         self._spawned = 0
 
     @property
@@ -156,30 +158,43 @@ class _WorkerPool:
         """Worker threads currently alive (busy or idle)."""
         return self._alive
 
-    def submit_many(self, tasks: Sequence[Callable[[], None]]) -> None:
-        for task in tasks:
-            self._tasks.put(task)
-        with self._lock:
-            for _ in range(min(self.max_workers - self._alive, len(tasks))):
-                self._alive += 1
-                self._spawned += 1
-                thread = threading.Thread(
-                    target=self._work, name=f"cachewarmer[{self.name}]-{self._spawned}", daemon=True
-                )
-                thread.start()
+    @property
+    def queued(self) -> int:
+        """Tasks waiting for a thread."""
+        return len(self._tasks)
+
+    def submit_many(self, owner: object, tasks: Sequence[Callable[[], None]]) -> None:
+        """Queue ``tasks`` (on behalf of ``owner``, a run) and start threads for them if needed."""
+        with self._cond:
+            self._tasks.extend((owner, task) for task in tasks)
+            wanted = len(self._tasks) - self._idle
+            spawn = max(0, min(self.max_workers - self._alive, wanted))
+            self._alive += spawn
+            names = [f"cachewarmer[{self.name}]-{self._spawned + i + 1}" for i in range(spawn)]
+            self._spawned += spawn
+            self._cond.notify(len(tasks))
+        for name in names:
+            threading.Thread(target=self._work, name=name, daemon=True).start()
+
+    def discard(self, owner: object) -> int:
+        """Drop the queued tasks of ``owner``; returns how many."""
+        with self._cond:
+            before = len(self._tasks)
+            self._tasks = deque(item for item in self._tasks if item[0] is not owner)
+            return before - len(self._tasks)
 
     def _work(self) -> None:
         try:
             while True:
-                try:
-                    task = self._tasks.get(timeout=self.idle_timeout)
-                except queue.Empty:
-                    with self._lock:
-                        # Checked under the lock: submit_many puts before it counts live threads.
-                        if self._tasks.empty():
+                with self._cond:
+                    while not self._tasks:
+                        self._idle += 1
+                        woken = self._cond.wait(self.idle_timeout)
+                        self._idle -= 1
+                        if not woken and not self._tasks:
                             self._alive -= 1
                             return
-                    continue
+                    _, task = self._tasks.popleft()
                 task()
         finally:
             if self.on_thread_exit is not None:
@@ -453,7 +468,8 @@ class CacheWarmer:
         return list(unique)
 
     def _log_summary(self, stats: WarmingStats) -> None:
-        if stats.keys_failed:
+        # A cache outage already had its one line ("... stopping this run"): no second one.
+        if stats.keys_failed and not (stats.run_error or "").startswith("the cache was"):
             first = f"; first error: {stats.errors[0]}" if stats.errors else ""
             logger.log(
                 self.failure_log_level,
@@ -626,6 +642,7 @@ class _Collector:
         self.finished: set[Hashable] = set()
         self.received = 0
         self.collect_keys: list[Hashable] = []
+        self.todo: deque[Hashable] = deque()
         self.write_failed = False
 
     def collect(self, keys: list[Hashable]) -> None:
@@ -641,11 +658,12 @@ class _Collector:
             ]
         else:
             todo = deque(keys)
+            self.todo = todo
             tasks = [
                 warmer._drain_task(run, self.deadline, todo)
                 for _ in range(min(config.max_workers, len(keys)))
             ]
-        warmer._pool.submit_many(tasks)
+        warmer._pool.submit_many(run, tasks)
         expected = len(keys)
         while self.received < expected and not run.cancelled.is_set():
             remaining = self.deadline - time.monotonic()
@@ -658,6 +676,9 @@ class _Collector:
         self._take_results()  # what finished before a cut-off counts, a hung worker's too
         self._flush()
         self._report_progress(expected)
+        # Nothing of this run may outlive it: tasks no thread took, and keys a hung worker holds.
+        warmer._pool.discard(run)
+        self.todo.clear()
         if len(self.finished) < expected:
             run.cancel(run.cancel_reason)  # stop workers still busy with this run
             for key in keys:
@@ -733,6 +754,7 @@ class _Collector:
         except Exception as exc:
             self.write_failed = True
             reason = f"cache write failed: {type(exc).__name__}: {exc}"
+            self.stats.run_error = f"the cache was unavailable ({reason})"
             # One clear line per run for an outage, not a traceback and not a line per key.
             logger.error("cache warmer %s: %s; stopping this run", self.warmer.name, reason)
             logger.debug("cache warmer %s: cache write failure", self.warmer.name, exc_info=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import pickle
 import random
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 logger = logging.getLogger("django_cachewarmers")
@@ -63,7 +63,7 @@ class RedisWriter:
         self._script: Any = None
 
     def write(
-        self, values: dict[Hashable, Any], timeout: float | None, jitter: float
+        self, values: Mapping[Any, Any], timeout: float | None, jitter: float
     ) -> dict[Hashable, str] | None:
         """Write ``values``; return the keys that failed, or None to ask for ``set_many``.
 

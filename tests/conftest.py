@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from django.core.cache import caches
 
-from tests.redis_server import RedisServer
+from tests.processes import Project
+from tests.redis_server import RedisServer, close_redis
 
 
 class RecordingCache:
@@ -67,7 +68,30 @@ def redis_cache(redis_server: RedisServer) -> Iterator[Any]:
     cache = RedisCache(f"{redis_server.url}/1", {})
     yield cache
     cache.clear()  # only ever the suite's own server, never one it did not start
-    cache.close()
+    close_redis(cache)
+
+
+@pytest.fixture
+def projects(tmp_path: Any, request: pytest.FixtureRequest) -> Iterator[Callable[..., Project]]:
+    """Makes migrated server projects (real subprocesses, see tests/processes.py); cleans up.
+
+    ``projects(warmers, server=None, **env)``: ``server`` defaults to the suite's redis-server;
+    ``env`` adds CW_* variables for tests/server_settings.py.
+    """
+    made: list[Project] = []
+
+    def make(warmers: dict[str, Any], *, server: RedisServer | None = None, **env: str) -> Project:
+        server = server if server is not None else request.getfixturevalue("redis_server")
+        project = Project(tmp_path, server, warmers)
+        project.env.update(env)
+        migrated = project.manage("migrate", "--noinput", "--skip-checks")
+        assert migrated.returncode == 0, migrated.stderr
+        made.append(project)
+        return project
+
+    yield make
+    for project in made:
+        project.cleanup()
 
 
 @pytest.fixture

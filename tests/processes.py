@@ -18,7 +18,7 @@ from typing import Any
 
 from django.core.cache.backends.redis import RedisCache
 
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, close_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -99,6 +99,20 @@ class Project:
                 return []
         return [dict(row) for row in rows]
 
+    def run_rows(self) -> list[dict[str, Any]]:
+        """Every WarmingRun row, all columns, oldest first ([] while the table is unreadable)."""
+        if not self.db.exists():
+            return []
+        with contextlib.closing(sqlite3.connect(self.db, timeout=30)) as conn:
+            conn.row_factory = sqlite3.Row
+            try:
+                rows = conn.execute(
+                    "SELECT * FROM django_cachewarmers_warmingrun ORDER BY started_at"
+                ).fetchall()
+            except sqlite3.OperationalError:
+                return []
+        return [dict(row) for row in rows]
+
     def warmed(self, *keys: str) -> bool:
         return all(self.cache.get(key) == f"value of {key}" for key in keys)
 
@@ -116,4 +130,47 @@ class Project:
         for process in self.processes:
             if process.poll() is None:
                 self.stop(process, signal.SIGKILL)
-        self.cache.close()
+        close_redis(self.cache)
+
+
+def children(pid: int) -> list[int]:
+    """The pids of a process's live children (e.g. gunicorn's workers), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may contain spaces, so split after its last ")".
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def rss_kb(pid: int) -> int:
+    """A process's resident memory in KiB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def thread_count(pid: int) -> int:
+    """How many threads a process has, from /proc."""
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
+
+
+def celery_worker_argv(name: str, queue: str, concurrency: int, loglevel: str) -> list[str]:
+    """The command line of a real Celery worker of the test app (tests/celery_app.py).
+
+    Prefork pool, no gossip/mingle/heartbeat (faster, quieter), consuming ``queue`` only.
+    """
+    return [
+        PYTHON, "-m", "celery", "-A", "tests.celery_app", "worker",
+        "--pool=prefork", "-c", str(concurrency),
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "-Q", queue, "-n", f"{name}-{queue}@%h", f"--loglevel={loglevel}",
+    ]  # fmt: skip

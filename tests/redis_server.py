@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,11 @@ class RedisServer:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def close_redis(cache: Any) -> None:
+    """Close the pooled connections of a Django RedisCache (its close() leaves them open, and an
+    unclosed socket found later by the garbage collector is a ResourceWarning: an error here)."""
+    client = cache.__dict__.get("_cache")  # a cached_property: absent if the cache was never used
+    for pool in getattr(client, "_pools", {}).values():
+        pool.disconnect()

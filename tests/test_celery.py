@@ -24,7 +24,7 @@ from django.core.management.base import CommandError
 from django.test import override_settings
 
 from django_cachewarmers.beat import beat_schedule
-from tests.processes import PYTHON, ROOT, Project, wait_until
+from tests.processes import PYTHON, ROOT, Project, celery_worker_argv, wait_until
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -81,23 +81,7 @@ class Cluster:
     def start_workers(self, *names: str) -> None:
         for name in names:
             self.workers[name] = self.project.start(
-                PYTHON,
-                "-m",
-                "celery",
-                "-A",
-                "tests.celery_app",
-                "worker",
-                "--pool=prefork",
-                "-c",
-                "2",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-Q",
-                self.queue,
-                "-n",
-                f"{name}-{self.queue}@%h",
-                "--loglevel=INFO",
+                *celery_worker_argv(name, self.queue, 2, "INFO"),
                 log=f"{name}.log",
             )
         for name in names:

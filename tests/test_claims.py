@@ -13,7 +13,7 @@ from django.core.cache.backends.redis import RedisCache
 from django.db import connections
 
 from django_cachewarmers.claims import Claims
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, close_redis
 
 T0 = 1_700_000_000.0  # a fixed "now", so window arithmetic is exact
 
@@ -39,7 +39,7 @@ def cache_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[], Any]]
         if made:
             made[0].clear()
         for cache in made:
-            cache.close()
+            close_redis(cache)
         return
     alias = "default" if request.param == "locmem" else "db"
     caches[alias].clear()

@@ -10,7 +10,7 @@ import pytest
 
 from django_cachewarmers import CacheWarmer, CallableValueLoader, StaticKeyProvider, WarmingConfig
 from django_cachewarmers.writers import is_django_redis_cache
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, close_redis
 
 KEYS = [f"item:{i}" for i in range(250)]
 
@@ -96,8 +96,13 @@ def test_a_server_that_refuses_scripts_gets_a_pipeline(
 
     admin = RedisCache(f"{redis_server.url}/4", {})
     client = admin._cache.get_client(None, write=True)
-    client.execute_command(
-        "ACL", "SETUSER", "noscript", "on", ">pw", "~*", "&*", "+@all", "-@scripting"
+    client.acl_setuser(
+        "noscript",
+        enabled=True,
+        passwords=["+pw"],
+        keys=["*"],
+        channels=["*"],
+        categories=["+@all", "-@scripting"],
     )
     try:
         host_port = redis_server.url.removeprefix("redis://")
@@ -110,7 +115,7 @@ def test_a_server_that_refuses_scripts_gets_a_pipeline(
         refusals = [r for r in caplog.records if "refused the warming script" in r.getMessage()]
         assert len(refusals) == 2  # once per warmer, not once per batch
         cache.clear()
-        cache.close()
+        close_redis(cache)
     finally:
-        client.execute_command("ACL", "DELUSER", "noscript")
-        admin.close()
+        client.acl_deluser("noscript")
+        close_redis(admin)

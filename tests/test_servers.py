@@ -7,9 +7,10 @@ own) and a SQLite file of its own, and reads the results back from Redis and the
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.processes import PYTHON, Project, wait_until
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -35,19 +36,8 @@ TICKER = {
 
 
 @pytest.fixture
-def project(tmp_path: Path, redis_server: RedisServer) -> Iterator[Callable[..., Project]]:
-    made: list[Project] = []
-
-    def make(warmers: dict[str, Any]) -> Project:
-        p = Project(tmp_path, redis_server, warmers)
-        migrated = p.manage("migrate", "--noinput", "--skip-checks")
-        assert migrated.returncode == 0, migrated.stderr
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.cleanup()
+def project(projects: Callable[..., Project]) -> Callable[..., Project]:
+    return projects
 
 
 def slot_of(run: dict[str, Any], interval: float = 1.0) -> int:
@@ -166,7 +156,10 @@ def test_uwsgi_workers_warm_after_the_fork(project: Any) -> None:
     wait_until(lambda: len([r for r in p.runs() if r["trigger"] == "schedule"]) >= 2, 60, "runs")
     log = p.log("uwsgi.log")
     runs = p.runs()
-    assert p.stop(server) in (0, 30)  # uWSGI exits 30 after a --die-on-term shutdown
+    # SIGTERM to the master only: it stops its workers itself (a worker's own SIGTERM means
+    # "reload" to uWSGI).
+    os.kill(server.pid, signal.SIGTERM)
+    assert server.wait(60) in (0, 30)  # uWSGI exits 30 after a --die-on-term shutdown
     worker_pids = {int(pid) for pid in _started_pids(log)}
     assert len(worker_pids) == 2, log  # each worker started its own threads after the fork
     assert server.pid not in worker_pids  # the master, which loaded the app, started none

@@ -1,4 +1,10 @@
-"""Settings of the example shop: SQLite and a local-memory cache unless REDIS_URL is set."""
+"""Settings of the example shop: SQLite and a local-memory cache unless REDIS_URL is set.
+
+Environment variables: EXAMPLE_DB (the SQLite file, default example_project/db.sqlite3),
+REDIS_URL (use Redis instead of the local-memory cache, e.g. redis://127.0.0.1:6379/0),
+EXAMPLE_LOG_LEVEL (of the django_cachewarmers logger, default INFO), DJANGO_DEBUG,
+DJANGO_SECRET_KEY.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +29,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Near the top. It counts each page answered 2xx to an anonymous GET (cache_page hits
+    # included) in the "pages" tracker, which the adaptive `hot_pages` warmer reads.
+    "django_cachewarmers.middleware.AccessTrackingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -52,7 +61,9 @@ TEMPLATES = [
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": BASE_DIR / "db.sqlite3",
+        "NAME": os.environ.get("EXAMPLE_DB") or BASE_DIR / "db.sqlite3",
+        # The server's request threads and the warming threads write to the same file.
+        "OPTIONS": {"timeout": 20},
     },
 }
 
@@ -72,8 +83,11 @@ else:
         },
     }
 
-# The warmers: one per strategy. `manage.py warm_cache --list` shows them.
+# The warmers: one per strategy. `manage.py warm_cache --list` shows them, and so does the admin's
+# "Cache warmers" page.
 CACHE_WARMERS = {
+    # scheduled: warmed at server start, then refreshed every 5 minutes, 500 products per query.
+    # The product pages read these keys (`product:<pk>`).
     "products": {
         "keys": "shop.warming.product_keys",
         "batch_loader": "shop.warming.load_products",
@@ -83,12 +97,25 @@ CACHE_WARMERS = {
         "timeout_jitter": 0.1,
         "batch_size": 500,
     },
+    # eager: warmed once at server start. The category pages read these keys (`category:<pk>`).
     "categories": {
         "keys": "shop.warming.category_keys",
         "loader": "shop.warming.load_category",
         "strategy": "eager",
         "timeout": 3600,
     },
+    # adaptive: the pages visitors ask for most (counted by AccessTrackingMiddleware), rendered
+    # through the site's own views, so that the cache_page entries of the hottest pages are filled
+    # before the next visitor asks. The hot set is saved in the database and warmed at next start.
+    "hot_pages": {
+        "keys": {"adaptive": {"tracker": "pages", "threshold": 3, "limit": 100}},
+        "loader": "django_cachewarmers.loaders.render_page",
+        "strategy": "adaptive",
+        "refresh_interval": 30,
+        "optional": True,
+    },
+    # lazy: only on demand (`manage.py warm_cache`, the admin's Warm now, or warm()). The home page
+    # reads this key.
     "catalogue_stats": {
         "keys": "shop.warming.catalogue_stats_keys",
         "loader": "shop.warming.load_catalogue_stats",
@@ -97,13 +124,24 @@ CACHE_WARMERS = {
     },
 }
 
+# Warm and schedule when a server starts (the default; spelled out here to show the switch).
+CACHE_WARMERS_AUTOSTART = True
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
+TIME_ZONE = "UTC"
 STATIC_URL = "/static/"
 
+# One INFO line per warm (and every error). `make run` sets EXAMPLE_LOG_LEVEL=WARNING for the
+# `warm_cache` commands, which print the same numbers themselves.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"django_cachewarmers": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {
+        "django_cachewarmers": {
+            "handlers": ["console"],
+            "level": os.environ.get("EXAMPLE_LOG_LEVEL", "INFO"),
+        },
+    },
 }

@@ -1,4 +1,8 @@
-"""The shop's key providers and loaders, referenced from CACHE_WARMERS by dotted path."""
+"""The shop's key providers and loaders, referenced from CACHE_WARMERS by dotted path.
+
+The views read the same keys (`product:<pk>`, `category:<pk>`, `catalogue:stats`) and load them
+with the same functions on a miss, so a warmed key and a key set by a request hold the same value.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,9 @@ def load_products(keys: list[str]) -> dict[str, dict[str, Any]]:
             "id": p.pk,
             "name": p.name,
             "price_cents": p.price_cents,
+            "price": f"{p.price_cents / 100:.2f}",
             "category": p.category.name,
+            "category_id": p.category_id,
         }
         for p in products
     }
@@ -35,7 +41,7 @@ def category_keys() -> list[str]:
 def load_category(key: str) -> list[int]:
     """The ids of a category's products, for its listing page."""
     pk = int(key.split(":", 1)[1])
-    return list(Product.objects.filter(category_id=pk).values_list("pk", flat=True))
+    return list(Product.objects.filter(category_id=pk).order_by("pk").values_list("pk", flat=True))
 
 
 def catalogue_stats_keys() -> list[str]:

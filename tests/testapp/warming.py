@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import Counter
 
 CALLS: Counter[str] = Counter()
@@ -36,3 +37,31 @@ def load_item_failing_3(key: str) -> str:
 
 def broken_keys() -> list[str]:
     raise RuntimeError("the catalogue service is down")
+
+
+def load_item_slowly(key: str) -> str:
+    """``load_item``, but only once the file $CW_HANG_FILE is gone, then after $CW_LOAD_DELAY s.
+
+    Real-process fault tests use it to keep a warm surely in flight for as long as they need.
+    """
+    hang = os.environ.get("CW_HANG_FILE")
+    deadline = time.monotonic() + 600
+    while hang and os.path.exists(hang) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(float(os.environ.get("CW_LOAD_DELAY", "0")))
+    return load_item(key)
+
+
+def load_item_hanging(key: str) -> str:
+    """A loader that never returns (until its process exits)."""
+    threading.Event().wait()
+    raise AssertionError("unreachable")
+
+
+def load_item_logged(key: str) -> str:
+    """``load_item``, appending each key to $CW_LOADER_LOG (shared by processes)."""
+    path = os.environ.get("CW_LOADER_LOG")
+    if path:
+        with _lock, open(path, "a", encoding="utf-8") as log:
+            log.write(key + "\n")
+    return load_item(key)

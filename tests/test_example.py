@@ -1,0 +1,207 @@
+"""The example shop, run as `make run` runs it: real management commands, then a real runserver.
+
+Everything runs in subprocesses on a SQLite file of the test's own (EXAMPLE_DB), with the
+local-memory cache, so example_project/db.sqlite3 is never touched. The server's environment has
+no PYTEST_* variables, so it warms at start as it would for a user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.cookiejar
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.processes import PYTHON, ROOT, wait_until
+from tests.redis_server import free_port
+
+pytestmark = pytest.mark.slow
+
+MANAGE = ROOT / "example_project" / "manage.py"
+
+
+class Example:
+    """The example project on a database file of its own."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.db = tmp_path / "db.sqlite3"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+        self.env.pop("REDIS_URL", None)  # the default: the local-memory cache
+        self.env.update(
+            # pytest-django exported the suite's settings; the example must use its own.
+            DJANGO_SETTINGS_MODULE="example.settings",
+            EXAMPLE_DB=str(self.db),
+            PYTHONUNBUFFERED="1",
+        )
+        self.server: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def manage(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [PYTHON, str(MANAGE), *args],
+            env=self.env,
+            cwd=self.tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        with contextlib.closing(sqlite3.connect(self.db, timeout=30)) as conn:
+            try:
+                return conn.execute(sql).fetchall()
+            except sqlite3.OperationalError:
+                return []
+
+    def start_server(self) -> None:
+        self.port = free_port()
+        with open(self.tmp_path / "runserver.log", "wb") as log:
+            self.server = subprocess.Popen(
+                [PYTHON, str(MANAGE), "runserver", f"127.0.0.1:{self.port}"],
+                env=self.env,
+                cwd=self.tmp_path,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: the autoreloader and its child
+            )
+
+    def answers(self, path: str) -> bool:
+        with contextlib.suppress(OSError):
+            return get(self.url(path))[0] == 200
+        return False
+
+    def log(self) -> str:
+        return (self.tmp_path / "runserver.log").read_text(errors="replace")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop_server(self) -> None:
+        server = self.server
+        if server is None or server.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(10)
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Iterator[Example]:
+    project = Example(tmp_path)
+    yield project
+    project.stop_server()
+
+
+def get(url: str, opener: urllib.request.OpenerDirector | None = None) -> tuple[int, Any, str]:
+    open_ = opener.open if opener is not None else urllib.request.urlopen
+    with open_(url, timeout=10) as response:
+        return response.status, response.headers, response.read().decode()
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def test_example_shop_sets_up_warms_and_serves_warm_pages(example: Example) -> None:
+    # The commands `make run` runs, in its order.
+    ok(example.manage("migrate", "--noinput"))
+    assert "Created 300 products in 20 categories." in ok(
+        example.manage("generate_catalogue", "--products", "300")
+    )
+    warmed = ok(example.manage("warm_cache"))
+    assert "products: 300 warmed, 0 failed, success rate 100.0%" in warmed
+    assert "categories: 20 warmed, 0 failed" in warmed
+    assert "catalogue_stats: 1 warmed, 0 failed" in warmed
+    listed = ok(example.manage("warm_cache", "--list"))
+    for name, strategy in [
+        ("products", "scheduled"),
+        ("categories", "eager"),
+        ("hot_pages", "adaptive"),
+        ("catalogue_stats", "lazy"),
+    ]:
+        assert re.search(rf"^{name}\s+{strategy}\s+default\s", listed, re.MULTILINE), listed
+    first = ok(example.manage("ensure_demo_staff"))
+    again = ok(example.manage("ensure_demo_staff"))
+    assert "username 'demo', password 'cachewarmers' (created)" in first
+    assert "username 'demo', password 'cachewarmers' (already there, password reset)" in again
+    assert example.query("SELECT username, is_staff, is_superuser FROM auth_user") == [
+        ("demo", 1, 1)
+    ]
+
+    # The server warms its own (local-memory) cache at start, before any request.
+    example.start_server()
+    startup = wait_until(
+        lambda: example.query(
+            "SELECT keys_warmed, keys_failed FROM django_cachewarmers_warmingrun "
+            "WHERE warmer = 'products' AND trigger = 'startup'"
+        ),
+        60,
+        "the server's startup warm of the products",
+    )
+    assert startup == [(300, 0)], example.log()
+    assert "cache warming started in process" in example.log()
+    # The admin's login page touches no product or category key.
+    wait_until(lambda: example.answers("/admin/login/"), 30, "runserver to answer")
+
+    # The very first request of a product page is a cache hit: warmed at startup.
+    product_id = example.query("SELECT MIN(id) FROM shop_product")[0][0]
+    status, _, body = get(example.url(f"/product/{product_id}/"))
+    assert status == 200
+    assert 'data-cache="hit"' in body, body
+
+    category_id = example.query("SELECT MIN(id) FROM shop_category")[0][0]
+    status, headers, body = get(example.url(f"/category/{category_id}/"))
+    assert status == 200
+    assert "max-age=300" in headers.get("Cache-Control", "")  # a cache_page page
+    assert "Cookie" not in headers.get("Vary", "")  # one variant for every anonymous visitor
+    assert 'data-cache="hit"' in body  # its product list was warmed by the eager warmer
+    assert "0 from the database" in body
+
+    status, _, body = get(example.url("/"))
+    assert status == 200
+    assert "300 products in 20 categories" in body
+
+    # The admin: the login page answers, the demo login works, the warmers page lists them all.
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    status, _, body = get(example.url("/admin/login/"), opener)
+    assert status == 200
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', body)
+    assert token is not None, body
+    form = urllib.parse.urlencode(
+        {
+            "csrfmiddlewaretoken": token.group(1),
+            "username": "demo",
+            "password": "cachewarmers",
+            "next": "/admin/django_cachewarmers/cachewarmer/",
+        }
+    ).encode()
+    with opener.open(example.url("/admin/login/"), data=form, timeout=10) as response:
+        assert response.status == 200
+        assert response.url.endswith("/admin/django_cachewarmers/cachewarmer/"), response.url
+        overview = response.read().decode()
+    for name in ("products", "categories", "hot_pages", "catalogue_stats"):
+        assert name in overview
+
+    example.stop_server()
+    assert example.server is not None
+    assert example.server.poll() is not None
+    assert "Traceback" not in example.log(), example.log()
