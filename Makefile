@@ -6,6 +6,7 @@ VENV ?= .venv
 DJANGO ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 EXAMPLE := $(BIN)/python example_project/manage.py
 PORT ?= 8000
 
@@ -17,10 +18,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]' $(if $(DJANGO),"Django$(DJANGO)")
 	touch $(STAMP)
 
+# `make run` needs only the app (and the Redis client, for REDIS_URL): no compiler, no browser.
+$(RUN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[redis]' $(if $(DJANGO),"Django$(DJANGO)")
+	touch $(RUN_STAMP)
+
 ## Set up the example shop and serve it: migrate, create a catalogue, warm every warmer and list
 ## them, create the demo staff login, then runserver (startup warming and the scheduler on).
 ## `PORT=8001 make run` serves on another port.
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(EXAMPLE) migrate --noinput
 	$(EXAMPLE) generate_catalogue
 	EXAMPLE_LOG_LEVEL=WARNING $(EXAMPLE) warm_cache
