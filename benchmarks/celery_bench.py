@@ -47,22 +47,14 @@ def _warm_ms(project: Project, *args: str) -> float:
 
 
 def _worker(project: Project, queue: str, processes: int) -> subprocess.Popen[bytes]:
-    from tests.processes import celery_worker_argv, wait_until
+    from tests.processes import celery_client, celery_worker_argv, wait_until
 
     log = f"worker-{processes}.log"
     worker = project.start(
         *celery_worker_argv(f"bench-{processes}", queue, processes, "WARNING"), log=log
     )
     # With --loglevel=WARNING the worker prints no "ready." line: ping it instead.
-    from celery import Celery
-
-    client = Celery(
-        "bench-ping",
-        broker=project.env["CW_BROKER_URL"],
-        backend=project.env["CW_RESULT_URL"],
-        set_as_current=False,
-    )
-    client.conf.broker_connection_retry_on_startup = True
+    client = celery_client(project, "bench-ping")
     try:
         wait_until(
             lambda: client.control.ping(destination=[f"bench-{processes}-{queue}@{_host()}"]),

@@ -85,6 +85,14 @@ class Project:
         return (self.tmp_path / name).read_text(errors="replace")
 
     def runs(self) -> list[dict[str, Any]]:
+        """The WarmingRun rows' main columns, oldest first ([] while the table is unreadable)."""
+        return self._run_query("warmer, trigger, started_at, keys_warmed, keys_failed, pid")
+
+    def run_rows(self) -> list[dict[str, Any]]:
+        """Every WarmingRun row, all columns, oldest first ([] while the table is unreadable)."""
+        return self._run_query("*")
+
+    def _run_query(self, columns: str) -> list[dict[str, Any]]:
         if not self.db.exists():
             return []
         # closing(): sqlite3's own context manager commits but never closes the connection.
@@ -92,22 +100,7 @@ class Project:
             conn.row_factory = sqlite3.Row
             try:
                 rows = conn.execute(
-                    "SELECT warmer, trigger, started_at, keys_warmed, keys_failed, pid "
-                    "FROM django_cachewarmers_warmingrun ORDER BY started_at"
-                ).fetchall()
-            except sqlite3.OperationalError:
-                return []
-        return [dict(row) for row in rows]
-
-    def run_rows(self) -> list[dict[str, Any]]:
-        """Every WarmingRun row, all columns, oldest first ([] while the table is unreadable)."""
-        if not self.db.exists():
-            return []
-        with contextlib.closing(sqlite3.connect(self.db, timeout=30)) as conn:
-            conn.row_factory = sqlite3.Row
-            try:
-                rows = conn.execute(
-                    "SELECT * FROM django_cachewarmers_warmingrun ORDER BY started_at"
+                    f"SELECT {columns} FROM django_cachewarmers_warmingrun ORDER BY started_at"
                 ).fetchall()
             except sqlite3.OperationalError:
                 return []
@@ -161,6 +154,20 @@ def rss_kb(pid: int) -> int:
 def thread_count(pid: int) -> int:
     """How many threads a process has, from /proc."""
     return len(list(Path(f"/proc/{pid}/task").iterdir()))
+
+
+def celery_client(project: Project, name: str) -> Any:
+    """A Celery client of the test app's broker and result backend (close it when done)."""
+    from celery import Celery
+
+    client = Celery(
+        name,
+        broker=project.env["CW_BROKER_URL"],
+        backend=project.env["CW_RESULT_URL"],
+        set_as_current=False,
+    )
+    client.conf.broker_connection_retry_on_startup = True
+    return client
 
 
 def celery_worker_argv(name: str, queue: str, concurrency: int, loglevel: str) -> list[str]:

@@ -24,7 +24,15 @@ from django.core.management.base import CommandError
 from django.test import override_settings
 
 from django_cachewarmers.beat import beat_schedule
-from tests.processes import PYTHON, ROOT, Project, celery_worker_argv, wait_until
+from tests.processes import (
+    PYTHON,
+    ROOT,
+    Project,
+    celery_client,
+    celery_worker_argv,
+    children,
+    wait_until,
+)
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -186,16 +194,8 @@ def test_a_second_fan_out_of_a_warmer_in_flight_fails_and_sends_nothing(cluster:
 
 
 def test_beat_task_warms_once_per_interval_however_many_ticks(cluster: Cluster) -> None:
-    from celery import Celery
-
     p = cluster.project
-    client = Celery(
-        "beat-test",
-        broker=p.env["CW_BROKER_URL"],
-        backend=p.env["CW_RESULT_URL"],
-        set_as_current=False,
-    )
-    client.conf.broker_connection_retry_on_startup = True
+    client = celery_client(p, "beat-test")
     try:
         sent = [
             client.send_task(
@@ -214,21 +214,6 @@ def test_beat_task_warms_once_per_interval_however_many_ticks(cluster: Cluster) 
     runs = [r for r in cluster.runs("ticker") if r["keys_warmed"] == 2]
     assert [(r["trigger"], r["keys_warmed"]) for r in runs] == [("celery", 2)]
     assert p.warmed("beat:1", "beat:2")
-
-
-def pool_processes(pid: int) -> list[int]:
-    """The child processes of ``pid`` (a prefork worker's pool), from /proc."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            children.append(int(entry.name))
-    return children
 
 
 @pytest.mark.parametrize("kill", ["worker", "pool-process"])
@@ -261,7 +246,7 @@ def test_killed_worker_mid_chunk_its_chunks_are_redone_and_every_key_counted_onc
         if kill == "worker":
             os.killpg(victim, signal.SIGKILL)  # the worker and its pool processes
         else:
-            os.kill(pool_processes(victim)[0], signal.SIGKILL)
+            os.kill(children(victim)[0], signal.SIGKILL)
         started = time.monotonic()
         assert run.wait(90) == 0, c.project.log("run.log")
         output = c.project.log("run.log")
