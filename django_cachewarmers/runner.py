@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Hashable, Iterable
 from typing import Literal
 
+from django.dispatch import Signal
 from django.utils import timezone
 
 from django_cachewarmers.claims import Claims
@@ -126,10 +127,7 @@ def record_and_signal(
     return stats
 
 
-def _send(signal: object, warmer: CacheWarmer, **kwargs: object) -> None:
-    from django.dispatch import Signal
-
-    assert isinstance(signal, Signal)
+def _send(signal: Signal, warmer: CacheWarmer, **kwargs: object) -> None:
     for receiver, result in signal.send_robust(sender=CacheWarmer, warmer=warmer, **kwargs):
         if isinstance(result, Exception):
             logger.error(

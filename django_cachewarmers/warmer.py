@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping, Sequence
 from concurrent.futures import Future
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
@@ -61,11 +61,8 @@ MAX_CACHE_KEY_LENGTH = 250
 _BAD_KEY_CHARACTER = re.compile(r"[\x00-\x20\x7f]")
 
 
-def invalid_key_reason(key: object, make_key: Callable[[str], str]) -> str | None:
-    """Why a Django cache would reject or warn about ``key``, or None if it is fine."""
-    if not isinstance(key, str):
-        return f"keys of a Django cache must be strings, got {type(key).__name__}"
-    full = make_key(key)
+def full_key_problem(full: str) -> str | None:
+    """Why a Django cache would reject or warn about a made key (prefix and version included)."""
     if len(full) > MAX_CACHE_KEY_LENGTH:
         return (
             f"{len(full)} characters with the cache's prefix and version; "
@@ -594,9 +591,12 @@ class CacheWarmer:
             return {"timeout": int(timeout) if timeout >= 1 else timeout}
         return {"timeout": timeout}
 
-    def _write(self, values: dict[Hashable, Any]) -> dict[Hashable, str]:
+    def _write(
+        self, values: dict[Hashable, Any], full_keys: Mapping[Hashable, str] | None = None
+    ) -> dict[Hashable, str]:
         """Write one batch; return the keys that were not stored, with the reason.
 
+        ``full_keys`` are the keys as the cache made them (prefix, version), when already known.
         Raises when the cache itself fails (unreachable, erroring): the caller stops the run.
         """
         cache = self.cache
@@ -605,7 +605,7 @@ class CacheWarmer:
             return {}
         if self._redis_writer is not None:
             failed = self._redis_writer.write(
-                values, self._backend_timeout(cache), self.config.timeout_jitter
+                values, self._backend_timeout(cache), self.config.timeout_jitter, full_keys
             )
             if failed is not None:
                 return failed
@@ -736,10 +736,16 @@ class _Collector:
             del values[key]  # the loader warmed it itself: nothing to write
             self.finished.add(key)
             self.stats.keys_warmed += 1
+        full_keys: dict[Hashable, str] | None = None
         make_key = getattr(self.warmer.cache, "make_key", None)
         if make_key is not None:  # a Django cache; a plain mapping takes any hashable key
+            full_keys = {}
             for key in list(values):
-                problem = invalid_key_reason(key, make_key)
+                if isinstance(key, str):
+                    full = full_keys[key] = make_key(key)  # made once, for the check and the write
+                    problem = full_key_problem(full)
+                else:
+                    problem = f"keys of a Django cache must be strings, got {type(key).__name__}"
                 if problem is not None:
                     del values[key]
                     self._fail(key, f"invalid cache key: {problem}")
@@ -750,7 +756,7 @@ class _Collector:
                 self._fail(key, "not written: the cache was unavailable earlier in this run")
             return
         try:
-            refused = self.warmer._write(values)
+            refused = self.warmer._write(values, full_keys)
         except Exception as exc:
             self.write_failed = True
             reason = f"cache write failed: {type(exc).__name__}: {exc}"

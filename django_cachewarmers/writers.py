@@ -63,12 +63,17 @@ class RedisWriter:
         self._script: Any = None
 
     def write(
-        self, values: Mapping[Any, Any], timeout: float | None, jitter: float
+        self,
+        values: Mapping[Any, Any],
+        timeout: float | None,
+        jitter: float,
+        full_keys: Mapping[Any, str] | None = None,
     ) -> dict[Hashable, str] | None:
         """Write ``values``; return the keys that failed, or None to ask for ``set_many``.
 
-        ``timeout`` is the backend timeout in seconds (None: never expire). Raises what redis-py
-        raises when the server cannot be reached.
+        ``timeout`` is the backend timeout in seconds (None: never expire); ``full_keys`` the keys
+        as the cache made them, if the caller has them already. Raises what redis-py raises when
+        the server cannot be reached.
         """
         client_wrapper = getattr(self.cache, "_cache", None)
         serializer = getattr(client_wrapper, "_serializer", None)
@@ -84,7 +89,7 @@ class RedisWriter:
             except SERIALIZE_ERRORS as exc:
                 failed[key] = f"value not cacheable: {type(exc).__name__}: {exc}"
                 continue
-            keys.append(self.cache.make_key(key))
+            keys.append(full_keys[key] if full_keys is not None else self.cache.make_key(key))
             args.append(data)
             if timeout is None:
                 args.append(0)
