@@ -12,7 +12,7 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import DisallowedHost, ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponseBase
@@ -20,7 +20,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.encoding import escape_uri_path
 
 from django_cachewarmers.conf import conf
-from django_cachewarmers.trackers import PAGES, get_tracker
+from django_cachewarmers.trackers import PAGES, track
 
 logger = logging.getLogger("django_cachewarmers")
 
@@ -49,15 +49,18 @@ class TrackingSettings:
 
     exclude: re.Pattern[str] | None
     sample_rate: float
+    #: ``sample_rate < 1``.
+    sampled: bool
     authenticated: bool
     session_cookie: str
     forwarded_host: bool
     #: The scheme is the environ's own (no SECURE_PROXY_SSL_HEADER to consult).
     plain_scheme: bool
-    #: Hosts that passed ``request.get_host()``'s validation (bounded; see ``page_key``).
-    valid_hosts: dict[str, None] = field(default_factory=dict, compare=False)
-    #: Recently seen paths and their escaped form (bounded): hot pages repeat.
-    escaped: dict[str, str] = field(default_factory=dict, compare=False)
+    #: ``(scheme, raw host, path)`` of recently counted pages -> their page key, or ``""`` for a
+    #: page never counted (excluded, URL too long). Bounded (``MAX_KNOWN_PAGES``). Hot pages
+    #: repeat: the host's validation, the exclusions and the escaping run once per page, and the
+    #: tracker receives the same key object each time (its hash already computed).
+    known: dict[tuple[str, str, str], str] = field(default_factory=dict, compare=False)
 
     @classmethod
     def load(cls) -> TrackingSettings:
@@ -67,6 +70,7 @@ class TrackingSettings:
         return cls(
             exclude=re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None,
             sample_rate=conf.TRACK_SAMPLE_RATE,
+            sampled=conf.TRACK_SAMPLE_RATE < 1,
             authenticated=conf.TRACK_AUTHENTICATED,
             session_cookie=settings.SESSION_COOKIE_NAME,
             forwarded_host=settings.USE_X_FORWARDED_HOST,
@@ -91,63 +95,82 @@ def _reload_settings(**kwargs: Any) -> None:
     _settings = None
 
 
-#: At most this many validated hosts are remembered (ALLOWED_HOSTS = ["*"] admits any).
-MAX_VALID_HOSTS = 256
-#: At most this many escaped paths are remembered.
-MAX_ESCAPED_PATHS = 4096
+_METHODS = frozenset(("GET", "HEAD"))
+#: At most this many pages' keys are remembered (see ``TrackingSettings.known``).
+MAX_KNOWN_PAGES = 4096
 
 
-def page_key(request: HttpRequest, config: TrackingSettings | None = None) -> str:
-    """The key a page is counted under: ``scheme://host/path``, never the query string."""
-    config = config or tracking_settings()
+def page_to_count(
+    request: HttpRequest,
+    response: HttpResponseBase,
+    signed_in: Callable[[HttpRequest], bool] | None = None,
+) -> str | None:
+    """The page key to count for this request and response, or None.
+
+    The key is ``scheme://host/path``, never the query string. None for anything but a GET or HEAD
+    answered 2xx, the warmer's own rendering requests, excluded paths, URLs over
+    ``MAX_URL_LENGTH``, requests left out by the sample rate, and (unless signed-in users' pages
+    are tracked) requests carrying credentials, or a session cookie of a user ``signed_in`` says
+    is signed in. Without ``signed_in`` the caller checks that (``_may_be_signed_in``).
+
+    This runs on every request: host validation, exclusions and escaping run once per page
+    (``TrackingSettings.known``).
+    """
+    if request.method not in _METHODS or not 200 <= response.status_code < 300:
+        return None
     meta = request.META
-    # The raw host as request.get_host() finds it; its validation (several settings lookups, 4 µs)
-    # runs once per host, not on every request.
+    if RENDER_MARKER in meta:
+        return None  # the warmer's own rendering request
+    config = _settings or tracking_settings()
+    if config.sampled and random.random() >= config.sample_rate:
+        return None
+    if not config.authenticated and (
+        "HTTP_AUTHORIZATION" in meta
+        or "REMOTE_USER" in meta
+        or (
+            signed_in is not None
+            and config.session_cookie in request.COOKIES
+            and signed_in(request)
+        )
+    ):
+        return None  # credentials of some kind, or a signed-in user: the page is personal
+    # The raw host as request.get_host() finds it. ASGI requests have no wsgi.url_scheme: their
+    # scheme comes from the ASGI scope.
     if config.forwarded_host and "HTTP_X_FORWARDED_HOST" in meta:
         host = meta["HTTP_X_FORWARDED_HOST"]
     else:
         host = meta.get("HTTP_HOST", "")
-    if not host or host not in config.valid_hosts:
-        host = request.get_host()  # raises DisallowedHost for a host not in ALLOWED_HOSTS
-        if len(config.valid_hosts) >= MAX_VALID_HOSTS:
-            config.valid_hosts.clear()
-        config.valid_hosts[host] = None
-    path = request.path
-    escaped = config.escaped.get(path)
-    if escaped is None:
-        if len(config.escaped) >= MAX_ESCAPED_PATHS:
-            config.escaped.clear()
-        escaped = config.escaped[path] = escape_uri_path(path)
-    # ASGI requests have no wsgi.url_scheme: their scheme comes from the ASGI scope.
-    scheme = (meta.get("wsgi.url_scheme") if config.plain_scheme else None) or request.scheme
-    return f"{scheme}://{host}{escaped}"
-
-
-def countable(
-    request: HttpRequest, response: HttpResponseBase, config: TrackingSettings
-) -> str | None:
-    """The page key if this request/response should be counted (signed-in users aside)."""
-    if request.method not in ("GET", "HEAD") or not 200 <= response.status_code < 300:
-        return None
-    meta = request.META
-    if meta.get(RENDER_MARKER):
-        return None  # the warmer's own rendering request
-    if config.exclude is not None and config.exclude.search(request.path):
-        return None
-    if config.sample_rate < 1 and random.random() >= config.sample_rate:
-        return None
-    key = page_key(request, config)
-    return key if len(key) <= MAX_URL_LENGTH else None
-
-
-def _may_be_signed_in(request: HttpRequest, config: TrackingSettings) -> bool:
-    """False when the request surely is anonymous, without loading its session."""
-    meta = request.META
-    return (
-        "HTTP_AUTHORIZATION" in meta
-        or "REMOTE_USER" in meta
-        or config.session_cookie in request.COOKIES
+    scheme: str = (
+        (meta.get("wsgi.url_scheme") if config.plain_scheme else None) or request.scheme or "http"
     )
+    page = (scheme, host, request.path)
+    key = config.known.get(page)
+    if key is None:
+        key = _page_key(request, page, config)
+    return key or None
+
+
+def _page_key(request: HttpRequest, page: tuple[str, str, str], config: TrackingSettings) -> str:
+    """A page's key, or "" if it is never counted, remembered; DisallowedHost for a bad host."""
+    scheme, raw_host, path = page
+    host = request.get_host()  # raises DisallowedHost for a host not in ALLOWED_HOSTS
+    key = f"{scheme}://{host}{escape_uri_path(path)}"
+    if len(key) > MAX_URL_LENGTH or (config.exclude is not None and config.exclude.search(path)):
+        key = ""
+    # Without a Host header get_host() builds one from the server's name; an overlong URL is not
+    # worth its memory.
+    if raw_host and len(raw_host) + len(path) <= MAX_URL_LENGTH:
+        known = config.known
+        if len(known) >= MAX_KNOWN_PAGES:
+            known.clear()
+        known[page] = key
+    return key
+
+
+def _may_be_signed_in(request: HttpRequest) -> bool:
+    """False when the request surely is not a signed-in user's (or those are counted too)."""
+    config = _settings or tracking_settings()
+    return not config.authenticated and config.session_cookie in request.COOKIES
 
 
 class AccessTrackingMiddleware:
@@ -176,14 +199,11 @@ class AccessTrackingMiddleware:
             return self.__acall__(request)
         response = self.get_response(request)
         try:
-            config = tracking_settings()
-            key = countable(request, response, config)  # type: ignore[arg-type]
-            if key is not None and (
-                config.authenticated
-                or not _may_be_signed_in(request, config)
-                or not _signed_in(request)
-            ):
-                get_tracker(PAGES).record_access(key)
+            key = page_to_count(request, response, _signed_in)  # type: ignore[arg-type]
+            if key is not None:
+                track(key, PAGES)
+        except DisallowedHost:
+            pass  # a 2xx for a host not in ALLOWED_HOSTS (no CommonMiddleware): not counted
         except Exception:
             logger.exception("access tracking failed; the request is not affected")
         return response
@@ -191,29 +211,24 @@ class AccessTrackingMiddleware:
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         response: HttpResponseBase = await self.get_response(request)  # type: ignore[misc]
         try:
-            config = tracking_settings()
-            key = countable(request, response, config)
+            key = page_to_count(request, response)
             if key is not None and (
-                config.authenticated
-                or not _may_be_signed_in(request, config)
-                or not await _asigned_in(request)
+                not _may_be_signed_in(request) or not await _asigned_in(request)
             ):
-                get_tracker(PAGES).record_access(key)
+                track(key, PAGES)
+        except DisallowedHost:
+            pass
         except Exception:
             logger.exception("access tracking failed; the request is not affected")
         return response
 
 
 def _signed_in(request: HttpRequest) -> bool:
-    if "HTTP_AUTHORIZATION" in request.META or "REMOTE_USER" in request.META:
-        return True  # credentials of some kind: treat the page as personal
     user = getattr(request, "user", None)
     return bool(user is not None and user.is_authenticated)
 
 
 async def _asigned_in(request: HttpRequest) -> bool:
-    if "HTTP_AUTHORIZATION" in request.META or "REMOTE_USER" in request.META:
-        return True
     if not hasattr(request, "auser"):
         return False
     user = await request.auser()

@@ -40,7 +40,8 @@ def all_trackers() -> dict[str, AccessTracker]:
 
 def track(key: Hashable, tracker: str = KEYS) -> None:
     """Count one access to an application-level key, so adaptive warmers can warm hot data."""
-    get_tracker(tracker).record_access(key)
+    found = _trackers.get(tracker)  # the middleware's path on every request: no second call
+    (get_tracker(tracker) if found is None else found).record_access(key)
 
 
 def reset() -> None:

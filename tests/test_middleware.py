@@ -18,7 +18,11 @@ from django.test import AsyncClient, Client, RequestFactory, override_settings
 
 from django_cachewarmers import NO_STORE, trackers
 from django_cachewarmers.loaders import render_page
-from django_cachewarmers.middleware import AccessTrackingMiddleware
+from django_cachewarmers.middleware import (
+    MAX_KNOWN_PAGES,
+    AccessTrackingMiddleware,
+    tracking_settings,
+)
 from django_cachewarmers.pages import PageNotWarmed
 from tests.testapp import views
 
@@ -168,6 +172,37 @@ def test_oversized_urls_are_not_counted() -> None:
     assert list(counted()) == ["http://testserver/pages/ok/"]
 
 
+def test_a_page_is_counted_per_host_and_scheme() -> None:
+    middleware = AccessTrackingMiddleware(lambda request: HttpResponse("ok"))
+    factory = RequestFactory()
+    with override_settings(ALLOWED_HOSTS=["a.example", "b.example"]):
+        for _ in range(2):  # the second time from the remembered keys
+            middleware(factory.get("/pages/x/", HTTP_HOST="a.example"))
+            middleware(factory.get("/pages/x/", HTTP_HOST="b.example"))
+            middleware(factory.get("/pages/x/", HTTP_HOST="b.example", secure=True))
+    assert counted() == {
+        "http://a.example/pages/x/": 2,
+        "http://b.example/pages/x/": 2,
+        "https://b.example/pages/x/": 2,
+    }
+
+
+def test_a_2xx_for_a_host_not_allowed_is_not_counted_nor_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Without CommonMiddleware nothing checked the host before the view answered 200.
+    middleware = AccessTrackingMiddleware(lambda request: HttpResponse("ok"))
+    with (
+        override_settings(ALLOWED_HOSTS=["testserver"]),
+        caplog.at_level(logging.DEBUG, logger="django_cachewarmers"),
+    ):
+        for _ in range(2):
+            response = middleware(RequestFactory().get("/pages/x/", HTTP_HOST="evil.example"))
+            assert response.status_code == 200
+    assert counted() == {}
+    assert not caplog.records
+
+
 def get(path: str) -> HttpRequest:
     """A bare GET request (RequestFactory is 10x slower, too slow for a 100,000-URL flood)."""
     request = HttpRequest()
@@ -196,6 +231,7 @@ def test_a_flood_of_unique_urls_keeps_memory_bounded_and_hot_pages_hot() -> None
     finally:
         tracemalloc.stop()
     assert len(tracker) <= tracker.max_keys
+    assert len(tracking_settings().known) <= MAX_KNOWN_PAGES
     assert after_all < after_half * 1.2 + 1_000_000  # flat, not growing with the flood
     top = tracker.get_hot_keys(threshold=5, limit=20)
     assert set(top) == {f"http://testserver{path}" for path in hot}
