@@ -20,6 +20,7 @@ from django.utils import timezone
 import django_cachewarmers
 from django_cachewarmers import dashboard, trackers
 from django_cachewarmers.models import Trigger, WarmingRun
+from tests import runs
 
 XSS = "<script>alert(1)</script>"
 
@@ -60,21 +61,7 @@ def warm_all_url() -> str:
 
 
 def make_run(warmer: str, minutes_ago: float = 0, **fields: Any) -> WarmingRun:
-    started = timezone.now() - timedelta(minutes=minutes_ago)
-    values: dict[str, Any] = {
-        "trigger": Trigger.SCHEDULE,
-        "started_at": started,
-        "finished_at": started + timedelta(seconds=1),
-        "keys_warmed": 20,
-        "keys_failed": 0,
-        "success_rate": 1.0,
-        "total_time_ms": 240.0,
-        "hostname": "web-1",
-        "pid": 4242,
-    }
-    values.update(fields)
-    run: WarmingRun = WarmingRun.objects.create(warmer=warmer, **values)
-    return run
+    return runs.make_run(warmer, timezone.now() - timedelta(minutes=minutes_ago), **fields)
 
 
 def wait_for_run(warmer: str, trigger: str = "admin", timeout: float = 20.0) -> WarmingRun:

@@ -19,8 +19,9 @@ from django.urls import reverse
 
 from django_cachewarmers.admin import WarmingRunAdmin
 from django_cachewarmers.history import last_runs, record_run
-from django_cachewarmers.models import Trigger, WarmingRun
+from django_cachewarmers.models import WarmingRun
 from django_cachewarmers.stats import WarmingStats
+from tests import runs
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=timezone.utc)
 XSS = "<script>alert(1)</script>"
@@ -31,21 +32,7 @@ def at(minutes: float) -> datetime:
 
 
 def make_run(warmer: str = "products", minutes: float = 0, **fields: Any) -> WarmingRun:
-    """A WarmingRun row written directly, for the queryset and admin tests."""
-    values: dict[str, Any] = {
-        "trigger": Trigger.SCHEDULE,
-        "started_at": at(minutes),
-        "finished_at": at(minutes) + timedelta(seconds=2),
-        "keys_warmed": 10,
-        "keys_failed": 0,
-        "success_rate": 1.0,
-        "total_time_ms": 2000.0,
-        "hostname": "web-1",
-        "pid": 4242,
-    }
-    values.update(fields)
-    run: WarmingRun = WarmingRun.objects.create(warmer=warmer, **values)
-    return run
+    return runs.make_run(warmer, at(minutes), **fields)
 
 
 def history_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -338,7 +325,14 @@ def test_admin_changelist_lists_runs(admin_client: Any) -> None:
 
 @pytest.mark.django_db
 def test_admin_detail_is_read_only(admin_client: Any) -> None:
-    run = make_run("products", 0, hostname="worker-7", pid=31337, run_error="provider raised")
+    run = make_run(
+        "products",
+        0,
+        total_time_ms=2000.0,
+        hostname="worker-7",
+        pid=31337,
+        run_error="provider raised",
+    )
     response = admin_client.get(admin_url("change", run.pk))
     assert response.status_code == 200
     content = response.content.decode()
