@@ -222,7 +222,7 @@ def validate_app_settings() -> list[checks.CheckMessage]:
                 )
             )
         limit: object = conf.HISTORY_LIMIT
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        if not _is_int_at_least(limit, 1):
             messages.append(
                 _error(
                     14,
@@ -263,7 +263,7 @@ def _tracking_problems() -> list[checks.CheckMessage]:
     """Problems of the access-tracking, snapshot and persistence settings."""
     messages: list[checks.CheckMessage] = []
     max_keys: object = conf.TRACKER_MAX_KEYS
-    if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
+    if not _is_int_at_least(max_keys, 1):
         messages.append(
             _error(
                 18,
@@ -339,7 +339,7 @@ def _tracking_problems() -> list[checks.CheckMessage]:
                 )
             )
     size: object = conf.SNAPSHOT_SIZE
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+    if not _is_int_at_least(size, 1):
         messages.append(
             _error(
                 24,
@@ -449,6 +449,11 @@ def _did_you_mean(word: object, choices: Iterable[str]) -> str:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int_at_least(value: object, minimum: int) -> bool:
+    """An int (not a bool) >= ``minimum``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
 def _number_problem(value: object, *, positive: bool) -> str:
@@ -740,7 +745,7 @@ def _parse_adaptive(report: _Report, where: str, options: object) -> AdaptiveKey
     numbers: dict[str, int] = {}
     for field, default in (("threshold", AdaptiveKeys.threshold), ("limit", AdaptiveKeys.limit)):
         value = options.get(field, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not _is_int_at_least(value, 1):
             ok = False
             report.error(
                 11,
@@ -867,7 +872,7 @@ def _parse_int(
     default = DEFAULTS[field]
     assert isinstance(default, int)
     value = raw.get(field, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not _is_int_at_least(value, minimum):
         report.error(
             9,
             f"{_where(name, field)}: must be an integer >= {minimum}, got {_describe(value)}.",
