@@ -158,7 +158,7 @@ def _report_invalid_warmers(valid: Mapping[str, object]) -> None:
     from django_cachewarmers.spec import parse_warmer
 
     declared = conf.CACHE_WARMERS
-    if not isinstance(declared, dict):
+    if not isinstance(declared, Mapping):  # as get_specs() reads it
         logger.error("CACHE_WARMERS is not a dict: no cache warmer runs (see `manage.py check`)")
         return
     for name, raw in declared.items():

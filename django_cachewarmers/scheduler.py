@@ -14,11 +14,9 @@ from django.db import close_old_connections, connections
 from django_cachewarmers.registry import UnknownWarmer, get_entry
 from django_cachewarmers.runner import ClaimKind, Trigger, run_warm
 from django_cachewarmers.spec import WarmerSpec, get_specs
+from django_cachewarmers.warmer import wait_until
 
 logger = logging.getLogger("django_cachewarmers")
-
-#: The longest single wait: longer ones would overflow a thread's timeout (threading.TIMEOUT_MAX).
-_MAX_WAIT_S = 3600.0
 
 
 def next_slot(interval: float, now: float, *, min_gap: float = 0.0) -> float:
@@ -86,10 +84,8 @@ class WarmingScheduler:
         }
         while due:
             name, at = min(due.items(), key=lambda item: item[1])
-            if self._stop.wait(min(max(0.0, at - time.time()), _MAX_WAIT_S)):
+            if wait_until(self._stop, at, time.time):
                 return
-            if time.time() < at:
-                continue  # a long interval is waited out in bounded steps
             close_old_connections()
             self._dispatch(name, "schedule", "schedule")
             due[name] = next_slot(specs[name].refresh_interval, max(at, time.time()))

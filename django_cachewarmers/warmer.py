@@ -6,7 +6,6 @@ import contextlib
 import functools
 import logging
 import os
-import pickle
 import queue
 import random
 import re
@@ -23,7 +22,13 @@ from django_cachewarmers.config import CACHE_DEFAULT, WarmingConfig
 from django_cachewarmers.loaders import NO_STORE, BatchValueLoader, ValueLoader
 from django_cachewarmers.providers import KeyProvider
 from django_cachewarmers.stats import WarmingStats
-from django_cachewarmers.writers import RedisWriter, is_django_redis_cache
+from django_cachewarmers.writers import (
+    VALUE_ERRORS,
+    RedisWriter,
+    is_django_redis_cache,
+    jittered,
+    not_cacheable,
+)
 
 logger = logging.getLogger("django_cachewarmers")
 
@@ -31,16 +36,6 @@ logger = logging.getLogger("django_cachewarmers")
 _WAKE_EVERY = 1000
 #: ... and the collector looks for results at least this often anyway.
 _POLL_S = 0.05
-
-#: Errors from a cache write that point at the values or keys of a batch rather than at the cache
-#: itself: the batch is retried key by key so that one bad value fails only its own key.
-VALUE_ERRORS: tuple[type[BaseException], ...] = (
-    pickle.PicklingError,
-    TypeError,
-    AttributeError,
-    ValueError,
-    RecursionError,
-)
 
 
 @runtime_checkable
@@ -84,6 +79,23 @@ def backoff_delay(
     """
     ceiling: float = min(cap, base * 2.0 ** (attempt - 1))
     return ceiling / 2 + rand() * ceiling / 2
+
+
+#: The longest single wait: longer ones overflow a thread's timeout (threading.TIMEOUT_MAX).
+_MAX_WAIT_S = 3600.0
+
+
+def wait_until(event: threading.Event, at: float, clock: Callable[[], float]) -> bool:
+    """Wait until ``clock()`` reaches ``at`` (even infinity) or ``event`` is set; True if set.
+
+    A long wait is waited out in bounded steps, so no interval overflows a thread's timeout.
+    """
+    while True:
+        remaining = at - clock()
+        if remaining <= 0:
+            return event.is_set()
+        if event.wait(min(remaining, _MAX_WAIT_S)):
+            return True
 
 
 class _Run:
@@ -416,7 +428,7 @@ class CacheWarmer:
         self, stop: threading.Event, run: Callable[[], object], interval: float, immediately: bool
     ) -> None:
         next_at = time.monotonic() + (0.0 if immediately else interval)
-        while not stop.wait(max(0.0, next_at - time.monotonic())):
+        while not wait_until(stop, next_at, time.monotonic):
             try:
                 run()
             except Exception:
@@ -587,7 +599,7 @@ class CacheWarmer:
         if timeout is CACHE_DEFAULT:
             return {}
         if timeout is not None and timeout > 0 and self.config.timeout_jitter > 0:
-            timeout = timeout * (1.0 + random.uniform(0.0, self.config.timeout_jitter))
+            timeout = jittered(timeout, self.config.timeout_jitter)
             return {"timeout": int(timeout) if timeout >= 1 else timeout}
         return {"timeout": timeout}
 
@@ -624,7 +636,7 @@ class CacheWarmer:
             try:
                 cache.set(key, value, **kwargs)
             except VALUE_ERRORS as exc:
-                failed[key] = f"value not cacheable: {type(exc).__name__}: {exc}"
+                failed[key] = not_cacheable(exc)
         return failed
 
 

@@ -20,14 +20,26 @@ from typing import Any
 
 logger = logging.getLogger("django_cachewarmers")
 
-#: Errors from serializing one value: that key fails, the rest of the batch is written.
-SERIALIZE_ERRORS: tuple[type[BaseException], ...] = (
+#: Errors from serializing or storing one value that point at the value, not at the cache: that
+#: key fails, the rest of the batch is written.
+VALUE_ERRORS: tuple[type[BaseException], ...] = (
     pickle.PicklingError,
     TypeError,
     AttributeError,
     ValueError,
     RecursionError,
 )
+
+
+def not_cacheable(exc: BaseException) -> str:
+    """A failed key's reason when its value could not be stored."""
+    return f"value not cacheable: {type(exc).__name__}: {exc}"
+
+
+def jittered(timeout: float, jitter: float) -> float:
+    """``timeout`` stretched by a random share of up to ``jitter`` (0.1: up to 10% longer)."""
+    return timeout * (1.0 + random.uniform(0.0, jitter))
+
 
 #: KEYS: the full cache keys; ARGV: value, ttl pairs (ttl 0: no expiry).
 SET_MANY_SCRIPT = """
@@ -86,15 +98,15 @@ class RedisWriter:
         for key, value in values.items():
             try:
                 data = serializer.dumps(value)
-            except SERIALIZE_ERRORS as exc:
-                failed[key] = f"value not cacheable: {type(exc).__name__}: {exc}"
+            except VALUE_ERRORS as exc:
+                failed[key] = not_cacheable(exc)
                 continue
             keys.append(full_keys[key] if full_keys is not None else self.cache.make_key(key))
             args.append(data)
             if timeout is None:
                 args.append(0)
             else:
-                ttl = timeout * (1.0 + random.uniform(0.0, jitter)) if jitter > 0 else timeout
+                ttl = jittered(timeout, jitter) if jitter > 0 else timeout
                 args.append(max(1, int(ttl)))
         if not keys:
             return failed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -19,7 +20,7 @@ from django_cachewarmers import (
     StaticKeyProvider,
     WarmingConfig,
 )
-from django_cachewarmers.warmer import backoff_delay
+from django_cachewarmers.warmer import backoff_delay, wait_until
 from tests.conftest import RecordingCache, cached
 
 KEYS = [f"item:{i}" for i in range(25)]
@@ -551,6 +552,21 @@ def test_stop_scheduler_does_not_wait_out_the_interval() -> None:
     assert thread is not None
     warmer.stop_scheduler(timeout=10)
     assert not thread.is_alive()  # joined within 10 s of an hour-long interval
+
+
+@pytest.mark.parametrize("interval", [threading.TIMEOUT_MAX * 2, math.inf])
+def test_an_interval_past_a_threads_longest_timeout_is_waited_out(interval: float) -> None:
+    # One Event.wait() that long raises OverflowError in the scheduler thread.
+    warmer = make_warmer({})
+    warmer.start_scheduler(interval=interval)
+    thread = warmer._scheduler
+    assert thread is not None
+    event = threading.Event()
+    threading.Timer(0.05, event.set).start()
+    assert wait_until(event, time.monotonic() + interval, time.monotonic)
+    assert thread.is_alive()
+    warmer.stop_scheduler(timeout=10)
+    assert not thread.is_alive()
 
 
 def test_stop_scheduler_cancels_a_hung_run(release: threading.Event) -> None:
