@@ -31,8 +31,8 @@ from django.utils import timezone
 
 from django_cachewarmers import claims
 from django_cachewarmers.conf import conf
-from django_cachewarmers.providers import AdaptiveKeyProvider
-from django_cachewarmers.trackers import all_trackers, get_tracker
+from django_cachewarmers.providers import KeyProvider, check_threshold_and_limit
+from django_cachewarmers.trackers import all_trackers
 
 logger = logging.getLogger("django_cachewarmers")
 
@@ -231,7 +231,8 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Window
 def cluster_counts(tracker: str) -> Counts:
     """This process's counts of ``tracker`` plus every live snapshot of other processes."""
     counts: Counts = {}
-    for key, count in get_tracker(tracker).top(conf.SNAPSHOT_SIZE):
+    local = all_trackers().get(tracker)  # not get_tracker(): reading must not start counting
+    for key, count in local.top(conf.SNAPSHOT_SIZE) if local is not None else ():
         counts[key] = counts.get(key, 0.0) + count
     try:
         records = caches[conf.SNAPSHOT_CACHE].get_many(
@@ -309,12 +310,18 @@ def persist(tracker: str, *, claim: bool = True) -> int:
     return len(rows)
 
 
-class ClusterKeyProvider(AdaptiveKeyProvider):
-    """The hottest keys of a named tracker across the cluster (and from before a restart)."""
+class ClusterKeyProvider(KeyProvider):
+    """The hottest keys of a named tracker across the cluster (and from before a restart).
+
+    It reads the tracker by name and never creates it: a process that only warms (a Celery
+    worker, ``warm_cache``, the admin) counts nothing, so it starts no tracker and no publisher.
+    """
 
     def __init__(self, tracker: str, threshold: int = 5, limit: int = 1000) -> None:
-        super().__init__(get_tracker(tracker), threshold, limit)
+        check_threshold_and_limit(threshold, limit)
         self.tracker_name = tracker
+        self.threshold = threshold
+        self.limit = limit
 
     def _ranked(self, limit: int) -> list[tuple[Hashable, float]]:
         counts = hot_counts(self.tracker_name)

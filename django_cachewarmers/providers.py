@@ -52,10 +52,7 @@ class AdaptiveKeyProvider(KeyProvider):
     """The hottest keys an ``AccessTracker`` has seen."""
 
     def __init__(self, tracker: AccessTracker, threshold: int = 5, limit: int = 1000) -> None:
-        if threshold < 0:
-            raise ValueError(f"threshold: must not be negative, got {threshold}")
-        if limit < 1:
-            raise ValueError(f"limit: must be at least 1, got {limit}")
+        check_threshold_and_limit(threshold, limit)
         self.tracker = tracker
         self.threshold = threshold
         self.limit = limit
@@ -70,3 +67,11 @@ class AdaptiveKeyProvider(KeyProvider):
 
     def __repr__(self) -> str:
         return f"AdaptiveKeyProvider(threshold={self.threshold}, limit={self.limit})"
+
+
+def check_threshold_and_limit(threshold: int, limit: int) -> None:
+    """Raise ValueError unless ``threshold >= 0`` and ``limit >= 1`` (hot-key providers)."""
+    if threshold < 0:
+        raise ValueError(f"threshold: must not be negative, got {threshold}")
+    if limit < 1:
+        raise ValueError(f"limit: must be at least 1, got {limit}")

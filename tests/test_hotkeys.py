@@ -113,6 +113,18 @@ def test_cluster_provider_applies_threshold_and_limit() -> None:
 
 
 @pytest.mark.django_db
+def test_reading_the_hot_set_creates_no_tracker_in_a_process_that_counts_nothing() -> None:
+    # A Celery worker or `warm_cache` warms adaptive warmers: creating a tracker there would
+    # start a publisher of empty snapshots (get_tracker starts it).
+    other_process("keys", [["product:2", 9]])
+    provider = ClusterKeyProvider("keys", threshold=1, limit=10)
+    assert provider.get_keys() == ["product:2"]
+    assert provider.top() == [("product:2", 9)]
+    assert cluster_counts("pages") == {}
+    assert trackers.all_trackers() == {}
+
+
+@pytest.mark.django_db
 def test_persist_and_read_back_decayed_and_never_compounding() -> None:
     hit("/a", 8)
     other_process("pages", [["/b", 4]])
