@@ -120,12 +120,7 @@ class CacheWarmerAdmin(_OverviewAdmin):
     template_name = "django_cachewarmers/overview.html"
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if super().has_view_permission(request, obj):
-            return True
-        user = request.user
-        return user.has_perm("django_cachewarmers.view_warmingrun") or user.has_perm(
-            "django_cachewarmers.change_warmingrun"
-        )
+        return super().has_view_permission(request, obj) or _may_see_runs(request)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -164,9 +159,7 @@ class CacheWarmerAdmin(_OverviewAdmin):
         rows = dashboard.overview()
         can_warm = self.has_warm_permission(request)
         runs_url = ""
-        if request.user.has_perm("django_cachewarmers.view_warmingrun") or request.user.has_perm(
-            "django_cachewarmers.change_warmingrun"
-        ):
+        if _may_see_runs(request):
             runs_url = reverse(
                 f"{self.admin_site.name}:django_cachewarmers_warmingrun_changelist",
                 current_app=self.admin_site.name,
@@ -273,3 +266,11 @@ class CacheWarmerAdmin(_OverviewAdmin):
         if not started and not busy:
             messages.warning(request, gettext("There is no valid cache warmer to warm."))
         return HttpResponseRedirect(self._url("changelist"))
+
+
+def _may_see_runs(request: HttpRequest) -> bool:
+    """Whether the user may see the run history (and so the overview of the warmers)."""
+    user = request.user
+    return user.has_perm("django_cachewarmers.view_warmingrun") or user.has_perm(
+        "django_cachewarmers.change_warmingrun"
+    )

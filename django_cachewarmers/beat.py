@@ -14,11 +14,10 @@ imports none of the warmers' callables and never imports Celery, so it is safe i
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django_cachewarmers.config import WarmingStrategy
+from django_cachewarmers.config import REFRESH_INTERVAL_RANGE, WarmingConfig, WarmingStrategy
 
 __all__ = ["DEFAULT_PREFIX", "beat_schedule"]
 
@@ -57,7 +56,7 @@ def beat_schedule(
             continue
         if raw.get("strategy", WarmingStrategy.EAGER.value) not in _SCHEDULED:
             continue
-        interval = _interval(raw.get("refresh_interval", 300.0))
+        interval = _interval(raw.get("refresh_interval", WarmingConfig.refresh_interval_s))
         if interval is None:
             continue
         entry: dict[str, Any] = {"task": _TASK, "schedule": interval, "args": [name]}
@@ -70,5 +69,5 @@ def beat_schedule(
 def _interval(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    seconds = float(value)
-    return seconds if math.isfinite(seconds) and seconds > 0 else None
+    smallest, largest = REFRESH_INTERVAL_RANGE  # as the system checks accept it
+    return float(value) if smallest <= value <= largest else None

@@ -73,6 +73,16 @@ class Claims:
         """
         return bool(self.cache.add(self.key("running"), OWNER, timeout=math.ceil(ttl)))
 
+    def running_holder(self) -> object:
+        """Who holds the running mark (None: nobody, or the cache could not be read)."""
+        try:
+            return self.cache.get(self.key("running"))
+        except Exception:
+            logger.debug(
+                "cache warmer %s: its running mark could not be read", self.warmer, exc_info=True
+            )
+            return None
+
     def release_running(self) -> None:
         """Drop the running mark if this process still holds it."""
         key = self.key("running")

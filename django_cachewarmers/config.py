@@ -36,6 +36,12 @@ CACHE_DEFAULT: Final = _CacheDefault.TOKEN
 CacheTimeout = float | None | Literal[_CacheDefault.TOKEN]
 
 
+#: The longest interval or timeout accepted, in seconds.
+ONE_YEAR_S: Final = 365 * 24 * 3600
+#: The shortest and longest ``refresh_interval`` a warmer declared in settings may have.
+REFRESH_INTERVAL_RANGE: Final = (0.001, ONE_YEAR_S)
+
+
 @dataclass
 class WarmingConfig:
     """How a ``CacheWarmer`` runs: batch size, parallelism, retries, deadlines and entry TTL."""

@@ -16,7 +16,6 @@ import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
@@ -342,12 +341,7 @@ def _describe(row: WarmerStatus, spec: WarmerSpec, warmer: CacheWarmer, now: flo
 
 def _running_elsewhere(name: str, warmer: CacheWarmer) -> bool:
     """Whether some process holds the warmer's cluster-wide running mark."""
-    cache: Any = warmer.cache  # a Django cache for every warmer declared in settings
-    try:
-        return cache.get(Claims(cache, name).key("running")) is not None
-    except Exception:
-        logger.debug("cache warmer %s: its running mark could not be read", name, exc_info=True)
-        return False
+    return Claims(warmer.cache, name).running_holder() is not None
 
 
 def recent_runs(warmers: Sequence[str], limit: int = HISTORY_LENGTH) -> dict[str, list[WarmingRun]]:

@@ -215,7 +215,7 @@ def fan_out(
 
     marks = Claims(warmer.cache, name)
     if not marks.acquire_running(wait_s + RUNNING_MARK_MARGIN_S):
-        holder = _safe_get(marks)
+        holder = marks.running_holder()
         raise WarmerBusy(
             f"cache warmer {name!r} is already being warmed (its running mark is held by "
             f"{holder or 'another process'}); nothing was sent. Run it again once that run "
@@ -248,13 +248,6 @@ def _has_no_backend(app: Any) -> bool:
     from celery.backends.base import DisabledBackend
 
     return isinstance(app.backend, DisabledBackend)
-
-
-def _safe_get(marks: Claims) -> object:
-    try:
-        return marks.cache.get(marks.key("running"))
-    except Exception:
-        return None
 
 
 def _failed_run(error: str) -> WarmingStats:
@@ -355,7 +348,7 @@ def _send_and_collect(
         stats.keys_warmed += outcome["keys_warmed"]
         stats.keys_failed += outcome["keys_failed"]
         for error in outcome["errors"]:
-            _append_error(stats, error)
+            stats.add_error_text(error)
         stats.errors_omitted += outcome["errors_omitted"]
         if outcome["run_error"] and stats.run_error is None:
             stats.run_error = f"chunk {i}: {outcome['run_error']}"
@@ -400,13 +393,6 @@ def _chunk_result(value: Any, size: int) -> dict[str, Any]:
     }
 
 
-def _append_error(stats: WarmingStats, text: str) -> None:
-    if len(stats.errors) >= WarmingStats.MAX_ERRORS:
-        stats.errors_omitted += 1
-    else:
-        stats.errors.append(text[: WarmingStats.MAX_ERROR_LENGTH])
-
-
 def _report(
     progress: Callable[[int, int], object] | None, done: int, total: int, name: str
 ) -> None:
@@ -437,9 +423,8 @@ def warm_chunk(name: str, keys: Sequence[Any], run_id: str = "", index: int = 0)
     except (UnknownWarmer, ImproperlyConfigured) as exc:
         message = f"not usable on worker {worker}: {exc}"
         stats = WarmingStats(keys_failed=len(keys), run_error=message)
-        for key in keys[: WarmingStats.MAX_ERRORS]:
+        for key in keys:  # add_error keeps the first MAX_ERRORS and counts the rest
             stats.add_error(key, "not warmed: the warmer is " + message)
-        stats.errors_omitted += max(0, len(keys) - WarmingStats.MAX_ERRORS)
     else:
         stats = warmer.warm(list(keys))
         logger.debug("cache warmer %s: chunk %d of run %s done on %s", name, index, run_id, worker)

@@ -23,7 +23,14 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from django_cachewarmers.conf import conf
-from django_cachewarmers.config import CACHE_DEFAULT, CacheTimeout, WarmingConfig, WarmingStrategy
+from django_cachewarmers.config import (
+    CACHE_DEFAULT,
+    ONE_YEAR_S,
+    REFRESH_INTERVAL_RANGE,
+    CacheTimeout,
+    WarmingConfig,
+    WarmingStrategy,
+)
 
 __all__ = [
     "ADAPTIVE_FIELDS",
@@ -131,9 +138,8 @@ _SECONDS_FIELDS: Final[dict[str, bool]] = {
 #: Bounds of the fields that time a thread's sleep or a run: beyond them the scheduler's waits
 #: overflow (or a tiny interval spins a thread), so they are errors here rather than tracebacks in
 #: a background thread. field -> (smallest, largest) accepted value in seconds.
-ONE_YEAR_S: Final = 365 * 24 * 3600
 _SECONDS_LIMITS: Final[dict[str, tuple[float, float]]] = {
-    "refresh_interval": (0.001, ONE_YEAR_S),
+    "refresh_interval": REFRESH_INTERVAL_RANGE,
     "warmup_timeout": (0.0, ONE_YEAR_S),
 }
 _STRATEGIES = ", ".join(repr(s.value) for s in WarmingStrategy)

@@ -45,7 +45,13 @@ class WarmingStats:
         if len(self.errors) >= self.MAX_ERRORS:
             self.errors_omitted += 1
             return
-        text = f"{_short(key)}: {message}"
+        self.add_error_text(f"{_short(key)}: {message}")
+
+    def add_error_text(self, text: str) -> None:
+        """Record one failure already written as ``"key: message"`` (another run's error)."""
+        if len(self.errors) >= self.MAX_ERRORS:
+            self.errors_omitted += 1
+            return
         if len(text) > self.MAX_ERROR_LENGTH:
             text = text[: self.MAX_ERROR_LENGTH - 1] + "…"
         self.errors.append(text)

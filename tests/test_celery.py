@@ -285,6 +285,19 @@ def test_beat_schedule_lists_the_scheduled_and_adaptive_warmers() -> None:
             "strategy": "scheduled",
             "refresh_interval": 0,
         },
+        # Out of the range the system checks accept (E009): no entry that fails every tick.
+        "too_often": {
+            "keys": ["a"],
+            "loader": "x.load",
+            "strategy": "scheduled",
+            "refresh_interval": 0.0001,
+        },
+        "two_years": {
+            "keys": ["a"],
+            "loader": "x.load",
+            "strategy": "scheduled",
+            "refresh_interval": 2 * 365 * 24 * 3600,
+        },
     }
     assert beat_schedule(warmers) == {
         "cachewarmers-products": {
