@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from benchmarks.warm_bench import best_of, load  # load: the loader the warmers name here
+
 N_KEYS = 100_000
 BATCH = 100
 
@@ -17,11 +19,6 @@ BATCH = 100
 def bench_keys() -> list[str]:
     """The warmer's key provider (referenced by dotted path from CACHE_WARMERS)."""
     return [f"product:{i}" for i in range(N_KEYS)]
-
-
-def load(key: str) -> dict[str, Any]:
-    """A cheap in-process loader: the figures measure the write path, not a database."""
-    return {"key": key, "name": "product", "price_cents": 1999}
 
 
 def load_many(keys: list[str]) -> dict[str, dict[str, Any]]:
@@ -32,20 +29,6 @@ def slow_load(key: str) -> str:
     """An I/O-bound loader: 20 ms of waiting per key (a remote service, a slow query)."""
     time.sleep(0.020)
     return key
-
-
-def _timed(func: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    func()
-    return time.perf_counter() - start
-
-
-def _best(repeat: int, func: Callable[[], object], reset: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        reset()
-        best = min(best, _timed(func))
-    return best
 
 
 def run(repeat: int = 3) -> list[dict[str, str]]:
@@ -118,12 +101,12 @@ def run(repeat: int = 3) -> list[dict[str, str]]:
         flush = cache.clear  # our own server: nothing else lives there
         timings: dict[str, float] = {}
         with override_settings(**settings):
-            timings["loop"] = _best(1, loop, flush)
-            timings["floor"] = _best(repeat, floor, flush)
-            timings["pipelined floor"] = _best(repeat, pipelined_floor, flush)
+            timings["loop"] = best_of(1, loop, flush)
+            timings["floor"] = best_of(repeat, floor, flush)
+            timings["pipelined floor"] = best_of(repeat, pipelined_floor, flush)
             assert cache.get("product:99999") == load("product:99999")
-            timings["ours"] = _best(repeat, command("products"), flush)
-            timings["ours batched"] = _best(repeat, command("products_batched"), flush)
+            timings["ours"] = best_of(repeat, command("products"), flush)
+            timings["ours batched"] = best_of(repeat, command("products_batched"), flush)
             flush()
         cache.close()
 
@@ -135,7 +118,7 @@ def run(repeat: int = 3) -> list[dict[str, str]]:
             WarmingConfig(max_workers=16, warmup_timeout_s=60),
         )
         ideal = 200 * 0.020 / 16
-        parallel = min(_timed(slow.warm) for _ in range(repeat))
+        parallel = best_of(repeat, slow.warm)
     finally:
         server.cleanup()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -21,6 +20,7 @@ import django_cachewarmers
 from django_cachewarmers import dashboard, trackers
 from django_cachewarmers.models import Trigger, WarmingRun
 from tests import runs
+from tests.processes import wait_until
 
 XSS = "<script>alert(1)</script>"
 
@@ -66,13 +66,12 @@ def make_run(warmer: str, minutes_ago: float = 0, **fields: Any) -> WarmingRun:
 
 def wait_for_run(warmer: str, trigger: str = "admin", timeout: float = 20.0) -> WarmingRun:
     """The run the background thread records, polled for at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run: WarmingRun | None = WarmingRun.objects.filter(warmer=warmer, trigger=trigger).first()
-        if run is not None:
-            return run
-        time.sleep(0.05)
-    raise AssertionError(f"no {trigger} run of {warmer} recorded within {timeout} s")
+    run: WarmingRun = wait_until(
+        WarmingRun.objects.filter(warmer=warmer, trigger=trigger).first,
+        timeout,
+        f"a {trigger} run of {warmer}",
+    )
+    return run
 
 
 @pytest.fixture(autouse=True)
@@ -162,7 +161,7 @@ def test_overview_shows_every_warmer(admin_client: Client) -> None:
 
 
 @pytest.mark.django_db
-def test_next_slot_time(admin_client: Client) -> None:
+def test_next_slot_time() -> None:
     now = datetime(2026, 1, 1, 12, 3, 20, tzinfo=dt_timezone.utc).timestamp()
     rows = {row.name: row for row in dashboard.overview(now=now)}
     assert rows["products"].next_run == datetime(2026, 1, 1, 12, 5, tzinfo=dt_timezone.utc)

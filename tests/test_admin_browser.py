@@ -20,6 +20,7 @@ from django.utils import timezone
 import django_cachewarmers
 from django_cachewarmers import dashboard, trackers
 from django_cachewarmers.models import Trigger, WarmingRun
+from tests import runs
 from tests.redis_server import require_binary
 
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "img" / "admin-overview.png"
@@ -68,18 +69,15 @@ def seed_history() -> None:
 
     def run(warmer: str, minutes_ago: float, ms: float, failed: int = 0, **extra: Any) -> None:
         started = now - timedelta(minutes=minutes_ago)
-        WarmingRun.objects.create(
-            warmer=warmer,
-            trigger=extra.pop("trigger", Trigger.SCHEDULE),
-            started_at=started,
+        runs.make_run(
+            warmer,
+            started,
             finished_at=started + timedelta(milliseconds=ms),
             keys_warmed=20 - failed,
             keys_failed=failed,
             success_rate=(20 - failed) / 20,
             total_time_ms=ms,
             errors=[f"item:{i}: TimeoutError: upstream timed out" for i in range(failed)],
-            hostname="web-1",
-            pid=4242,
             **extra,
         )
 
