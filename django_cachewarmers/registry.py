@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.cache import caches
@@ -76,7 +77,7 @@ def get_entry(name: str) -> tuple[WarmerSpec, CacheWarmer]:
         if entry is not None:
             return entry
         declared = conf.CACHE_WARMERS
-        if not isinstance(declared, dict) or name not in declared:
+        if not isinstance(declared, Mapping) or name not in declared:
             raise UnknownWarmer(name, names())
         spec = parse_warmer(name, declared[name])
         entry = _entries[name] = (spec, build_warmer(spec))
@@ -96,7 +97,7 @@ def get_spec(name: str) -> WarmerSpec:
 def names() -> list[str]:
     """Names of every warmer declared in settings (valid or not), in declaration order."""
     declared = conf.CACHE_WARMERS
-    return [str(n) for n in declared] if isinstance(declared, dict) else []
+    return [str(n) for n in declared] if isinstance(declared, Mapping) else []
 
 
 def get_warmers() -> dict[str, CacheWarmer]:

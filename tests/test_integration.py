@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+from types import MappingProxyType
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.cache import caches
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -17,6 +19,7 @@ from django_cachewarmers import CacheWarmer, WarmingStats
 from django_cachewarmers.models import WarmingRun
 from django_cachewarmers.registry import UnknownWarmer
 from django_cachewarmers.signals import warming_finished, warming_started
+from django_cachewarmers.spec import get_specs, validate_warmers
 from tests.testapp import warming
 
 ITEMS = {
@@ -85,6 +88,14 @@ def test_registry_is_rebuilt_when_the_setting_changes() -> None:
         assert inside is not before
         assert inside.config.batch_size == 7
     assert django_cachewarmers.get_warmer("items").config.batch_size == 100
+
+
+def test_any_mapping_serves_as_cache_warmers_as_the_checks_accept() -> None:
+    with override_settings(CACHE_WARMERS=MappingProxyType(WARMERS)):
+        assert validate_warmers(settings.CACHE_WARMERS) == []
+        assert list(get_specs()) == list(WARMERS)
+        assert django_cachewarmers.get_warmer("items").name == "items"
+        assert set(django_cachewarmers.get_warmers()) == set(WARMERS)
 
 
 def test_unknown_warmer_lists_the_known_names() -> None:
