@@ -32,6 +32,7 @@ from django.utils import timezone
 from django_cachewarmers import claims
 from django_cachewarmers.conf import conf
 from django_cachewarmers.providers import KeyProvider, check_threshold_and_limit
+from django_cachewarmers.tracker import DEFAULT_HALF_LIFE_S
 from django_cachewarmers.trackers import all_trackers
 
 logger = logging.getLogger("django_cachewarmers")
@@ -44,7 +45,7 @@ MAX_KEY_LENGTH = 2048
 #: A count above this in a snapshot is not believed.
 MAX_COUNT = 10**12
 #: Persisted counts halve over this many seconds, like the trackers' counts.
-HALF_LIFE_S = 3600.0
+HALF_LIFE_S = DEFAULT_HALF_LIFE_S
 
 Counts = dict[Hashable, float]
 

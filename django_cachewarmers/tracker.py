@@ -16,6 +16,9 @@ _EVICT_FRACTION = 10
 
 _by_rank = operator.itemgetter(1)
 
+#: Counts halve every hour by default.
+DEFAULT_HALF_LIFE_S = 3600.0
+
 
 def _require_non_negative(name: str, value: float) -> None:
     # `not >=` also rejects NaN.
@@ -76,7 +79,7 @@ class AccessTracker:
         self,
         max_keys: int = 10000,
         *,
-        half_life_s: float = 3600.0,
+        half_life_s: float = DEFAULT_HALF_LIFE_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Create an empty tracker; ``half_life_s=math.inf`` disables aging."""
