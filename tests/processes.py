@@ -11,14 +11,17 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from django.core.cache.backends.redis import RedisCache
 
-from tests.redis_server import RedisServer, close_redis
+from tests.redis_server import RedisServer, close_redis, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -35,14 +38,78 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(0.1)
 
 
+def http_get(
+    port: int,
+    path: str,
+    headers: dict[str, str] | None = None,
+    opener: urllib.request.OpenerDirector | None = None,
+) -> tuple[int, bytes]:
+    """GET http://127.0.0.1:port/path: (status, body); (0, b"") if the server did not answer."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
+    open_ = opener.open if opener is not None else urllib.request.urlopen
+    try:
+        with open_(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+def started_at(run: dict[str, Any]) -> datetime:
+    """When a WarmingRun row started (its started_at column, stored in UTC)."""
+    return datetime.fromisoformat(str(run["started_at"])).replace(tzinfo=timezone.utc)
+
+
+def sqlite_query(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of one SQL query on a SQLite file (errors raise)."""
+    # closing(): sqlite3's own context manager commits but never closes the connection.
+    with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def start_group(
+    argv: list[str], env: dict[str, str], cwd: Path, log: Path
+) -> subprocess.Popen[bytes]:
+    """Start a process in a process group of its own, its output (stdout and stderr) to ``log``."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            argv,
+            env=env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: runserver's child, gunicorn's workers
+        )
+
+
+def stop_group(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+    """SIGTERM (or ``sig``) a start_group() process's group, SIGKILL 30 s later; its exit code."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+    return process.returncode
+
+
 class Project:
     """One test's server environment: settings via CW_* variables, its DB file, its key prefix."""
 
-    def __init__(self, tmp_path: Path, redis_server: RedisServer, warmers: dict[str, Any]) -> None:
+    def __init__(
+        self, tmp_path: Path, redis_server: RedisServer | str, warmers: dict[str, Any]
+    ) -> None:
+        """``redis_server``: a server (the project uses its database 3), or a cache URL as is."""
         self.tmp_path = tmp_path
         self.db = tmp_path / "db.sqlite3"
         self.prefix = f"t{uuid.uuid4().hex[:10]}"
-        self.redis_url = f"{redis_server.url}/3"
+        if isinstance(redis_server, str):
+            self.redis_url = redis_server
+        else:
+            self.redis_url = f"{redis_server.url}/3"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
         self.env.update(
             DJANGO_SETTINGS_MODULE="tests.server_settings",
@@ -68,18 +135,22 @@ class Project:
         )
 
     def start(self, *argv: str, log: str) -> subprocess.Popen[bytes]:
-        out = open(self.tmp_path / log, "wb")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(
-            argv,
-            env=self.env,
-            cwd=self.tmp_path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: runserver's child, gunicorn's workers
-        )
-        out.close()
+        process = start_group(list(argv), self.env, self.tmp_path, self.tmp_path / log)
         self.processes.append(process)
         return process
+
+    def start_gunicorn(
+        self, log: str, workers: int = 2, port: int | None = None
+    ) -> tuple[subprocess.Popen[bytes], int]:
+        """gunicorn serving tests.wsgi on 127.0.0.1 (a free port unless given), once it answers."""
+        port = free_port() if port is None else port
+        server = self.start(
+            PYTHON, "-m", "gunicorn", "tests.wsgi:application",
+            "-w", str(workers), "-b", f"127.0.0.1:{port}", "--graceful-timeout", "20",
+            log=log,
+        )  # fmt: skip
+        wait_until(lambda: http_get(port, "/ping/") == (200, b"pong"), 60, "gunicorn to answer")
+        return server, port
 
     def log(self, name: str) -> str:
         return (self.tmp_path / name).read_text(errors="replace")
@@ -92,10 +163,13 @@ class Project:
         """Every WarmingRun row, all columns, oldest first ([] while the table is unreadable)."""
         return self._run_query("*")
 
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """The rows of one SQL query on the project's database file (errors raise)."""
+        return sqlite_query(self.db, sql)
+
     def _run_query(self, columns: str) -> list[dict[str, Any]]:
         if not self.db.exists():
             return []
-        # closing(): sqlite3's own context manager commits but never closes the connection.
         with contextlib.closing(sqlite3.connect(self.db, timeout=30)) as conn:
             conn.row_factory = sqlite3.Row
             try:
@@ -110,14 +184,7 @@ class Project:
         return all(self.cache.get(key) == f"value of {key}" for key in keys)
 
     def stop(self, process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
-        if process.poll() is None:
-            os.killpg(process.pid, sig)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
-        return process.returncode
+        return stop_group(process, sig)
 
     def cleanup(self) -> None:
         for process in self.processes:

@@ -6,9 +6,6 @@ run) from a miss across processes.
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -17,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.processes import PYTHON, Project, wait_until
+from tests.processes import Project, http_get, started_at, wait_until
 from tests.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.slow
@@ -46,24 +43,9 @@ class Site:
         )
 
     def start(self, log: str) -> Any:
-        server = self.project.start(
-            PYTHON, "-m", "gunicorn", "tests.wsgi:application",
-            "-w", "2", "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "20",
-            log=log,
-        )  # fmt: skip
-        wait_until(lambda: self.try_get("/ping/") == b"pong", 60, "gunicorn to answer")
+        """gunicorn on the site's port (the same at every start: a page's cache key names it)."""
+        server, _ = self.project.start_gunicorn(log, port=self.port)
         return server
-
-    def try_get(self, path: str) -> bytes | None:
-        with contextlib.suppress(OSError):
-            return self.get(path)
-        return None
-
-    def get(self, path: str) -> bytes:
-        url = f"http://127.0.0.1:{self.port}{path}"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            body: bytes = response.read()
-            return body
 
     def executions(self) -> Counter[str]:
         return Counter(self.view_log.read_text().split())
@@ -74,19 +56,15 @@ class Site:
             for run in self.project.runs()
             if run["warmer"] == "hot_pages"
             and run["keys_warmed"] >= 1
-            and (after is None or _started(run) > after)
+            and (after is None or started_at(run) > after)
         ]
 
     def hot_keys(self) -> dict[str, float]:
-        with contextlib.closing(sqlite3.connect(self.project.db, timeout=30)) as conn:
-            rows = conn.execute(
+        return dict(
+            self.project.query(
                 "SELECT key, count FROM django_cachewarmers_hotkey WHERE tracker = 'pages'"
-            ).fetchall()
-        return dict(rows)
-
-
-def _started(run: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(str(run["started_at"])).replace(tzinfo=timezone.utc)
+            )
+        )
 
 
 @pytest.fixture
@@ -119,7 +97,7 @@ def test_hot_pages_are_warmed_again_after_the_cache_is_flushed(
     s = site(mode)
     server = s.start("gunicorn.log")
     for _ in range(12):
-        assert s.get(path) == body
+        assert http_get(s.port, path) == (200, body)
     wait_until(s.adaptive_runs, 60, "an adaptive run that warmed the hot page")
 
     flushed_at = datetime.now(timezone.utc)
@@ -127,7 +105,7 @@ def test_hot_pages_are_warmed_again_after_the_cache_is_flushed(
     wait_until(lambda: s.adaptive_runs(after=flushed_at), 60, "an adaptive run after the flush")
 
     before = s.executions()[view]
-    assert s.get(path) == body
+    assert http_get(s.port, path) == (200, body)
     assert s.executions()[view] == before, "the view ran: the page was not served from the cache"
     log = s.project.log("gunicorn.log")
     assert s.project.stop(server) == 0
@@ -138,16 +116,16 @@ def test_the_hot_set_survives_a_restart(site: Callable[..., Site]) -> None:
     s = site("tracking", persist_interval=3600)  # saved only by the clean shutdown
     server = s.start("first.log")
     for _ in range(8):
-        assert s.get("/products/5/") == b"product 5"
+        assert http_get(s.port, "/products/5/") == (200, b"product 5")
     assert s.project.stop(server) == 0  # a plain SIGTERM, no server hooks configured
     url = f"http://127.0.0.1:{s.port}/products/5/"
     assert s.hot_keys().get(url, 0) >= 3, s.hot_keys()
 
     s.project.cache.clear()  # the deploy starts with an empty cache
-    started_at = datetime.now(timezone.utc)
+    restarted_at = datetime.now(timezone.utc)
     server = s.start("second.log")
-    wait_until(lambda: s.adaptive_runs(after=started_at), 60, "the startup warm of the hot set")
+    wait_until(lambda: s.adaptive_runs(after=restarted_at), 60, "the startup warm of the hot set")
     before = s.executions()["product:5"]
-    assert s.get("/products/5/") == b"product 5"
+    assert http_get(s.port, "/products/5/") == (200, b"product 5")
     assert s.executions()["product:5"] == before, "the hot page was not warm after the restart"
     assert s.project.stop(server) == 0

@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -32,9 +30,9 @@ from django_cachewarmers import (
     WarmingConfig,
 )
 from django_cachewarmers.spec import AdaptiveKeys, WarmerSpec, parse_warmer, validate_warmers
+from tests.processes import Project
 from tests.test_spec import JSON_LIKE, WARMERS
 
-ROOT = Path(__file__).resolve().parent.parent
 VALID = {"keys": ["a", "b"], "loader": "tests.testapp.warming.load_item"}
 PROPERTIES = hypothesis_settings(max_examples=150, deadline=None, database=None)
 
@@ -336,26 +334,12 @@ def test_bad_command_arguments_are_command_errors(args: list[str], message: str)
     ],
 )
 def test_bad_arguments_on_the_real_command_line(args: list[str], hint: str, tmp_path: Path) -> None:
-    import json
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env.update(
-        DJANGO_SETTINGS_MODULE="tests.server_settings",
-        PYTHONPATH=str(ROOT),
-        CW_DB=str(tmp_path / "db.sqlite3"),
-        CW_REDIS_URL="redis://127.0.0.1:1/0",  # never reached: the arguments are refused first
-        CW_WARMERS=json.dumps(CLI_WARMERS),
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "django", "warm_cache", *args],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    # Redis is never reached: the arguments are refused first.
+    project = Project(tmp_path, "redis://127.0.0.1:1/0", CLI_WARMERS)
+    try:
+        result = project.manage("warm_cache", *args, timeout=60)
+    finally:
+        project.cleanup()
     assert result.returncode in (1, 2), result
     assert hint in result.stderr
     assert "Traceback" not in result.stderr

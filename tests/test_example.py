@@ -11,10 +11,8 @@ import contextlib
 import http.cookiejar
 import os
 import re
-import signal
 import sqlite3
 import subprocess
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -23,7 +21,15 @@ from typing import Any
 
 import pytest
 
-from tests.processes import PYTHON, ROOT, wait_until
+from tests.processes import (
+    PYTHON,
+    ROOT,
+    http_get,
+    sqlite_query,
+    start_group,
+    stop_group,
+    wait_until,
+)
 from tests.redis_server import free_port
 
 pytestmark = pytest.mark.slow
@@ -60,28 +66,20 @@ class Example:
         )
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
-        with contextlib.closing(sqlite3.connect(self.db, timeout=30)) as conn:
-            try:
-                return conn.execute(sql).fetchall()
-            except sqlite3.OperationalError:
-                return []
+        """The rows of one SQL query on the example's database file ([] while it fails)."""
+        with contextlib.suppress(sqlite3.OperationalError):
+            return sqlite_query(self.db, sql)
+        return []
 
     def start_server(self) -> None:
+        """runserver (in a process group of its own: the autoreloader and its child)."""
         self.port = free_port()
-        with open(self.tmp_path / "runserver.log", "wb") as log:
-            self.server = subprocess.Popen(
-                [PYTHON, str(MANAGE), "runserver", f"127.0.0.1:{self.port}"],
-                env=self.env,
-                cwd=self.tmp_path,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: the autoreloader and its child
-            )
-
-    def answers(self, path: str) -> bool:
-        with contextlib.suppress(OSError):
-            return get(self.url(path))[0] == 200
-        return False
+        self.server = start_group(
+            [PYTHON, str(MANAGE), "runserver", f"127.0.0.1:{self.port}"],
+            self.env,
+            self.tmp_path,
+            self.tmp_path / "runserver.log",
+        )
 
     def log(self) -> str:
         return (self.tmp_path / "runserver.log").read_text(errors="replace")
@@ -89,17 +87,9 @@ class Example:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def stop_server(self) -> None:
-        server = self.server
-        if server is None or server.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(10)
+    def stop_server(self) -> int | None:
+        """Stop the server (SIGTERM to its group, SIGKILL if need be): its exit code, if started."""
+        return stop_group(self.server) if self.server is not None else None
 
 
 @pytest.fixture
@@ -107,12 +97,6 @@ def example(tmp_path: Path) -> Iterator[Example]:
     project = Example(tmp_path)
     yield project
     project.stop_server()
-
-
-def get(url: str, opener: urllib.request.OpenerDirector | None = None) -> tuple[int, Any, str]:
-    open_ = opener.open if opener is not None else urllib.request.urlopen
-    with open_(url, timeout=10) as response:
-        return response.status, response.headers, response.read().decode()
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -159,36 +143,38 @@ def test_example_shop_sets_up_warms_and_serves_warm_pages(example: Example) -> N
     assert startup == [(300, 0)], example.log()
     assert "cache warming started in process" in example.log()
     # The admin's login page touches no product or category key.
-    wait_until(lambda: example.answers("/admin/login/"), 30, "runserver to answer")
+    wait_until(lambda: http_get(example.port, "/admin/login/")[0] == 200, 30, "runserver to answer")
 
     # The very first request of a product page is a cache hit: warmed at startup.
     product_id = example.query("SELECT MIN(id) FROM shop_product")[0][0]
-    status, _, body = get(example.url(f"/product/{product_id}/"))
+    status, body = http_get(example.port, f"/product/{product_id}/")
     assert status == 200
-    assert 'data-cache="hit"' in body, body
+    assert b'data-cache="hit"' in body, body
 
     category_id = example.query("SELECT MIN(id) FROM shop_category")[0][0]
-    status, headers, body = get(example.url(f"/category/{category_id}/"))
+    # (Its response headers matter too: read here, not through http_get.)
+    with urllib.request.urlopen(example.url(f"/category/{category_id}/"), timeout=10) as response:
+        status, headers, text = response.status, response.headers, response.read().decode()
     assert status == 200
     assert "max-age=300" in headers.get("Cache-Control", "")  # a cache_page page
     assert "Cookie" not in headers.get("Vary", "")  # one variant for every anonymous visitor
-    assert 'data-cache="hit"' in body  # its product list was warmed by the eager warmer
-    assert "0 from the database" in body
+    assert 'data-cache="hit"' in text  # its product list was warmed by the eager warmer
+    assert "0 from the database" in text
 
-    status, _, body = get(example.url("/"))
+    status, body = http_get(example.port, "/")
     assert status == 200
-    assert "300 products in 20 categories" in body
+    assert b"300 products in 20 categories" in body
 
     # The admin: the login page answers, the demo login works, the warmers page lists them all.
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    status, _, body = get(example.url("/admin/login/"), opener)
+    status, body = http_get(example.port, "/admin/login/", opener=opener)
     assert status == 200
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', body)
+    token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', body)
     assert token is not None, body
     form = urllib.parse.urlencode(
         {
-            "csrfmiddlewaretoken": token.group(1),
+            "csrfmiddlewaretoken": token.group(1).decode(),
             "username": "demo",
             "password": "cachewarmers",
             "next": "/admin/django_cachewarmers/cachewarmer/",
@@ -201,7 +187,8 @@ def test_example_shop_sets_up_warms_and_serves_warm_pages(example: Example) -> N
     for name in ("products", "categories", "hot_pages", "catalogue_stats"):
         assert name in overview
 
-    example.stop_server()
+    stopped = example.stop_server()
     assert example.server is not None
-    assert example.server.poll() is not None
+    # Django's autoreloader exits 0 on SIGTERM (its handler calls sys.exit(0)).
+    assert stopped == 0, example.log()
     assert "Traceback" not in example.log(), example.log()

@@ -16,7 +16,6 @@ import re
 import signal
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,8 +25,17 @@ import pytest
 import redis
 
 from django_cachewarmers.runner import RUNNING_MARK_MARGIN_S
-from tests.processes import PYTHON, Project, children, rss_kb, thread_count, wait_until
-from tests.redis_server import RedisServer, close_redis, free_port
+from tests.processes import (
+    PYTHON,
+    Project,
+    children,
+    http_get,
+    rss_kb,
+    started_at,
+    thread_count,
+    wait_until,
+)
+from tests.redis_server import RedisServer, close_redis
 
 pytestmark = pytest.mark.slow
 
@@ -69,31 +77,6 @@ def project(projects: Callable[..., Project]) -> Callable[..., Project]:
     return make
 
 
-def start_gunicorn(p: Project, log: str, workers: int = 2) -> tuple[Any, int]:
-    port = free_port()
-    server = p.start(
-        PYTHON, "-m", "gunicorn", "tests.wsgi:application",
-        "-w", str(workers), "-b", f"127.0.0.1:{port}", "--graceful-timeout", "20",
-        log=log,
-    )  # fmt: skip
-    wait_until(lambda: get(port, "/ping/") == b"pong", 60, "gunicorn to answer")
-    return server, port
-
-
-def get(port: int, path: str) -> bytes | None:
-    """GET http://127.0.0.1:port/path; None if the server did not answer 200."""
-    url = f"http://127.0.0.1:{port}{path}"
-    with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=10) as response:
-        if response.status == 200:
-            body: bytes = response.read()
-            return body
-    return None
-
-
-def started(row: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(str(row["started_at"])).replace(tzinfo=timezone.utc)
-
-
 def assert_complete(rows: list[dict[str, Any]], n_keys: int) -> None:
     """Every recorded run is whole: finished, its counts adding up to its keys."""
     for row in rows:
@@ -119,7 +102,7 @@ def running_mark(p: Project, warmer: str) -> str | None:
 
 
 def test_redis_stopped_mid_warm_then_back(
-    project: Callable[..., Project], private_redis: RedisServer, tmp_path: Path
+    project: Callable[..., Project], private_redis: RedisServer
 ) -> None:
     n = 40
     warmer = {
@@ -138,8 +121,9 @@ def test_redis_stopped_mid_warm_then_back(
         CW_MIDDLEWARE="tracking",  # so the hot-key publisher thread runs too
         CW_SNAPSHOT_INTERVAL="0.3",
     )
-    server, port = start_gunicorn(p, "gunicorn.log")
-    assert get(port, "/pages/home/") == b"page home"  # a tracked page: the publisher has work
+    server, port = p.start_gunicorn("gunicorn.log")
+    # A tracked page: the publisher has work.
+    assert http_get(port, "/pages/home/") == (200, b"page home")
     wait_until(lambda: p.warmed("item:0"), 30, "the startup warm to write its first batch")
 
     private_redis.stop()  # mid-warm: about 36 keys are still to come
@@ -157,8 +141,8 @@ def test_redis_stopped_mid_warm_then_back(
     # schedule and the publisher keep trying across several of their intervals.
     outage_end = time.monotonic() + 4.5
     while time.monotonic() < outage_end:
-        assert get(port, "/ping/") == b"pong"
-        assert get(port, "/pages/home/") == b"page home"
+        assert http_get(port, "/ping/") == (200, b"pong")
+        assert http_get(port, "/pages/home/") == (200, b"page home")
         time.sleep(0.1)
     outage_log = p.log("gunicorn.log")
 
@@ -166,7 +150,7 @@ def test_redis_stopped_mid_warm_then_back(
     back_at = datetime.now(timezone.utc)
 
     def runs_after_restart() -> list[dict[str, Any]]:
-        return [r for r in p.run_rows() if started(r) > back_at]
+        return [r for r in p.run_rows() if started_at(r) > back_at]
 
     first = wait_until(runs_after_restart, 20, "a run after Redis is back")[0]
     assert (first["keys_warmed"], first["keys_failed"]) == (n, 0), first
@@ -177,7 +161,7 @@ def test_redis_stopped_mid_warm_then_back(
         10,
         "a hot-key snapshot after Redis is back",
     )
-    assert get(port, "/ping/") == b"pong"
+    assert http_get(port, "/ping/") == (200, b"pong")
     log = p.log("gunicorn.log")
     assert p.stop(server) == 0
 
@@ -359,7 +343,7 @@ def test_database_unavailable_while_recording_then_back(
     alter("ALTER TABLE warmingrun_away RENAME TO django_cachewarmers_warmingrun")
     back_at = datetime.now(timezone.utc)
     after = wait_until(
-        lambda: [r for r in p.run_rows() if started(r) > back_at], 30, "a run recorded again"
+        lambda: [r for r in p.run_rows() if started_at(r) > back_at], 30, "a run recorded again"
     )
     assert p.stop(process) == 0
     log = p.log("schedule.log")
@@ -396,7 +380,7 @@ def test_a_worker_killed_holding_the_running_mark_is_taken_over_after_its_expiry
         CW_HANG_FILE=str(hang),
         CW_RUNNING_MARK_MARGIN="2",  # the mark lasts warmup_timeout + 2 s (60 s in production)
     )
-    server, _ = start_gunicorn(p, "gunicorn.log")
+    server, _ = p.start_gunicorn("gunicorn.log")
     owner = wait_until(lambda: running_mark(p, "slow"), 30, "a worker to take the running mark")
     holder = int(owner.split(":")[1])
     assert holder in children(server.pid)
@@ -419,8 +403,8 @@ def test_a_worker_killed_holding_the_running_mark_is_taken_over_after_its_expiry
     assert taken_over["pid"] != holder
     # Nobody ran while the dead worker's mark lasted, and someone did within a slot or two of its
     # expiry.
-    assert started(taken_over).timestamp() >= expires_at - 0.5, (taken_over, expires_at)
-    assert started(taken_over).timestamp() <= expires_at + 3.5, (taken_over, expires_at)
+    assert started_at(taken_over).timestamp() >= expires_at - 0.5, (taken_over, expires_at)
+    assert started_at(taken_over).timestamp() <= expires_at + 3.5, (taken_over, expires_at)
     assert lines(log, "schedule run skipped: another process has it")
     assert not [r for r in p.run_rows() if r["pid"] == holder]  # the killed run left no row
     assert "Traceback" not in log
@@ -445,7 +429,7 @@ def test_sigterm_during_a_warm_exits_cleanly_and_records_whole_runs(
     fast = {"keys": ["f:1", "f:2"], "loader": "tests.testapp.warming.load_item"}
     p = project(redis_server, {"slow": slow, "fast": fast}, CW_N_KEYS="6", CW_HANG_FILE=str(hang))
     if how == "gunicorn":
-        process, _ = start_gunicorn(p, "server.log")
+        process, _ = p.start_gunicorn("server.log")
     else:
         process = p.start(PYTHON, "-m", "django", "warm_cache", "--schedule", log="server.log")
     wait_until(lambda: running_mark(p, "slow"), 30, "the slow warm to be in flight")
@@ -488,7 +472,7 @@ def test_soak_a_busy_gunicorn_for_60_seconds(
         CW_PERSIST_INTERVAL="5",
         CW_TRACKER_MAX_KEYS="500",
     )
-    server, port = start_gunicorn(p, "gunicorn.log")
+    server, port = p.start_gunicorn("gunicorn.log")
     workers = children(server.pid)
     assert len(workers) == 2
     paths = [f"/products/{i}/" for i in range(5)] + ["/pages/home/", "/ping/"]
@@ -501,7 +485,7 @@ def test_soak_a_busy_gunicorn_for_60_seconds(
         while not stop.is_set():
             # Steady hot pages, plus a stream of one-off URLs (a crawler) the tracker must bound.
             path = paths[i % len(paths)] if i % 4 else f"/pages/crawl-{i}/"
-            if get(port, path) is None:
+            if http_get(port, path)[0] != 200:
                 failures.append(path)
             served.append(1)
             i += 1
@@ -546,7 +530,7 @@ def test_soak_a_busy_gunicorn_for_60_seconds(
         assert max(threads[half:]) <= max(threads[:half]) + 2, (pid, threads)
     # One scheduled run per 1 s interval across both workers: never two in a slot, few missed.
     scheduled = [r for r in rows if r["warmer"] == "ticker" and r["trigger"] == "schedule"]
-    slots = [int(started(r).timestamp()) for r in scheduled]
+    slots = [int(started_at(r).timestamp()) for r in scheduled]
     assert len(slots) == len(set(slots)), scheduled
     assert len(slots) >= 50, len(slots)
     assert_complete([r for r in rows if r["warmer"] == "ticker"], 3)

@@ -13,8 +13,6 @@ import socket
 import sqlite3
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +21,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.processes import PYTHON, Project, wait_until
-from tests.redis_server import free_port
+from tests.processes import Project, http_get, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -35,27 +32,6 @@ def project(projects: Callable[..., Project]) -> Callable[..., Project]:
         return projects(warmers, CW_LOG_LEVELS="1", **env)
 
     return make
-
-
-def start_gunicorn(p: Project, port: int) -> Any:
-    server = p.start(
-        PYTHON, "-m", "gunicorn", "tests.wsgi:application",
-        "-w", "2", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "20",
-        log="gunicorn.log",
-    )  # fmt: skip
-    wait_until(lambda: request(port, "/ping/")[0] == 200, 60, "gunicorn to answer")
-    return server
-
-
-def request(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except OSError:
-        return 0, b""
 
 
 def redis_dump(p: Project) -> list[bytes]:
@@ -70,11 +46,6 @@ def redis_dump(p: Project) -> list[bytes]:
     finally:
         client.close()
     return found
-
-
-def table(p: Project, name: str) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(p.db, timeout=30)) as conn:
-        return conn.execute(f"SELECT * FROM {name}").fetchall()  # our own table names
 
 
 def test_no_secret_or_cookie_reaches_a_stored_key_a_row_or_a_log_line(
@@ -112,18 +83,17 @@ def test_no_secret_or_cookie_reaches_a_stored_key_a_row_or_a_log_line(
         ),
         (f"/missing/?token={secret['query']}", {"Cookie": f"sessionid={secret['session']}"}),
     ]
-    port = free_port()
-    server = start_gunicorn(p, port)
+    server, port = p.start_gunicorn("gunicorn.log")
     for _ in range(6):
         for path, headers in visits:
-            status, _ = request(port, path, headers)
+            status, _ = http_get(port, path, headers)
             assert status == (404 if path.startswith("/missing/") else 200), path
 
     site = f"http://127.0.0.1:{port}"
 
     def hot_keys() -> set[str]:
         with contextlib.suppress(sqlite3.OperationalError):
-            return {row[0] for row in table_rows(p, "SELECT key FROM django_cachewarmers_hotkey")}
+            return {row[0] for row in p.query("SELECT key FROM django_cachewarmers_hotkey")}
         return set()
 
     wait_until(
@@ -136,7 +106,10 @@ def test_no_secret_or_cookie_reaches_a_stored_key_a_row_or_a_log_line(
     assert p.stop(server) == 0  # the clean shutdown also saves the hot set and logs
     stored = [*snapshot, *redis_dump(p)]
     log = p.log("gunicorn.log")
-    rows = [*table(p, "django_cachewarmers_hotkey"), *table(p, "django_cachewarmers_warmingrun")]
+    rows = [
+        *p.query("SELECT * FROM django_cachewarmers_hotkey"),
+        *p.query("SELECT * FROM django_cachewarmers_warmingrun"),
+    ]
 
     # What was captured is real: the anonymous pages were counted, without their query strings;
     # pages requested with credentials were not (they are personal).
@@ -152,11 +125,6 @@ def test_no_secret_or_cookie_reaches_a_stored_key_a_row_or_a_log_line(
             assert value not in text, f"the {name} secret leaked: ...{_around(text, value)}..."
     for marker in ("token=", "api_key=", "sessionid=", "Bearer ", "Basic "):
         assert marker not in log, marker
-
-
-def table_rows(p: Project, sql: str) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(p.db, timeout=30)) as conn:
-        return conn.execute(sql).fetchall()
 
 
 def _around(text: str, value: str) -> str:
@@ -237,8 +205,7 @@ def test_forged_snapshots_reach_neither_foreign_hosts_nor_another_trackers_warme
         forge("pages", 52, "keys", [["product:evil2", 1000]])  # a "keys" record in pages' place
         forge("keys", 53, "keys", [["product:good", 1000]])  # a genuine snapshot of "keys"
 
-        port = free_port()
-        server = start_gunicorn(p, port)
+        server, _ = p.start_gunicorn("gunicorn.log")
         wait_until(
             lambda: "product:good" in loader_log.read_text(), 30, "the genuine hot key warmed"
         )

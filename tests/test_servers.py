@@ -11,13 +11,12 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.processes import PYTHON, Project, wait_until
+from tests.processes import PYTHON, Project, started_at, wait_until
 from tests.redis_server import free_port
 
 pytestmark = pytest.mark.slow
@@ -35,18 +34,14 @@ TICKER = {
 }
 
 
-@pytest.fixture
-def project(projects: Callable[..., Project]) -> Callable[..., Project]:
-    return projects
-
-
 def slot_of(run: dict[str, Any], interval: float = 1.0) -> int:
-    started = datetime.fromisoformat(str(run["started_at"]))
-    return int(started.timestamp() // interval)
+    return int(started_at(run).timestamp() // interval)
 
 
-def test_migrate_and_check_start_no_thread_and_warm_nothing(project: Any) -> None:
-    p = project({"items": ITEMS, "ticker": TICKER})  # migrate already ran in the fixture
+def test_migrate_and_check_start_no_thread_and_warm_nothing(
+    projects: Callable[..., Project],
+) -> None:
+    p = projects({"items": ITEMS, "ticker": TICKER})  # migrate already ran in the fixture
     checked = p.manage("check")
     assert checked.returncode == 0, checked.stderr
     makemigrations = p.manage("makemigrations", "--check", "--dry-run")
@@ -57,8 +52,8 @@ def test_migrate_and_check_start_no_thread_and_warm_nothing(project: Any) -> Non
     assert "cache warming started" not in checked.stderr
 
 
-def test_runserver_warms_at_start_without_any_request(project: Any) -> None:
-    p = project({"items": ITEMS})
+def test_runserver_warms_at_start_without_any_request(projects: Callable[..., Project]) -> None:
+    p = projects({"items": ITEMS})
     port = free_port()
     server = p.start(PYTHON, "-m", "django", "runserver", f"127.0.0.1:{port}", log="runserver.log")
     wait_until(lambda: p.warmed("item:0", "item:19"), 60, "runserver to warm the cache")
@@ -68,14 +63,15 @@ def test_runserver_warms_at_start_without_any_request(project: Any) -> None:
     ]
     assert runs[0]["pid"] != server.pid  # warmed by the autoreloader's child, not its parent
     assert p.log("runserver.log").count("cache warming started") == 1
-    assert p.stop(server) is not None
+    # Django's autoreloader exits 0 on SIGTERM (its handler calls sys.exit(0)).
+    assert p.stop(server) == 0, p.log("runserver.log")
 
 
 @pytest.mark.parametrize("preload", [False, True], ids=["no-preload", "preload"])
 def test_gunicorn_workers_warm_once_and_schedule_once_per_interval(
-    project: Any, preload: bool
+    projects: Callable[..., Project], preload: bool
 ) -> None:
-    p = project({"items": ITEMS, "ticker": TICKER})
+    p = projects({"items": ITEMS, "ticker": TICKER})
     port = free_port()
     argv = [
         PYTHON,
@@ -123,10 +119,10 @@ def _started_pids(log: str) -> list[str]:
 
 
 def test_uvicorn_warms_at_start_and_names_an_invalid_warmer_without_a_traceback(
-    project: Any,
+    projects: Callable[..., Project],
 ) -> None:
     bad = {**ITEMS, "loader": "tests.testapp.warming.no_such_loader"}
-    p = project({"items": ITEMS, "bad": bad})
+    p = projects({"items": ITEMS, "bad": bad})
     port = free_port()
     server = p.start(
         PYTHON, "-m", "uvicorn", "tests.asgi:application", "--port", str(port), log="uvicorn.log"
@@ -143,9 +139,9 @@ def test_uvicorn_warms_at_start_and_names_an_invalid_warmer_without_a_traceback(
     assert "Traceback" not in log
 
 
-def test_uwsgi_workers_warm_after_the_fork(project: Any) -> None:
+def test_uwsgi_workers_warm_after_the_fork(projects: Callable[..., Project]) -> None:
     uwsgi = str(Path(PYTHON).with_name("uwsgi"))
-    p = project({"items": ITEMS, "ticker": TICKER})
+    p = projects({"items": ITEMS, "ticker": TICKER})
     port = free_port()
     server = p.start(
         uwsgi, "--http-socket", f"127.0.0.1:{port}", "--module", "tests.wsgi:application",
@@ -169,8 +165,8 @@ def test_uwsgi_workers_warm_after_the_fork(project: Any) -> None:
     assert "Traceback" not in log
 
 
-def test_daphne_warms_at_start(project: Any) -> None:
-    p = project({"items": ITEMS})
+def test_daphne_warms_at_start(projects: Callable[..., Project]) -> None:
+    p = projects({"items": ITEMS})
     port = free_port()
     daphne = str(Path(PYTHON).with_name("daphne"))
     server = p.start(
@@ -183,8 +179,8 @@ def test_daphne_warms_at_start(project: Any) -> None:
     assert "Traceback" not in p.log("daphne.log")
 
 
-def test_warm_cache_schedule_stops_on_sigterm_with_exit_0(project: Any) -> None:
-    p = project({"items": ITEMS, "ticker": TICKER})
+def test_warm_cache_schedule_stops_on_sigterm_with_exit_0(projects: Callable[..., Project]) -> None:
+    p = projects({"items": ITEMS, "ticker": TICKER})
     process = p.start(PYTHON, "-m", "django", "warm_cache", "--schedule", log="schedule.log")
     wait_until(lambda: any(r["trigger"] == "schedule" for r in p.runs()), 60, "a scheduled run")
     assert p.warmed("item:0", "tick:1")
@@ -194,8 +190,8 @@ def test_warm_cache_schedule_stops_on_sigterm_with_exit_0(project: Any) -> None:
     assert "Traceback" not in log
 
 
-def test_warm_cache_command_exit_status_in_a_real_process(project: Any) -> None:
-    p = project({"items": ITEMS, "broken": {**ITEMS, "keys": "tests.testapp.warming.broken_keys"}})
+def test_warm_cache_command_exit_status_in_a_real_process(projects: Callable[..., Project]) -> None:
+    p = projects({"items": ITEMS, "broken": {**ITEMS, "keys": "tests.testapp.warming.broken_keys"}})
     ok = p.manage("warm_cache", "items", "--json")
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["items"]["keys_warmed"] == 20
