@@ -27,6 +27,7 @@ from operator import itemgetter
 
 from django.core.cache import caches
 from django.db import DatabaseError, close_old_connections, connections, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from django_cachewarmers import claims
@@ -250,20 +251,30 @@ def cluster_counts(tracker: str) -> Counts:
 
 def persisted_counts(tracker: str) -> Counts:
     """The persisted hot set of ``tracker``, each count decayed by its age."""
+
+    try:
+        return _read_persisted(tracker)
+    except DatabaseError as exc:
+        logger.warning("hot keys: persisted hot set unreadable (%s: %s)", type(exc).__name__, exc)
+        return {}
+
+
+def _read_persisted(tracker: str) -> Counts:
     from django_cachewarmers.models import HotKey
 
     now = timezone.now()
-    counts: Counts = {}
-    try:
-        rows = list(
-            HotKey.objects.filter(tracker=tracker).values_list("key", "count", "updated_at")
-        )
-    except DatabaseError as exc:
-        logger.warning("hot keys: persisted hot set unreadable (%s: %s)", type(exc).__name__, exc)
-        return counts
-    for key, count, updated_at in rows:
-        age = max(0.0, (now - updated_at).total_seconds())
-        counts[key] = count * 0.5 ** (age / HALF_LIFE_S)
+    rows = HotKey.objects.filter(tracker=tracker).values_list("key", "count", "updated_at")
+    return {
+        key: count * 0.5 ** (max(0.0, (now - updated_at).total_seconds()) / HALF_LIFE_S)
+        for key, count, updated_at in rows
+    }
+
+
+def _top_up(counts: Counts, persisted: Counts) -> Counts:
+    # max, not a sum: the persisted set was itself made from live counts.
+    for key, count in persisted.items():
+        if count > counts.get(key, 0.0):
+            counts[key] = count
     return counts
 
 
@@ -273,11 +284,7 @@ def hot_counts(tracker: str) -> Counts:
     ``max``, not a sum: the persisted set was itself made from live counts, and adding them again
     would count the same accesses twice on every save.
     """
-    counts = cluster_counts(tracker)
-    for key, count in persisted_counts(tracker).items():
-        if count > counts.get(key, 0.0):
-            counts[key] = count
-    return counts
+    return _top_up(cluster_counts(tracker), persisted_counts(tracker))
 
 
 def persist(tracker: str, *, claim: bool = True) -> int:
@@ -294,15 +301,22 @@ def persist(tracker: str, *, claim: bool = True) -> int:
         cache = caches[conf.SNAPSHOT_CACHE]
         if not claims.Claims(cache, f"hotset.{tracker}").claim_slot(interval):
             return 0
-    top = heapq.nlargest(conf.SNAPSHOT_SIZE, hot_counts(tracker).items(), key=itemgetter(1))
-    now = timezone.now()
-    rows = [
-        HotKey(tracker=tracker, key=key, count=float(count), updated_at=now)
-        for key, count in top
-        if isinstance(key, str) and count > 0
-    ]
+    counts = cluster_counts(tracker)  # the cache's reads, before the database lock
     try:
         with transaction.atomic():
+            # A write first takes the database's write lock (SQLite) or the rows' (PostgreSQL,
+            # MySQL), so processes saving at once (every worker at a SIGTERM) take turns, and
+            # each tops up what the one before it saved instead of overwriting it.
+            HotKey.objects.filter(tracker=tracker).update(updated_at=F("updated_at"))
+            _top_up(counts, _read_persisted(tracker))
+            now = timezone.now()
+            rows = [
+                HotKey(tracker=tracker, key=key, count=float(count), updated_at=now)
+                for key, count in heapq.nlargest(
+                    conf.SNAPSHOT_SIZE, counts.items(), key=itemgetter(1)
+                )
+                if isinstance(key, str) and count > 0
+            ]
             HotKey.objects.filter(tracker=tracker).delete()
             HotKey.objects.bulk_create(rows)
     except DatabaseError as exc:
