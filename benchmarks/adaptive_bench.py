@@ -98,13 +98,12 @@ def _request(handler: Any, path_info: str) -> str:
     return status[0]
 
 
-def middleware_overhead(rounds: int = 150, requests: int = 400) -> dict[str, str]:
-    """Requests/s of a trivial view with and without the middleware, and their ratio.
+def interleaved_rounds(rounds: int, requests: int) -> dict[str, list[float]]:
+    """Seconds per round of ``requests`` requests for each handler, the handlers taking turns.
 
-    The handlers take turns in short rounds (the order rotating), and the overhead is the median of
-    the per-round ratios: drift in the machine's speed (other tenants, frequency) hits the
-    handlers of one round alike, where long runs one after another measured that drift as much as
-    the middleware. A pass-through middleware shows the cost any middleware adds, and the noise.
+    The order rotates every round: drift in the machine's speed (other tenants, frequency) hits
+    the handlers of one round alike, where long runs one after another measured that drift as
+    much as the middleware.
     """
     from django_cachewarmers import trackers
 
@@ -125,24 +124,51 @@ def middleware_overhead(rounds: int = 150, requests: int = 400) -> dict[str, str
             seconds[label].append(time.perf_counter() - start)
     counted = trackers.get_tracker("pages").get_access_count("http://testserver/trivial/")
     assert counted > 0, "the middleware counted nothing: the benchmark measured the wrong thing"
+    return seconds
 
-    def overhead(label: str) -> float:
-        ratios = [
-            mine / base for mine, base in zip(seconds[label], seconds["without"], strict=True)
-        ]
-        return statistics.median(ratios) - 1
+
+def _overhead(seconds: dict[str, list[float]], label: str) -> float:
+    """The median of the per-round ratios of ``label``'s time to the time without middleware."""
+    ratios = [mine / base for mine, base in zip(seconds[label], seconds["without"], strict=True)]
+    return statistics.median(ratios) - 1
+
+
+def middleware_overhead(
+    processes: int = 3, rounds: int = 100, requests: int = 400
+) -> dict[str, str]:
+    """Requests/s of a trivial view with and without the middleware, and their ratio.
+
+    Measured in ``processes`` fresh processes one after another (``benchmarks.fresh``), each
+    running ``interleaved_rounds``; the figure is the median of the processes' overheads, with
+    their range. A pass-through middleware shows the cost any middleware adds, and the noise.
+    """
+    from benchmarks.fresh import in_fresh_process
+
+    runs: list[dict[str, list[float]]] = [
+        in_fresh_process(__name__, "interleaved_rounds", rounds, requests) for _ in range(processes)
+    ]
+
+    def overhead(label: str) -> tuple[float, float, float]:
+        each = sorted(_overhead(seconds, label) for seconds in runs)
+        return statistics.median(each), each[0], each[-1]
 
     def rate(label: str) -> float:
-        return requests / statistics.median(seconds[label])
+        return requests / statistics.median(t for seconds in runs for t in seconds[label])
 
+    ours, low, high = overhead("with")
     return {
-        "benchmark": "middleware: trivial view through Django's handler (req/s)",
+        "benchmark": (
+            "middleware: trivial view through Django's handler (req/s; median of "
+            f"{processes} processes)"
+        ),
         "ours": f"{rate('with'):,.0f} with AccessTrackingMiddleware",
         "baseline": (
             f"{rate('without'):,.0f} without ({rate('pass-through'):,.0f} with a "
-            f"pass-through middleware: {overhead('pass-through'):+.1%})"
+            f"pass-through middleware: {overhead('pass-through')[0]:+.1%})"
         ),
-        "ratio": f"{1 / (1 + overhead('with')):.3f}x ({overhead('with'):.1%} overhead)",
+        "ratio": (
+            f"{1 / (1 + ours):.3f}x ({ours:.1%} overhead; processes {low:.1%} to {high:.1%})"
+        ),
     }
 
 
