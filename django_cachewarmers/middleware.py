@@ -20,7 +20,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.encoding import escape_uri_path
 
 from django_cachewarmers.conf import conf
-from django_cachewarmers.trackers import PAGES, track
+from django_cachewarmers.trackers import PAGES, _trackers, get_tracker
 
 logger = logging.getLogger("django_cachewarmers")
 
@@ -129,6 +129,8 @@ def page_to_count(
         or "REMOTE_USER" in meta
         or (
             signed_in is not None
+            # No Cookie header, no session: request.COOKIES is read only when there are cookies.
+            and "HTTP_COOKIE" in meta
             and config.session_cookie in request.COOKIES
             and signed_in(request)
         )
@@ -170,7 +172,11 @@ def _page_key(request: HttpRequest, page: tuple[str, str, str], config: Tracking
 def _may_be_signed_in(request: HttpRequest) -> bool:
     """False when the request surely is not a signed-in user's (or those are counted too)."""
     config = _settings or tracking_settings()
-    return not config.authenticated and config.session_cookie in request.COOKIES
+    return (
+        not config.authenticated
+        and "HTTP_COOKIE" in request.META
+        and config.session_cookie in request.COOKIES
+    )
 
 
 class AccessTrackingMiddleware:
@@ -201,7 +207,14 @@ class AccessTrackingMiddleware:
         try:
             key = page_to_count(request, response, _signed_in)  # type: ignore[arg-type]
             if key is not None:
-                track(key, PAGES)
+                # track(key, PAGES) without its Python call, lock or clock: this runs on every
+                # request. The count lands within CACHE_WARMERS_SNAPSHOT_INTERVAL (the publisher
+                # reads the tracker), at the next read, or after BACKLOG_LIMIT requests.
+                # `is None`, not `or`: a tracker's truth is its len(), which takes its lock.
+                tracker = _trackers.get(PAGES)
+                if tracker is None:
+                    tracker = get_tracker(PAGES)
+                tracker.record_access_later(key)
         except DisallowedHost:
             pass  # a 2xx for a host not in ALLOWED_HOSTS (no CommonMiddleware): not counted
         except Exception:
@@ -215,7 +228,7 @@ class AccessTrackingMiddleware:
             if key is not None and (
                 not _may_be_signed_in(request) or not await _asigned_in(request)
             ):
-                track(key, PAGES)
+                get_tracker(PAGES).record_access_later(key)
         except DisallowedHost:
             pass
         except Exception:

@@ -6,6 +6,7 @@ import heapq
 import operator
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Hashable
 
 __all__ = ["AccessTracker"]
@@ -18,6 +19,8 @@ _by_rank = operator.itemgetter(1)
 
 #: Counts halve every hour by default.
 DEFAULT_HALF_LIFE_S = 3600.0
+#: ``record_access_later`` counts its backlog once it holds this many accesses.
+BACKLOG_LIMIT = 256
 
 
 def _require_non_negative(name: str, value: float) -> None:
@@ -56,9 +59,14 @@ class AccessTracker:
     ``get_access_count`` returns ``floor(count)``: exactly ``n`` for a key seen ``n`` times as
     long as no more than ``max_keys`` distinct keys have been recorded since creation or
     ``clear()`` (and no halving happened). At most ``max_keys`` keys are ever held.
+
+    ``record_access`` counts at once. ``record_access_later`` is the request path's way: it takes
+    no lock and reads no clock, and appends to a backlog that is counted, as seen at that moment,
+    by every read, by ``flush()``, and whenever it reaches ``BACKLOG_LIMIT`` accesses.
     """
 
     __slots__ = (
+        "_backlog",
         "_batch",
         "_clock",
         "_dk_inserted",
@@ -104,6 +112,8 @@ class AccessTracker:
 
         # key -> [count, last_seen]; a mutable list so the hot path updates it without rehashing.
         self._entries: dict[Hashable, list[float]] = {}
+        # deque's append and popleft are atomic: recording needs no lock, counting takes it.
+        self._backlog: deque[Hashable] = deque()
         self._floor = 0.0
         self._saturated = False
         self._next_aging = clock() + self._half_life_s
@@ -119,7 +129,7 @@ class AccessTracker:
         return self._half_life_s
 
     def record_access(self, key: Hashable) -> None:
-        """Count one access to ``key``; cheap enough to call on every request."""
+        """Count one access to ``key`` now."""
         now = self._clock()
         # acquire/release, not `with`: this runs on every request, and `with` costs twice as much.
         lock = self._lock
@@ -127,21 +137,33 @@ class AccessTracker:
         try:
             if now >= self._next_aging:
                 self._age(now)
-            entry = self._entries.get(key)
-            if entry is None:
-                self._admit(key, now)
-            else:
-                entry[0] += 1.0
-                entry[1] = now
+            self._count(key, now)
         finally:
             lock.release()
+
+    def record_access_later(self, key: Hashable) -> None:
+        """Count one access to ``key`` soon: no lock, no clock, for the request path.
+
+        The access is counted, as seen at that moment, by the next read, ``flush()``, or the call
+        that brings the backlog to ``BACKLOG_LIMIT`` accesses. Safe from any thread.
+        """
+        backlog = self._backlog
+        backlog.append(key)
+        if len(backlog) >= BACKLOG_LIMIT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Count every access ``record_access_later`` has recorded so far."""
+        if self._backlog:
+            now = self._clock()
+            with self._lock:
+                self._catch_up(now)
 
     def get_access_count(self, key: Hashable) -> int:
         """Return the estimated (aged) access count of ``key``, 0 if it is not tracked."""
         now = self._clock()
         with self._lock:
-            if now >= self._next_aging:
-                self._age(now)
+            self._catch_up(now)
             entry = self._entries.get(key)
             return 0 if entry is None else int(entry[0])
 
@@ -158,8 +180,7 @@ class AccessTracker:
         now = self._clock()
         cutoff = now - seconds
         with self._lock:
-            if now >= self._next_aging:
-                self._age(now)
+            self._catch_up(now)
             # Copy under the lock, rank outside it so recording threads are not held up.
             recent = [
                 (key, (entry[1], entry[0]))
@@ -176,6 +197,7 @@ class AccessTracker:
     def clear(self) -> None:
         """Forget every key and count, returning to exact counting."""
         with self._lock:
+            self._backlog.clear()
             self._entries = {}
             self._floor = 0.0
             self._saturated = False
@@ -183,7 +205,9 @@ class AccessTracker:
 
     def __len__(self) -> int:
         """Return the number of keys currently tracked."""
+        now = self._clock()
         with self._lock:
+            self._catch_up(now)
             return len(self._entries)
 
     def __repr__(self) -> str:
@@ -192,8 +216,7 @@ class AccessTracker:
     def _ranked(self, threshold: float, limit: int) -> list[tuple[Hashable, tuple[float, float]]]:
         now = self._clock()
         with self._lock:
-            if now >= self._next_aging:
-                self._age(now)
+            self._catch_up(now)
             candidates = [
                 (key, (entry[0], entry[1]))
                 for key, entry in self._entries.items()
@@ -201,6 +224,29 @@ class AccessTracker:
             ]
         # Ties on count go to the most recently seen key.
         return heapq.nlargest(limit, candidates, key=_by_rank)
+
+    def _catch_up(self, now: float) -> None:
+        # Caller holds the lock: what every read does first. Age, then count the backlog.
+        if now >= self._next_aging:
+            self._age(now)
+        if self._backlog:
+            self._count_backlog(now)
+
+    def _count_backlog(self, now: float) -> None:
+        # Caller holds the lock. Only what is there now: appends meanwhile wait for the next call.
+        popleft = self._backlog.popleft
+        count = self._count
+        for _ in range(len(self._backlog)):
+            count(popleft(), now)
+
+    def _count(self, key: Hashable, now: float) -> None:
+        # Caller holds the lock and has aged the counts to `now`.
+        entry = self._entries.get(key)
+        if entry is None:
+            self._admit(key, now)
+        else:
+            entry[0] += 1.0
+            entry[1] = now
 
     def _admit(self, key: Hashable, now: float) -> None:
         # Caller holds the lock and has checked that `key` is not tracked.

@@ -132,6 +132,43 @@ def test_authenticated_users_pages_are_not_counted_unless_configured() -> None:
     assert counted() == {"http://testserver/pages/private/": 1}
 
 
+class _SignedIn:
+    is_authenticated = True
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_only_a_session_cookie_makes_the_user_matter(path: str) -> None:
+    """A signed-in session is not counted; a visitor with other cookies (or none) is, unasked."""
+
+    def sync_view(request: HttpRequest) -> HttpResponse:
+        return HttpResponse("ok")
+
+    async def async_view(request: HttpRequest) -> HttpResponse:
+        return HttpResponse("ok")
+
+    async def auser() -> _SignedIn:
+        return _SignedIn()
+
+    middleware = AccessTrackingMiddleware(sync_view if path == "sync" else async_view)
+    factory = RequestFactory()
+    session = f"{settings.SESSION_COOKIE_NAME}=abc; csrftoken=x"
+    for page, cookies in (("private", session), ("other-cookies", "csrftoken=x"), ("none", "")):
+        request = factory.get(f"/pages/{page}/")
+        if cookies:
+            request.META["HTTP_COOKIE"] = cookies
+        # Every request's user claims to be signed in: only a session cookie gets it asked.
+        request.user = _SignedIn()  # type: ignore[assignment]
+        request.auser = auser  # type: ignore[assignment]
+        if path == "sync":
+            middleware(request)
+        else:
+            asyncio.run(middleware(request))
+    assert counted() == {
+        "http://testserver/pages/other-cookies/": 1,
+        "http://testserver/pages/none/": 1,
+    }
+
+
 @pytest.mark.django_db
 def test_exclusions_are_configurable() -> None:
     with override_settings(CACHE_WARMERS_TRACK_EXCLUDE=[r"^/pages/secret"]):

@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks.streams import true_top, zipf_stream
 from benchmarks.tracker_bench import TrimHalfTracker
-from django_cachewarmers.tracker import AccessTracker
+from django_cachewarmers.tracker import BACKLOG_LIMIT, AccessTracker
 
 
 class FakeClock:
@@ -310,6 +310,63 @@ def test_recent_keys_honour_seconds_most_recent_first() -> None:
     assert tracker.get_recent_keys(seconds=0) == []
 
 
+# --- record_access_later -----------------------------------------------------------------------
+
+
+def test_later_accesses_are_counted_by_every_read_as_seen_then() -> None:
+    clock = FakeClock()
+    tracker = AccessTracker(max_keys=10, clock=clock)
+    reads: list[Callable[[], object]] = [
+        lambda: tracker.get_access_count("a"),
+        lambda: tracker.get_hot_keys(threshold=1),
+        lambda: tracker.get_recent_keys(),
+        lambda: tracker.top(),
+        lambda: len(tracker),
+    ]
+    for round_, read in enumerate(reads, start=1):
+        tracker.record_access_later("a")
+        clock.now += 10
+        read()
+        assert tracker._entries["a"] == [round_, clock.now]  # counted by that read, at its time
+    tracker.record_access_later("b")
+    clock.now += 10
+    tracker.flush()
+    clock.now += 10
+    assert tracker.top() == [("a", 5), ("b", 1)]
+    assert tracker.get_recent_keys(seconds=10) == ["b"]  # counted by flush(), 10 s ago
+
+
+def test_the_backlog_is_counted_when_it_reaches_its_limit() -> None:
+    clock = FakeClock()
+    tracker = AccessTracker(max_keys=10, clock=clock)
+    for _ in range(BACKLOG_LIMIT - 1):
+        tracker.record_access_later("x")
+    assert len(tracker._backlog) == BACKLOG_LIMIT - 1  # nothing counted yet
+    clock.now = 5.0
+    tracker.record_access_later("x")  # the limit: counted now, at 5
+    assert len(tracker._backlog) == 0
+    clock.now = 100.0
+    assert tracker.get_recent_keys(seconds=95) == ["x"]
+    assert tracker.get_recent_keys(seconds=94) == []
+    assert tracker.get_access_count("x") == BACKLOG_LIMIT
+
+
+def test_a_flood_recorded_later_keeps_memory_bounded_and_the_hot_set_hot() -> None:
+    tracker = AccessTracker(max_keys=100)
+    for i in range(50_000):
+        tracker.record_access_later(f"hot{i // 5 % 10}" if i % 5 == 0 else f"crawl{i}")
+        assert len(tracker._backlog) < BACKLOG_LIMIT
+    assert set(tracker.get_hot_keys(threshold=100, limit=10)) == {f"hot{i}" for i in range(10)}
+    assert len(tracker) <= 100
+
+
+def test_clear_drops_the_backlog() -> None:
+    tracker = AccessTracker(max_keys=10)
+    tracker.record_access_later("a")
+    tracker.clear()
+    assert tracker.top() == []
+
+
 # --- clear -------------------------------------------------------------------------------------
 
 
@@ -345,9 +402,11 @@ def frequent_thread_switches() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("frequent_thread_switches")
-def test_concurrent_recording_counts_every_call() -> None:
+@pytest.mark.parametrize("method", ["record_access", "record_access_later"])
+def test_concurrent_recording_counts_every_call(method: str) -> None:
     keys = [f"key{i}" for i in range(20_000)]
     tracker = AccessTracker(max_keys=len(keys))
+    record = getattr(tracker, method)
     rounds = 2
     start = threading.Barrier(8)
 
@@ -356,7 +415,7 @@ def test_concurrent_recording_counts_every_call() -> None:
         # All threads walk the keys in the same order, so first sightings collide.
         for _ in range(rounds):
             for key in keys:
-                tracker.record_access(key)
+                record(key)
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for thread in threads:
@@ -376,9 +435,11 @@ def test_queries_are_safe_while_other_threads_evict() -> None:
     done = threading.Event()
 
     def writer(n: int) -> None:
+        # Half the writers count at once, half later: both race the readers' counting.
+        record = tracker.record_access if n % 2 else tracker.record_access_later
         try:
             for i in range(10_000):
-                tracker.record_access(f"w{n}-{i % 3000}")
+                record(f"w{n}-{i % 3000}")
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
