@@ -131,7 +131,8 @@ class AccessTracker:
     def record_access(self, key: Hashable) -> None:
         """Count one access to ``key`` now."""
         now = self._clock()
-        # acquire/release, not `with`: this runs on every request, and `with` costs twice as much.
+        # acquire/release, not `with`: callers may count on every request, and `with` costs twice
+        # as much.
         lock = self._lock
         lock.acquire()
         try:
@@ -145,8 +146,10 @@ class AccessTracker:
         """Count one access to ``key`` soon: no lock, no clock, for the request path.
 
         The access is counted, as seen at that moment, by the next read, ``flush()``, or the call
-        that brings the backlog to ``BACKLOG_LIMIT`` accesses. Safe from any thread.
+        that brings the backlog to ``BACKLOG_LIMIT`` accesses. Safe from any thread. An unhashable
+        key raises ``TypeError`` here, not in a later read.
         """
+        hash(key)
         backlog = self._backlog
         backlog.append(key)
         if len(backlog) >= BACKLOG_LIMIT:

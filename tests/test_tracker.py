@@ -360,6 +360,16 @@ def test_a_flood_recorded_later_keeps_memory_bounded_and_the_hot_set_hot() -> No
     assert len(tracker) <= 100
 
 
+def test_an_unhashable_key_is_refused_at_once_and_spoils_no_read() -> None:
+    tracker = AccessTracker(max_keys=10)
+    tracker.record_access_later("a")
+    with pytest.raises(TypeError):
+        tracker.record_access_later(["not", "hashable"])  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        tracker.record_access(["not", "hashable"])  # type: ignore[arg-type]
+    assert tracker.top() == [("a", 1)]
+
+
 def test_clear_drops_the_backlog() -> None:
     tracker = AccessTracker(max_keys=10)
     tracker.record_access_later("a")
