@@ -208,8 +208,8 @@ class AccessTrackingMiddleware:
             key = page_to_count(request, response, _signed_in)  # type: ignore[arg-type]
             if key is not None:
                 # track(key, PAGES) without its Python call, lock or clock: this runs on every
-                # request. The count lands within CACHE_WARMERS_SNAPSHOT_INTERVAL (the publisher
-                # reads the tracker), at the next read, or after BACKLOG_LIMIT requests.
+                # request. The count lands at the publisher thread's next wake-up, the next read,
+                # or after BACKLOG_LIMIT requests, whichever comes first.
                 # `is None`, not `or`: a tracker's truth is its len(), which takes its lock.
                 tracker = _trackers.get(PAGES)
                 if tracker is None:

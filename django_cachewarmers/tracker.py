@@ -58,11 +58,12 @@ class AccessTracker:
 
     ``get_access_count`` returns ``floor(count)``: exactly ``n`` for a key seen ``n`` times as
     long as no more than ``max_keys`` distinct keys have been recorded since creation or
-    ``clear()`` (and no halving happened). At most ``max_keys`` keys are ever held.
+    ``clear()`` (and no halving happened). At most ``max_keys`` keys are ever counted.
 
     ``record_access`` counts at once. ``record_access_later`` is the request path's way: it takes
     no lock and reads no clock, and appends to a backlog that is counted, as seen at that moment,
-    by every read, by ``flush()``, and whenever it reaches ``BACKLOG_LIMIT`` accesses.
+    by every read, by ``flush()``, and whenever it reaches ``BACKLOG_LIMIT`` accesses (it can
+    hold one more access per thread waiting for the lock to count it).
     """
 
     __slots__ = (

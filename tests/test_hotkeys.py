@@ -21,6 +21,7 @@ from django_cachewarmers.hotkeys import (
     persisted_counts,
 )
 from django_cachewarmers.models import HotKey
+from tests.processes import wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +61,20 @@ def test_publish_then_merge_in_another_process_and_own_snapshot_not_double_count
     stored = caches["default"].get(hotkeys._slot_key("pages", publisher._slots["pages"]))
     assert stored["owner"] == claims.OWNER
     assert stored["items"] == [["/a", 5]]
+
+
+@override_settings(CACHE_WARMERS_SNAPSHOT_INTERVAL=0, CACHE_WARMERS_PERSIST_INTERVAL=3600)
+def test_the_publisher_thread_counts_the_backlogs_also_when_only_persisting() -> None:
+    tracker = trackers.get_tracker("pages")
+    tracker.record_access_later("/quiet")  # one access: far from the backlog's limit
+    publisher = Publisher()
+    publisher.start()
+    try:
+        # Its wake-up (every second when snapshots are off) counts it; nothing here reads.
+        wait_until(lambda: not tracker._backlog, 10, "the publisher to count the backlog")
+    finally:
+        publisher.stop()
+    assert tracker._entries["/quiet"][0] == 1
 
 
 def test_publishing_reuses_its_slot_and_moves_when_taken_over() -> None:

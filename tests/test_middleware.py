@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import caches
 from django.http import HttpRequest, HttpResponse
+from django.http.cookie import parse_cookie
 from django.test import AsyncClient, Client, RequestFactory, override_settings
 
 from django_cachewarmers import NO_STORE, trackers
@@ -132,13 +133,24 @@ def test_authenticated_users_pages_are_not_counted_unless_configured() -> None:
     assert counted() == {"http://testserver/pages/private/": 1}
 
 
-class _SignedIn:
-    is_authenticated = True
-
-
 @pytest.mark.parametrize("path", ["sync", "async"])
 def test_only_a_session_cookie_makes_the_user_matter(path: str) -> None:
-    """A signed-in session is not counted; a visitor with other cookies (or none) is, unasked."""
+    """A signed-in session is not counted; a visitor with other cookies, or none, is, unasked."""
+    asked: list[str] = []
+
+    class Cookies(dict[str, str]):
+        def __contains__(self, key: object) -> bool:
+            asked.append("cookies")
+            return super().__contains__(key)
+
+    class User:
+        @property
+        def is_authenticated(self) -> bool:
+            asked.append("user")
+            return True  # every request's user claims to be signed in
+
+    async def auser() -> User:
+        return User()
 
     def sync_view(request: HttpRequest) -> HttpResponse:
         return HttpResponse("ok")
@@ -146,23 +158,27 @@ def test_only_a_session_cookie_makes_the_user_matter(path: str) -> None:
     async def async_view(request: HttpRequest) -> HttpResponse:
         return HttpResponse("ok")
 
-    async def auser() -> _SignedIn:
-        return _SignedIn()
-
     middleware = AccessTrackingMiddleware(sync_view if path == "sync" else async_view)
-    factory = RequestFactory()
     session = f"{settings.SESSION_COOKIE_NAME}=abc; csrftoken=x"
-    for page, cookies in (("private", session), ("other-cookies", "csrftoken=x"), ("none", "")):
-        request = factory.get(f"/pages/{page}/")
-        if cookies:
-            request.META["HTTP_COOKIE"] = cookies
-        # Every request's user claims to be signed in: only a session cookie gets it asked.
-        request.user = _SignedIn()  # type: ignore[assignment]
+    for page, header, expected in (
+        ("private", session, ["cookies", "user"]),
+        ("other-cookies", "csrftoken=x", ["cookies"]),
+        ("none", None, []),
+    ):
+        request = RequestFactory().get(f"/pages/{page}/")
+        if header is None:
+            request.META.pop("HTTP_COOKIE", None)  # RequestFactory always sends one
+        else:
+            request.META["HTTP_COOKIE"] = header
+        request.__dict__["COOKIES"] = Cookies(parse_cookie(header or ""))
+        request.user = User()  # type: ignore[assignment]
         request.auser = auser  # type: ignore[assignment]
+        asked.clear()
         if path == "sync":
             middleware(request)
         else:
             asyncio.run(middleware(request))
+        assert asked == expected, page
     assert counted() == {
         "http://testserver/pages/other-cookies/": 1,
         "http://testserver/pages/none/": 1,
