@@ -230,18 +230,16 @@ class AccessTracker:
         return heapq.nlargest(limit, candidates, key=_by_rank)
 
     def _catch_up(self, now: float) -> None:
-        # Caller holds the lock: what every read does first. Age, then count the backlog.
+        # Caller holds the lock: what every read does first. Age, then count the backlog as seen
+        # now; only what is there now, appends meanwhile wait for the next call.
         if now >= self._next_aging:
             self._age(now)
-        if self._backlog:
-            self._count_backlog(now)
-
-    def _count_backlog(self, now: float) -> None:
-        # Caller holds the lock. Only what is there now: appends meanwhile wait for the next call.
-        popleft = self._backlog.popleft
-        count = self._count
-        for _ in range(len(self._backlog)):
-            count(popleft(), now)
+        backlog = self._backlog
+        if backlog:
+            popleft = backlog.popleft
+            count = self._count
+            for _ in range(len(backlog)):
+                count(popleft(), now)
 
     def _count(self, key: Hashable, now: float) -> None:
         # Caller holds the lock and has aged the counts to `now`.
