@@ -193,10 +193,14 @@ def fan_out(
     chunk that has not returned by then counts its keys as failed. ``progress(done, total)`` is
     called with key counts as chunks return.
 
+    With ``task_always_eager`` the chunks run one after the other in this process, during the
+    send, and need no broker nor result backend (the timeout does not apply then).
+
     Raises ``UnknownWarmer`` / ``ImproperlyConfigured`` for a bad warmer, ``CeleryUnavailable``
-    without Celery or a Celery app (or without a result backend), ``WarmerBusy`` when another run
-    of the warmer is in flight, ``UnsendableKeys`` for a key JSON cannot carry, and ``ValueError``
-    for a bad chunk size or timeout. Nothing is sent and nothing recorded in those cases.
+    without Celery or a Celery app (or, unless eager, without a result backend), ``WarmerBusy``
+    when another run of the warmer is in flight, ``UnsendableKeys`` for a key JSON cannot carry,
+    and ``ValueError`` for a bad chunk size or timeout. Nothing is sent and nothing recorded in
+    those cases.
     """
     if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
         raise ValueError(f"chunk_size: must be an integer >= 1, got {chunk_size!r}")
@@ -204,10 +208,16 @@ def fan_out(
         raise ValueError(f"timeout: must be a finite number of seconds > 0, got {timeout!r}")
     spec, warmer = get_entry(name)
     celery_app = resolve_app(app)
-    if _has_no_backend(celery_app):
+    if _is_eager(celery_app):
+        # Eager mode runs each chunk here, inside apply_async, and hands its result back in the
+        # EagerResult: no broker and no result backend are involved. The chunk task is sent by
+        # name, so make sure it is registered (a project's autodiscover_tasks() registers it in
+        # workers, and in other processes only when something imports it).
+        import django_cachewarmers.tasks  # noqa: F401
+    elif _has_no_backend(celery_app):
         raise CeleryUnavailable(
             "the Celery app has no result backend, so the chunks' results cannot come back: "
-            "set CELERY_RESULT_BACKEND (e.g. 'redis://...')."
+            "set CELERY_RESULT_BACKEND (e.g. 'redis://...'), or task_always_eager for tests."
         )
     size = chunk_size or default_chunk_size(spec.config.batch_size)
     wait_s = timeout if timeout is not None else default_timeout(spec.config.warmup_timeout_s)
@@ -242,6 +252,11 @@ def fan_out(
             marks.release_running()
         except Exception:
             logger.debug("cache warmer %s: could not release its running mark", name)
+
+
+def _is_eager(app: Any) -> bool:
+    """True when the app runs tasks in the calling process (``task_always_eager``)."""
+    return bool(app.conf.task_always_eager)
 
 
 def _has_no_backend(app: Any) -> bool:

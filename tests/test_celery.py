@@ -8,6 +8,7 @@ worker has its own workers and queue.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import signal
@@ -398,3 +399,47 @@ def test_keys_json_cannot_carry_are_refused_before_anything_is_sent() -> None:
         pytest.raises(UnsendableKeys, match="cannot be sent"),
     ):
         fan_out("local", keys=[b"bytes"], app=app)
+
+
+def _app_from_settings(name: str) -> Any:
+    """A Celery app set up as Celery's Django guide shows, read from the current settings."""
+    from celery import Celery
+
+    app = Celery(name, set_as_current=False)
+    app.config_from_object("django.conf:settings", namespace="CELERY")
+    return app
+
+
+@pytest.mark.django_db
+@override_settings(
+    CACHE_WARMERS={"local": {**LOCAL, "keys": [f"eager:{i}" for i in range(25)]}},
+    # A project's test settings: tasks run in the caller, and no result backend is configured.
+    CELERY_TASK_ALWAYS_EAGER=True,
+    CELERY_BROKER_URL="memory://",
+)
+def test_eager_mode_fans_out_without_a_result_backend() -> None:
+    from django.core.cache import caches
+
+    from django_cachewarmers.models import WarmingRun
+
+    app = _app_from_settings("eager")
+    assert app.conf.result_backend is None
+    caches["default"].clear()
+    out = io.StringIO()
+    call_command(
+        "warm_cache", "local", "--celery", "--chunk-size", "10", celery_app=app, stdout=out
+    )
+    assert "local: 25 warmed, 0 failed" in out.getvalue()
+    # Every key is in the cache a request reads, and one run (of three chunks) is recorded.
+    assert caches["default"].get_many([f"eager:{i}" for i in range(25)]) == {
+        f"eager:{i}": f"value of eager:{i}" for i in range(25)
+    }
+    run = WarmingRun.objects.get(warmer="local")
+    assert (run.trigger, run.keys_warmed, run.keys_failed) == ("celery", 25, 0)
+
+
+@override_settings(CACHE_WARMERS={"local": LOCAL}, CELERY_BROKER_URL="memory://")
+def test_without_eager_mode_a_missing_result_backend_is_still_refused() -> None:
+    app = _app_from_settings("not-eager")
+    with pytest.raises(CommandError, match="no result backend, so the chunks' results cannot"):
+        call_command("warm_cache", "local", "--celery", celery_app=app)
