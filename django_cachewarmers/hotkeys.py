@@ -26,7 +26,7 @@ from collections.abc import Hashable
 from operator import itemgetter
 
 from django.core.cache import caches
-from django.db import DatabaseError, close_old_connections, connections, transaction
+from django.db import DatabaseError, close_old_connections, connections, router, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -263,11 +263,13 @@ def persisted_counts(tracker: str) -> Counts:
         return {}
 
 
-def _read_persisted(tracker: str) -> Counts:
+def _read_persisted(tracker: str, using: str | None = None) -> Counts:
     from django_cachewarmers.models import HotKey
 
     now = timezone.now()
-    rows = HotKey.objects.filter(tracker=tracker).values_list("key", "count", "updated_at")
+    # ``using``: the database of a save in progress (its transaction); else the router's choice.
+    objects = HotKey.objects if using is None else HotKey.objects.using(using)
+    rows = objects.filter(tracker=tracker).values_list("key", "count", "updated_at")
     return {
         key: count * 0.5 ** (max(0.0, (now - updated_at).total_seconds()) / HALF_LIFE_S)
         for key, count, updated_at in rows
@@ -306,13 +308,17 @@ def persist(tracker: str, *, claim: bool = True) -> int:
         if not claims.Claims(cache, f"hotset.{tracker}").claim_slot(interval):
             return 0
     counts = cluster_counts(tracker)  # the cache's reads, before the database lock
+    # Every query of the save, its reads too, on the database the router writes HotKey to, inside
+    # a transaction on that database (not on "default", which may be empty or another database).
+    alias = router.db_for_write(HotKey)
+    objects = HotKey.objects.using(alias)
     try:
-        with transaction.atomic():
+        with transaction.atomic(using=alias):
             # A write first takes the database's write lock (SQLite) or the rows' (PostgreSQL,
             # MySQL), so processes saving at once (every worker at a SIGTERM) take turns, and
             # each tops up what the one before it saved instead of overwriting it.
-            HotKey.objects.filter(tracker=tracker).update(updated_at=F("updated_at"))
-            _top_up(counts, _read_persisted(tracker))
+            objects.filter(tracker=tracker).update(updated_at=F("updated_at"))
+            _top_up(counts, _read_persisted(tracker, using=alias))
             now = timezone.now()
             rows = [
                 HotKey(tracker=tracker, key=key, count=float(count), updated_at=now)
@@ -321,8 +327,8 @@ def persist(tracker: str, *, claim: bool = True) -> int:
                 )
                 if isinstance(key, str) and count > 0
             ]
-            HotKey.objects.filter(tracker=tracker).delete()
-            HotKey.objects.bulk_create(rows)
+            objects.filter(tracker=tracker).delete()
+            objects.bulk_create(rows)
     except DatabaseError as exc:
         logger.warning("hot keys: could not save the hot set (%s: %s)", type(exc).__name__, exc)
         return 0
