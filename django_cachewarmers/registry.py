@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.cache import caches
 from django.core.signals import setting_changed
-from django.db import connections
+from django.db import close_old_connections, connections
 from django.dispatch import receiver
 
 from django_cachewarmers.conf import conf
@@ -63,7 +63,11 @@ def build_warmer(spec: WarmerSpec) -> CacheWarmer:
         loader,
         spec.config,
         name=spec.name,
+        # Worker threads get no request_started/finished: they replace a broken or expired
+        # database connection (CONN_MAX_AGE, CONN_HEALTH_CHECKS) before each task and retry, and
+        # close theirs when they exit.
         on_thread_exit=connections.close_all,
+        before_load=close_old_connections,
     )
     # A required warmer's failure is an error in the log; an optional one's a warning.
     warmer.failure_log_level = logging.WARNING if spec.optional else logging.ERROR

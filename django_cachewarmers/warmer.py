@@ -232,6 +232,12 @@ class CacheWarmer:
     ``BatchValueLoader`` keys are loaded ``batch_size`` at a time; with any other loader one key at
     a time, on up to ``max_workers`` threads. Values are written with one ``set_many`` per batch.
     A key that fails never touches the value already cached for it.
+
+    ``on_thread_exit`` is called by each worker thread as it exits; ``before_load`` by a worker
+    thread before each task of a run (a batch, or a worker's share of the keys), before each retry
+    and before the next key after a failed one. The Django layer passes Django's
+    ``close_old_connections`` there, so a dropped database connection is replaced, as Django does
+    at each request.
     """
 
     def __init__(
@@ -243,6 +249,7 @@ class CacheWarmer:
         *,
         name: str | None = None,
         on_thread_exit: Callable[[], None] | None = None,
+        before_load: Callable[[], None] | None = None,
     ) -> None:
         if not isinstance(cache, (SupportsSetMany, MutableMapping)):
             raise TypeError(
@@ -263,6 +270,7 @@ class CacheWarmer:
         #: Level of the one summary line logged when a run has failed keys.
         self.failure_log_level = logging.WARNING
         self._on_thread_exit = on_thread_exit
+        self._before_load = before_load
         self._init_state()
         _instances.add(self)
 
@@ -498,6 +506,15 @@ class CacheWarmer:
 
     # -- loading (on worker threads) -------------------------------------------------------
 
+    def _prepare_load(self) -> None:
+        """Call the ``before_load`` hook; its failure is logged, the load goes ahead."""
+        if self._before_load is None:
+            return
+        try:
+            self._before_load()
+        except Exception:
+            logger.exception("cache warmer %s: before_load hook failed", self.name)
+
     def _retry(
         self, run: _Run, deadline: float, label: object, func: Callable[[], Any], error: Exception
     ) -> Any:
@@ -522,6 +539,7 @@ class CacheWarmer:
             attempt += 1
             if run.cancelled.wait(delay):
                 raise error
+            self._prepare_load()  # e.g. replace the database connection that just failed
             try:
                 return func()
             except Exception as exc:
@@ -535,12 +553,16 @@ class CacheWarmer:
 
         def task() -> None:
             done = 0
+            prepare = True
             try:
                 while not cancelled():
                     try:
                         key = todo.popleft()
                     except IndexError:
                         return
+                    if prepare:  # at the start, and after a failed key
+                        self._prepare_load()
+                        prepare = False
                     try:
                         value = load(key)
                     except Exception as exc:
@@ -551,6 +573,7 @@ class CacheWarmer:
                         except Exception as final:
                             logger.debug("cache warmer %s: loading %r failed", self.name, key)
                             append(("key", key, False, final))
+                            prepare = True
                             continue
                     append(("key", key, True, value))
                     done += 1
@@ -568,6 +591,7 @@ class CacheWarmer:
             if run.cancelled.is_set():
                 return
             label = f"batch of {len(batch)}"
+            self._prepare_load()
             try:
                 try:
                     values = loader.load_batch(batch)
