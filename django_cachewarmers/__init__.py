@@ -51,26 +51,45 @@ def warm(
     trigger: str = "api",
     *,
     via: str = "local",
-) -> WarmingStats:
-    """Warm the declared warmer ``name`` (or only ``keys`` of it) now; record and return the run.
+) -> WarmingStats | None:
+    """Warm the declared warmer ``name`` (or only ``keys`` of it); record and return the run.
 
     ``via="local"`` (the default) warms in this process. ``via="celery"`` fans the keys out over
     Celery workers in chunks, waits for them and records one run, with trigger "celery" unless
     another trigger is given (needs ``django-cachewarmers[celery]``; see docs/celery.md).
+
+    Called outside a transaction, it warms now and returns the run's ``WarmingStats``. Called
+    inside an atomic block (``transaction.atomic``, ``ATOMIC_REQUESTS``, the admin's saves, a
+    ``post_save`` handler), it returns ``None`` at once and warms after the transaction commits
+    (Django's ``transaction.on_commit``, in the committing thread), so loaders reading through
+    their own connections see the committed rows; on rollback it does not warm at all. The
+    deferred run is recorded and signalled as usual; its stats are not returned.
+
+    Raises ``UnknownWarmer`` / ``ImproperlyConfigured`` for a warmer that is not declared or not
+    valid, and ``ValueError`` for a bad ``trigger`` or ``via``, at the call, deferred or not.
     """
-    from django_cachewarmers.runner import TRIGGERS, run_warm
+    from django_cachewarmers.registry import get_entry
+    from django_cachewarmers.runner import TRIGGERS, defer_until_commit, run_warm
 
     if trigger not in TRIGGERS:
         raise ValueError(f"trigger: must be one of {', '.join(TRIGGERS)}, got {trigger!r}")
-    if via == "celery":
-        from django_cachewarmers.distributed import fan_out
-
-        return fan_out(name, keys=keys, trigger="celery" if trigger == "api" else trigger)
-    if via != "local":
+    if via not in ("local", "celery"):
         raise ValueError(f"via: must be 'local' or 'celery', got {via!r}")
-    stats = run_warm(name, keys=keys, trigger=trigger)
-    assert stats is not None  # only claimed runs can be skipped
-    return stats
+    get_entry(name)  # a bad name is the caller's error now, not a failure after a commit
+    requested = None if keys is None else list(keys)  # an iterator may not outlive the call
+
+    def run() -> WarmingStats:
+        if via == "celery":
+            from django_cachewarmers.distributed import fan_out
+
+            return fan_out(name, keys=requested, trigger="celery" if trigger == "api" else trigger)
+        stats = run_warm(name, keys=requested, trigger=trigger)
+        assert stats is not None  # only claimed runs can be skipped
+        return stats
+
+    if defer_until_commit(run, f"cache warmer {name}"):
+        return None
+    return run()
 
 
 def track(key: Hashable, tracker: str = "keys") -> None:

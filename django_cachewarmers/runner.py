@@ -7,6 +7,7 @@ call ``run_warm``; a Celery fan-out (``django_cachewarmers.distributed``) shares
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Hashable, Iterable
@@ -102,6 +103,37 @@ def _warm_and_record(
     return record_and_signal(
         name, warmer, trigger, requested, lambda: warmer.warm(requested, progress=progress)
     )
+
+
+def defer_until_commit(work: Callable[[], object], label: str) -> bool:
+    """Run ``work`` after the open transactions of this thread commit; False if none is open.
+
+    Django's ``transaction.on_commit`` on every database with an open atomic block in this thread:
+    ``work`` runs once, after the last of them commits, and never if one rolls back. It runs in
+    the thread that commits; an exception it raises is logged by Django (``robust=True``), so it
+    never fails the commit. This is how the public entry points (``warm()``) defer: loaders read
+    through connections of their own, which cannot see rows the caller has not committed yet.
+    """
+    from django.db import connections, transaction
+
+    open_ = [c.alias for c in connections.all(initialized_only=True) if c.in_atomic_block]
+    if not open_:
+        return False
+    waiting = set(open_)
+    guard = threading.Lock()
+
+    def committed(alias: str) -> None:
+        with guard:
+            waiting.discard(alias)
+            if waiting:
+                return
+        logger.debug("%s: running the warm deferred until the commit", label)
+        work()
+
+    for alias in open_:
+        transaction.on_commit(functools.partial(committed, alias), using=alias, robust=True)
+    logger.debug("%s: inside a transaction on %s: warming after the commit", label, open_)
+    return True
 
 
 def record_and_signal(

@@ -171,8 +171,11 @@ def test_next_slot_time() -> None:
 
 
 @pytest.mark.django_db
-def test_failing_warmer_is_marked_in_text(admin_client: Client) -> None:
-    django_cachewarmers.warm("inventory", trigger="command")
+def test_failing_warmer_is_marked_in_text(
+    admin_client: Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):  # the test's transaction commits
+        django_cachewarmers.warm("inventory", trigger="command")
     make_run("products", 1)
     content = admin_client.get(overview_url()).content.decode()
     inventory = row_html(content, "inventory")

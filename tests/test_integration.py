@@ -103,6 +103,7 @@ def test_unknown_warmer_lists_the_known_names() -> None:
         django_cachewarmers.get_warmer("nope")
 
 
+@pytest.mark.django_db(transaction=True)  # warm() outside a transaction: it runs at once
 def test_warm_api_warms_records_and_signals() -> None:
     seen: list[tuple[str, dict[str, Any]]] = []
 
@@ -132,8 +133,10 @@ def test_warm_api_warms_records_and_signals() -> None:
     assert seen[1][1]["run"] == run
 
 
+@pytest.mark.django_db(transaction=True)  # warm() outside a transaction: it runs at once
 def test_warm_api_with_keys_and_trigger() -> None:
     stats = django_cachewarmers.warm("items", keys=["item:1", "item:2"], trigger="admin")
+    assert stats is not None  # run at once: no transaction is open
     assert stats.keys_warmed == 2
     assert dict(warming.CALLS) == {"item:1": 1, "item:2": 1}
     assert WarmingRun.objects.get().trigger == "admin"
@@ -141,6 +144,7 @@ def test_warm_api_with_keys_and_trigger() -> None:
         django_cachewarmers.warm("items", trigger="cron")
 
 
+@pytest.mark.django_db(transaction=True)  # warm() outside a transaction: it runs at once
 def test_a_failing_signal_receiver_does_not_fail_the_warm(caplog: pytest.LogCaptureFixture) -> None:
     def bad(sender: Any, **kwargs: Any) -> None:
         raise RuntimeError("receiver bug")
@@ -150,15 +154,18 @@ def test_a_failing_signal_receiver_does_not_fail_the_warm(caplog: pytest.LogCapt
         stats = django_cachewarmers.warm("items")
     finally:
         warming_finished.disconnect(bad)
+    assert stats is not None  # run at once: no transaction is open
     assert stats.ok
     assert "receiver bug" in caplog.text
 
 
 def test_required_warmer_failure_logs_an_error_optional_a_warning(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, django_capture_on_commit_callbacks: Any
 ) -> None:
-    django_cachewarmers.warm("flaky")
-    django_cachewarmers.warm("flaky_optional")
+    # Inside the test's transaction warm() runs at the commit, which the fixture stands for.
+    with django_capture_on_commit_callbacks(execute=True):
+        django_cachewarmers.warm("flaky")
+        django_cachewarmers.warm("flaky_optional")
     failures = [r for r in caplog.records if "keys failed" in r.getMessage()]
     assert [(r.levelname, r.getMessage().split(":")[0]) for r in failures] == [
         ("ERROR", "cache warmer flaky"),
@@ -182,6 +189,7 @@ def test_claimed_runs_happen_once_per_window() -> None:
     assert run_warm("batched", trigger="schedule", claim="schedule") is None
 
 
+@pytest.mark.django_db(transaction=True)  # warm() outside a transaction: it runs at once
 def test_a_claimed_run_is_skipped_while_another_process_runs_the_warmer() -> None:
     from django_cachewarmers.claims import Claims
     from django_cachewarmers.runner import run_warm
@@ -194,7 +202,9 @@ def test_a_claimed_run_is_skipped_while_another_process_runs_the_warmer() -> Non
         assert warming.CALLS == {}
     finally:
         other.release_running()
-    assert django_cachewarmers.warm("items").keys_warmed == 20  # unclaimed runs are not blocked
+    stats = django_cachewarmers.warm("items")
+    assert stats is not None
+    assert stats.keys_warmed == 20  # unclaimed runs are not blocked
 
 
 # -- warm_cache ------------------------------------------------------------------------------
@@ -276,8 +286,9 @@ def test_command_dry_run_counts_and_writes_nothing() -> None:
     assert json.loads(out) == {"items": {"keys": 20}}
 
 
-def test_command_list_shows_warmers_and_last_runs() -> None:
-    django_cachewarmers.warm("items")
+def test_command_list_shows_warmers_and_last_runs(django_capture_on_commit_callbacks: Any) -> None:
+    with django_capture_on_commit_callbacks(execute=True):  # the test's transaction commits
+        django_cachewarmers.warm("items")
     out, _ = run_command("--list")
     lines = out.splitlines()
     assert lines[0].split() == [
