@@ -77,7 +77,9 @@ def print_table(rows: list[dict[str, str]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
-        "--only", choices=["tracker", "warm", "redis", "adaptive", "celery", "coverage"], help="run one group"
+        "--only",
+        choices=["tracker", "warm", "redis", "adaptive", "celery", "coverage"],
+        help="run one group",
     )
     parser.add_argument(
         "--write", metavar="FILE", help="also write the table as markdown (e.g. docs/benchmarks.md)"

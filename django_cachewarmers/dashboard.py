@@ -15,7 +15,7 @@ import statistics
 import threading
 import time
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -33,10 +33,10 @@ from django.utils.translation import gettext, ngettext
 
 from django_cachewarmers.claims import Claims
 from django_cachewarmers.models import WarmingRun
+from django_cachewarmers.providers import CallableKeyProvider, StaticKeyProvider
 from django_cachewarmers.registry import UnknownWarmer, get_entry, names
 from django_cachewarmers.runner import run_warm
 from django_cachewarmers.scheduler import next_slot
-from django_cachewarmers.providers import CallableKeyProvider, StaticKeyProvider
 from django_cachewarmers.spec import WarmerSpec
 from django_cachewarmers.warmer import CacheWarmer
 
@@ -457,25 +457,29 @@ def probe(name: str, warmer: CacheWarmer, hot: list[Hashable] | None = None) -> 
     ``hot``: an adaptive warmer's hot keys, already read. Never raises: a failing key provider
     or cache is reported in ``note`` or ``error``.
     """
-    cache = warmer.cache
-    base = {
-        "backend": type(cache).__name__,
-        "per_process": is_per_process(cache),
-        "max_entries": max_entries(cache),
-    }
+    # A configured warmer's cache is a Django cache (the core engine also accepts a dict).
+    cache: Any = warmer.cache
+    base = Presence(
+        backend=type(cache).__name__,
+        per_process=is_per_process(cache),
+        max_entries=max_entries(cache),
+    )
     try:
         keys, total, note = _sample(name, warmer, hot)
     except Exception as exc:
         logger.warning("cache warmer %s: keys for the probe failed", name, exc_info=True)
-        return Presence(note=gettext("keys unavailable: %(error)s") % {"error": exc}, **base)
+        return replace(base, note=gettext("keys unavailable: %(error)s") % {"error": exc})
     if not keys:
-        return Presence(total=total, note=note or gettext("no keys"), **base)
+        return replace(base, total=total, note=note or gettext("no keys"))
     try:
-        found = cache.get_many(keys)
+        if hasattr(cache, "get_many"):
+            found = len(cache.get_many(keys))
+        else:
+            found = sum(1 for key in keys if key in cache)
     except Exception as exc:
         logger.warning("cache warmer %s: the probe could not read its cache", name, exc_info=True)
-        return Presence(total=total, error=f"{type(exc).__name__}: {exc}", **base)
-    return Presence(checked=len(keys), present=len(found), total=total, **base)
+        return replace(base, total=total, error=f"{type(exc).__name__}: {exc}")
+    return replace(base, checked=len(keys), present=found, total=total)
 
 
 def overview(now: float | None = None) -> list[WarmerStatus]:

@@ -37,9 +37,7 @@ def first_slots(specs: Iterable[WarmerSpec], started: float) -> dict[str, float]
     before it expires. Slots stay aligned to the wall clock so that every process's claims meet.
     """
     return {
-        spec.name: next_slot(spec.refresh_interval, started)
-        for spec in specs
-        if spec.is_scheduled
+        spec.name: next_slot(spec.refresh_interval, started) for spec in specs if spec.is_scheduled
     }
 
 

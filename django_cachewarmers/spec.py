@@ -967,7 +967,7 @@ def _parse_timeout(report: _Report, name: object, raw: Mapping[Any, Any]) -> Cac
     return value
 
 
-def _cache_default_timeout(alias: str) -> float | None | object:
+def _cache_default_timeout(alias: str) -> float | object | None:
     """The ``TIMEOUT`` of ``CACHES[alias]`` (None: never expire); ``CACHE_DEFAULT`` if unknown."""
     caches = getattr(settings, "CACHES", None)
     options = caches.get(alias) if isinstance(caches, Mapping) else None

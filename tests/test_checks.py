@@ -468,9 +468,11 @@ def test_e025_timeout_zero(strategy: str, zero: float) -> None:
     assert message.id == PREFIX + "E025"
     assert message.msg.startswith("CACHE_WARMERS['w']['timeout']: 0 means don't cache")
     assert hint_of(message).startswith("0 means don't cache; None means never expire.")
-    with override_settings(CACHE_WARMERS={"w": {**VALID, "timeout": zero}}):
-        with pytest.raises(ImproperlyConfigured, match="E025"):
-            parse_warmer("w", {**VALID, "timeout": zero})
+    with (
+        override_settings(CACHE_WARMERS={"w": {**VALID, "timeout": zero}}),
+        pytest.raises(ImproperlyConfigured, match="E025"),
+    ):
+        parse_warmer("w", {**VALID, "timeout": zero})
 
 
 def test_w003_ttl_grace_names_the_numbers() -> None:

@@ -99,7 +99,7 @@ def test_presence_is_read_from_the_cache_now(admin_client: Client) -> None:
 def test_probe_reads_a_bounded_sample(admin_client: Client) -> None:
     keys = [f"many:{i}" for i in range(1000)]
     with override_settings(CACHE_WARMERS={"w": {"keys": keys, "loader": load}}):
-        caches["default"].set_many({k: 1 for k in keys[:250]})
+        caches["default"].set_many(dict.fromkeys(keys[:250], 1))
         presence = dashboard.probe("w", registry.get_warmer("w"))
         row = text(row_html(overview(admin_client), "w"))
     assert presence.checked == dashboard.PROBE_SAMPLE == 100

@@ -3,6 +3,7 @@ an entry written by a run outlives the time until the next run rewrote it (issue
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -88,7 +89,7 @@ def test_first_scheduled_run_within_one_interval_of_the_startup_start(phase: flo
     assert first % interval == 0  # aligned to the wall clock, so processes' claims meet
     assert [t for _, t, _ in refreshes] == ["schedule"] * 3
     # Then one interval apart.
-    assert [b[2] - a[2] for a, b in zip(refreshes, refreshes[1:])] == [interval, interval]
+    assert [b[2] - a[2] for a, b in itertools.pairwise(refreshes)] == [interval, interval]
 
 
 def test_first_slots_bound_for_any_start() -> None:

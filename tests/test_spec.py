@@ -168,7 +168,12 @@ def test_parse_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("extra", "expected"),
-    [({}, CACHE_DEFAULT), ({"timeout": None}, None), ({"timeout": 600}, 600), ({"timeout": 0.5}, 0.5)],
+    [
+        ({}, CACHE_DEFAULT),
+        ({"timeout": None}, None),
+        ({"timeout": 600}, 600),
+        ({"timeout": 0.5}, 0.5),
+    ],
 )
 def test_timeout(extra: dict[str, Any], expected: object) -> None:
     spec = parse_warmer("w", {**VALID, **extra})
