@@ -4,9 +4,11 @@ an entry written by a run outlives the time until the next run rewrote it (issue
 from __future__ import annotations
 
 import itertools
+import math
+import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from django_cachewarmers import registry
 from django_cachewarmers.runner import ClaimKind, Trigger
 from django_cachewarmers.scheduler import WarmingScheduler, first_slots, next_slot
 from django_cachewarmers.spec import get_specs, parse_warmer
+from tests.processes import Project, started_at, wait_until
 from tests.redis_server import RedisServer, close_redis
 
 LOCMEM = "django.core.cache.backends.locmem.LocMemCache"
@@ -159,12 +162,26 @@ class SlowerLoader:
 slower = SlowerLoader()
 
 
+def jittery_load(key: str) -> str:
+    """A loader whose latency varies from call to call (0 to 0.4 s), as a busy database's does:
+    a key is written at a different moment of each run."""
+    time.sleep(random.uniform(0, 0.4))
+    return f"value of {key}"
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_key_present_continuously_across_refreshes(redis_alias: str) -> None:
     """timeout == refresh_interval: from the end of the startup warm, every read is a hit."""
     global slower
     slower = SlowerLoader()
+
+
+def jittery_load(key: str) -> str:
+    """A loader whose latency varies from call to call (0 to 0.4 s), as a busy database's does:
+    a key is written at a different moment of each run."""
+    time.sleep(random.uniform(0, 0.4))
+    return f"value of {key}"
     definition = {
         "keys": ["k"],
         "loader": "tests.test_schedule.slower",
@@ -203,3 +220,41 @@ def test_key_present_continuously_across_refreshes(redis_alias: str) -> None:
     assert misses == 0, f"{misses} of {len(seen)} reads missed"
     values = {v for v in seen if v is not None}
     assert len(values) >= 3, values  # the startup value and at least two refreshes
+
+
+# --------------------------------------------------------------------------- N processes
+
+
+@pytest.mark.slow
+def test_gunicorn_workers_keep_the_key_present_once_per_interval(
+    projects: Callable[..., Project],
+) -> None:
+    """Two gunicorn workers on one Redis, timeout == refresh_interval: once-per-cluster claims
+    (one run per slot) still rewrite every key before it expires."""
+    keys = [f"item:{i}" for i in range(8)]
+    definition = {
+        "keys": keys,
+        "loader": "tests.test_schedule.jittery_load",
+        "strategy": "scheduled",
+        "refresh_interval": 1,
+        "timeout": 1,
+        "warmup_timeout": 1,  # a TTL of 2 s
+    }
+    p = projects({"w": definition})
+    server, _ = p.start_gunicorn("gunicorn.log", workers=2)
+    wait_until(lambda: p.warmed(*keys), 60, "the startup warm")
+    misses = reads = 0
+    end = time.monotonic() + 5
+    while time.monotonic() < end:
+        found = p.cache.get_many(keys)
+        reads += len(keys)
+        misses += sum(1 for key in keys if found.get(key) != f"value of {key}")
+        time.sleep(0.02)
+    runs = p.runs()
+    assert p.stop(server) == 0
+    assert misses == 0, f"{misses} of {reads} reads missed"
+    scheduled = [r for r in runs if r["trigger"] == "schedule"]
+    assert len(scheduled) >= 3, runs
+    slots = [math.floor(started_at(r).timestamp()) for r in scheduled]
+    assert len(slots) == len(set(slots)), f"two runs in one interval: {scheduled}"
+    assert [r["trigger"] for r in runs].count("startup") == 1, runs
