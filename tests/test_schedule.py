@@ -175,13 +175,6 @@ def test_key_present_continuously_across_refreshes(redis_alias: str) -> None:
     """timeout == refresh_interval: from the end of the startup warm, every read is a hit."""
     global slower
     slower = SlowerLoader()
-
-
-def jittery_load(key: str) -> str:
-    """A loader whose latency varies from call to call (0 to 0.4 s), as a busy database's does:
-    a key is written at a different moment of each run."""
-    time.sleep(random.uniform(0, 0.4))
-    return f"value of {key}"
     definition = {
         "keys": ["k"],
         "loader": "tests.test_schedule.slower",
