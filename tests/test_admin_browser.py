@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core.cache import caches
 from django.test import override_settings
 from django.utils import timezone
 
@@ -111,6 +112,7 @@ def test_warm_now_in_a_browser(live_server: Any, django_user_model: Any, tmp_pat
     )
     with override_settings(CACHE_WARMERS=SHOWCASE):
         try:
+            caches["default"].clear()  # the probe's figures below count this test's keys only
             seed_history()
             # No ORM call from here until the browser is closed: Playwright's sync API runs an
             # event loop in this thread, and Django refuses database calls under a running loop.
