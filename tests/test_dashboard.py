@@ -56,6 +56,7 @@ def caches_setting(**warmed: Any) -> dict[str, Any]:
 
 @pytest.fixture(autouse=True)
 def clean() -> Iterator[None]:
+    caches["default"].clear()  # other tests' keys would be culled into the figures
     yield
     registry.reset()
     caches["default"].clear()
