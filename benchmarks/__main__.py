@@ -77,14 +77,23 @@ def print_table(rows: list[dict[str, str]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
-        "--only", choices=["tracker", "warm", "redis", "adaptive", "celery"], help="run one group"
+        "--only",
+        choices=["tracker", "warm", "redis", "adaptive", "celery", "coverage"],
+        help="run one group",
     )
     parser.add_argument(
         "--write", metavar="FILE", help="also write the table as markdown (e.g. docs/benchmarks.md)"
     )
     args = parser.parse_args(argv)
     configure_django()
-    from benchmarks import adaptive_bench, celery_bench, redis_bench, tracker_bench, warm_bench
+    from benchmarks import (
+        adaptive_bench,
+        celery_bench,
+        coverage_bench,
+        redis_bench,
+        tracker_bench,
+        warm_bench,
+    )
 
     groups: dict[str, Callable[[], list[dict[str, str]]]] = {
         "tracker": tracker_bench.run,
@@ -92,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         "redis": redis_bench.run,
         "adaptive": adaptive_bench.run,
         "celery": celery_bench.run,
+        "coverage": coverage_bench.run,
     }
     rows: list[dict[str, str]] = []
     for name, run in groups.items():

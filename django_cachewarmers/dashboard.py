@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import statistics
 import threading
 import time
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from typing import Any
 
+from django.core.cache.backends.db import DatabaseCache
+from django.core.cache.backends.filebased import FileBasedCache
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.models import F, Window
@@ -28,6 +33,7 @@ from django.utils.translation import gettext, ngettext
 
 from django_cachewarmers.claims import Claims
 from django_cachewarmers.models import WarmingRun
+from django_cachewarmers.providers import CallableKeyProvider, StaticKeyProvider
 from django_cachewarmers.registry import UnknownWarmer, get_entry, names
 from django_cachewarmers.runner import run_warm
 from django_cachewarmers.scheduler import next_slot
@@ -37,12 +43,18 @@ from django_cachewarmers.warmer import CacheWarmer
 __all__ = [
     "HISTORY_LENGTH",
     "HOT_KEYS_SHOWN",
+    "KEY_SAMPLE_TTL_S",
+    "PROBE_SAMPLE",
     "Bar",
+    "Presence",
     "Sparkline",
     "WarmerStatus",
     "format_duration",
+    "is_per_process",
     "is_warming_in_background",
+    "max_entries",
     "overview",
+    "probe",
     "recent_runs",
     "sparkline",
     "start_warm",
@@ -55,6 +67,11 @@ logger = logging.getLogger("django_cachewarmers")
 HISTORY_LENGTH = 20
 #: Hot keys listed for an adaptive warmer.
 HOT_KEYS_SHOWN = 5
+#: Most keys of one warmer read back per view of the overview (one ``get_many``).
+PROBE_SAMPLE = 100
+#: A warmer whose keys come from a function: the overview calls it at most once per this many
+#: seconds per process to pick the keys it probes (never once per page view).
+KEY_SAMPLE_TTL_S = 300.0
 
 # The chart's size in CSS pixels.
 CHART_WIDTH = 120
@@ -207,6 +224,8 @@ class WarmerStatus:
     #: The hottest keys and their counts (adaptive key providers only; None for the others).
     hot_keys: list[tuple[str, int]] | None = None
     chart: Sparkline | None = None
+    #: What this process reads now from the warmer's cache (None: not probed, e.g. invalid).
+    presence: Presence | None = None
     #: Set by the admin: where "Warm now" posts ("" without the permission) and the run history.
     warm_url: str = ""
     runs_url: str = ""
@@ -290,6 +309,178 @@ class WarmerStatus:
             return ""
         return f"{self.refresh_interval:g} s"
 
+    @property
+    def warnings(self) -> list[str]:
+        """What makes the last run's figures untrue of the cache this process reads."""
+        found: list[str] = []
+        presence = self.presence
+        if presence is None:
+            return found
+        run = self.last_run
+        if presence.per_process and run is not None and not _is_this_process(run):
+            found.append(
+                gettext(
+                    "The last run was in another process (%(host)s, pid %(pid)s), but cache "
+                    "%(cache)s is a per-process cache (%(backend)s): this server's own copy is "
+                    "not the one that run filled."
+                )
+                % {
+                    "host": run.hostname,
+                    "pid": run.pid,
+                    "cache": self.cache,
+                    "backend": presence.backend,
+                }
+            )
+        keys = presence.total
+        if run is not None:
+            keys = max(keys or 0, run.keys_warmed + run.keys_failed)
+        if presence.max_entries is not None and keys is not None and keys > presence.max_entries:
+            found.append(
+                gettext(
+                    "%(keys)d keys, more than cache %(cache)s holds (its MAX_ENTRIES is "
+                    "%(max)d): the cache culls entries, so some warmed keys are not there. Raise "
+                    "OPTIONS['MAX_ENTRIES'] in CACHES or warm fewer keys."
+                )
+                % {"keys": keys, "cache": self.cache, "max": presence.max_entries}
+            )
+        return found
+
+
+# --------------------------------------------------------------------------- what is cached now
+
+
+@dataclass(frozen=True)
+class Presence:
+    """What a read of the warmer's keys finds now, through this process's cache connection."""
+
+    #: Keys read back (at most ``PROBE_SAMPLE``), and how many of them the cache holds.
+    checked: int = 0
+    present: int = 0
+    #: Keys of the warmer in all, when known without a run (static keys, the memoized sample).
+    total: int | None = None
+    #: The cache's class name, whether each process has its own copy (LocMem), its MAX_ENTRIES.
+    backend: str = ""
+    per_process: bool = False
+    max_entries: int | None = None
+    #: Why nothing was probed ("" when ``checked`` keys were), or why the probe failed.
+    note: str = ""
+    error: str = ""
+
+    @property
+    def share(self) -> float | None:
+        return self.present / self.checked if self.checked else None
+
+    @property
+    def complete(self) -> bool:
+        return self.checked > 0 and self.present == self.checked
+
+    @property
+    def display(self) -> str:
+        """e.g. "100 of 100 keys cached" or "37 of 100 sampled keys cached"."""
+        if self.error:
+            return gettext("cache unreadable: %(error)s") % {"error": self.error}
+        if not self.checked:
+            return self.note
+        if self.total is not None and self.total <= self.checked:
+            return gettext("%(present)d of %(checked)d keys cached") % {
+                "present": self.present,
+                "checked": self.checked,
+            }
+        return gettext("%(present)d of %(checked)d sampled keys cached") % {
+            "present": self.present,
+            "checked": self.checked,
+        }
+
+
+def max_entries(cache: Any) -> int | None:
+    """The most entries ``cache`` keeps before culling (``MAX_ENTRIES``), or None for a cache
+    without such a limit (Redis, Memcached: their own memory policy applies).
+
+    Django's LocMem, database and file caches read ``OPTIONS['MAX_ENTRIES']`` (default 300)
+    into ``_max_entries``.
+    """
+    if isinstance(cache, (LocMemCache, DatabaseCache, FileBasedCache)):
+        value = getattr(cache, "_max_entries", None)
+        return value if isinstance(value, int) else None
+    return None
+
+
+def is_per_process(cache: Any) -> bool:
+    """Whether each process has its own copy of ``cache`` (Django's LocMemCache)."""
+    return isinstance(cache, LocMemCache)
+
+
+def _is_this_process(run: WarmingRun) -> bool:
+    return run.pid == os.getpid() and run.hostname == socket.gethostname()[:255]
+
+
+_samples_lock = threading.Lock()
+# warmer name -> (monotonic time taken, the provider object, key count, sampled keys)
+_samples: dict[str, tuple[float, object, int, list[Hashable]]] = {}
+
+
+def _spread(keys: Sequence[Hashable], limit: int) -> list[Hashable]:
+    """At most ``limit`` keys spread evenly over ``keys`` (first, ..., near the last)."""
+    if len(keys) <= limit:
+        return list(keys)
+    return [keys[i * len(keys) // limit] for i in range(limit)]
+
+
+def _sample(
+    name: str, warmer: CacheWarmer, hot: list[Hashable] | None
+) -> tuple[list[Hashable], int | None, str]:
+    """The keys to probe, how many keys the warmer has (None: unknown), and why none."""
+    provider = warmer.key_provider
+    if hot is not None:  # adaptive: the hot keys the overview reads anyway
+        return hot[:PROBE_SAMPLE], None, "" if hot else gettext("no hot keys yet")
+    if isinstance(provider, StaticKeyProvider):
+        keys = provider.get_keys()
+        return _spread(keys, PROBE_SAMPLE), len(keys), ""
+    if isinstance(provider, CallableKeyProvider):
+        now = time.monotonic()
+        with _samples_lock:
+            memo = _samples.get(name)
+        if memo is not None and memo[1] is provider and now - memo[0] < KEY_SAMPLE_TTL_S:
+            return memo[3], memo[2], ""
+        keys = provider.get_keys()
+        sample = _spread(keys, PROBE_SAMPLE)
+        with _samples_lock:
+            _samples[name] = (now, provider, len(keys), sample)
+        return sample, len(keys), ""
+    return [], None, gettext("keys known only at run time")
+
+
+def probe(name: str, warmer: CacheWarmer, hot: list[Hashable] | None = None) -> Presence:
+    """Read back a sample of the warmer's keys (at most ``PROBE_SAMPLE``, one ``get_many``)
+    through the warmer's cache in this process: what a request served here would find.
+
+    ``hot``: an adaptive warmer's hot keys, already read. Never raises: a failing key provider
+    or cache is reported in ``note`` or ``error``.
+    """
+    # A configured warmer's cache is a Django cache (the core engine also accepts a dict).
+    cache: Any = warmer.cache
+    base = Presence(
+        backend=type(cache).__name__,
+        per_process=is_per_process(cache),
+        max_entries=max_entries(cache),
+    )
+    try:
+        keys, total, note = _sample(name, warmer, hot)
+    except Exception as exc:
+        logger.warning("cache warmer %s: keys for the probe failed", name, exc_info=True)
+        return replace(base, note=gettext("keys unavailable: %(error)s") % {"error": exc})
+    if not keys:
+        return replace(base, total=total, note=note or gettext("no keys"))
+    try:
+        if hasattr(cache, "get_many"):
+            found = len(cache.get_many(keys))
+        else:
+            found = sum(1 for key in keys if key in cache)
+    except Exception as exc:
+        logger.warning("cache warmer %s: the probe could not read its cache", name, exc_info=True)
+        return replace(base, total=total, error=f"{type(exc).__name__}: {exc}")
+    return replace(base, checked=len(keys), present=found, total=total)
+
 
 def overview(now: float | None = None) -> list[WarmerStatus]:
     """One ``WarmerStatus`` per warmer of ``CACHE_WARMERS``, in the setting's order."""
@@ -328,15 +519,19 @@ def _describe(row: WarmerStatus, spec: WarmerSpec, warmer: CacheWarmer, now: flo
         or _running_elsewhere(row.name, warmer)
     )
     top = getattr(warmer.key_provider, "top", None)
+    hot: list[Hashable] | None = None
     if callable(top):
+        # One read of the hot keys serves both the list shown and the probe.
         try:
-            pairs: list[tuple[Hashable, int]] = list(top(HOT_KEYS_SHOWN))
+            pairs: list[tuple[Hashable, int]] = list(top(max(HOT_KEYS_SHOWN, PROBE_SAMPLE)))
         except Exception:
             logger.warning(
                 "cache warmer %s: its hot keys could not be read", row.name, exc_info=True
             )
             pairs = []
-        row.hot_keys = [(str(key), int(count)) for key, count in pairs]
+        row.hot_keys = [(str(key), int(count)) for key, count in pairs[:HOT_KEYS_SHOWN]]
+        hot = [key for key, _ in pairs]
+    row.presence = probe(row.name, warmer, hot)
 
 
 def _running_elsewhere(name: str, warmer: CacheWarmer) -> bool:
@@ -425,9 +620,10 @@ def wait_for_background_warms(timeout: float | None = None) -> bool:
 
 def _forget_after_fork() -> None:
     # Threads don't survive a fork, and the lock may have been held by one of them.
-    global _threads_lock
+    global _threads_lock, _samples_lock
     _threads_lock = threading.Lock()
     _threads.clear()
+    _samples_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows

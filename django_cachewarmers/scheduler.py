@@ -6,7 +6,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections, connections
@@ -22,9 +22,23 @@ logger = logging.getLogger("django_cachewarmers")
 def next_slot(interval: float, now: float, *, min_gap: float = 0.0) -> float:
     """The first wall-clock multiple of ``interval`` at least ``min_gap`` seconds after ``now``.
 
-    Every process aligns on the same boundaries, so their claims meet in the same slot.
+    Every process aligns on the same boundaries, so their claims meet in the same slot. With
+    ``min_gap=0`` the slot is after ``now`` and at most ``interval`` seconds after it.
     """
     return (math.floor((now + min_gap) / interval) + 1) * interval
+
+
+def first_slots(specs: Iterable[WarmerSpec], started: float) -> dict[str, float]:
+    """When each scheduled or adaptive warmer first runs after a start at ``started`` (epoch s).
+
+    The first slot after ``started``, the moment the startup warms began: so the first refresh
+    starts within one ``refresh_interval`` of the start of the startup warm, and an entry it wrote
+    (TTL at least ``refresh_interval + warmup_timeout``, see ``spec.refresh_ttl``) is rewritten
+    before it expires. Slots stay aligned to the wall clock so that every process's claims meet.
+    """
+    return {
+        spec.name: next_slot(spec.refresh_interval, started) for spec in specs if spec.is_scheduled
+    }
 
 
 class WarmingScheduler:
@@ -35,9 +49,17 @@ class WarmingScheduler:
     run is still going skips its slot.
     """
 
-    def __init__(self, names: Iterable[str] | None = None, *, startup: bool = True) -> None:
+    def __init__(
+        self,
+        names: Iterable[str] | None = None,
+        *,
+        startup: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.names = None if names is None else set(names)
         self.startup = startup
+        #: The wall clock (epoch seconds) slots are computed with; tests inject their own.
+        self.clock = clock
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._runs: dict[str, threading.Thread] = {}
@@ -72,24 +94,25 @@ class WarmingScheduler:
 
     def _loop(self) -> None:
         specs = self._specs()
+        # Taken before the startup warms begin: the first refresh is counted from their start.
+        started = self.clock()
         if self.startup:
             for spec in specs.values():
                 if spec.warms_at_startup:
                     self._dispatch(spec.name, "startup", "startup")
-        now = time.time()
-        due = {
-            spec.name: next_slot(spec.refresh_interval, now, min_gap=spec.refresh_interval / 2)
-            for spec in specs.values()
-            if spec.is_scheduled
-        }
+        due = first_slots(specs.values(), started)
         while due:
             name, at = min(due.items(), key=lambda item: item[1])
-            if wait_until(self._stop, at, time.time):
+            if self._wait_until(at):
                 return
             close_old_connections()
             self._dispatch(name, "schedule", "schedule")
-            due[name] = next_slot(specs[name].refresh_interval, max(at, time.time()))
+            due[name] = next_slot(specs[name].refresh_interval, max(at, self.clock()))
         self._stop.wait()
+
+    def _wait_until(self, at: float) -> bool:
+        """Wait until ``self.clock()`` reaches ``at``; True if the schedule was stopped."""
+        return wait_until(self._stop, at, self.clock)
 
     def _dispatch(self, name: str, trigger: Trigger, claim: ClaimKind) -> None:
         with self._lock:

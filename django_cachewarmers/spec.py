@@ -41,6 +41,7 @@ __all__ = [
     "WarmerSpec",
     "get_specs",
     "parse_warmer",
+    "refresh_ttl",
     "validate_app_settings",
     "validate_warmers",
 ]
@@ -80,6 +81,9 @@ CHECK_IDS: Final[dict[str, str]] = {
     "django_cachewarmers.W001": "A scheduled or adaptive warmer uses a FileBasedCache, which "
     "cannot coordinate processes.",
     "django_cachewarmers.W002": "A warmer uses a DummyCache, which stores nothing.",
+    "django_cachewarmers.E025": "A warmer's 'timeout' is 0 (Django: don't cache).",
+    "django_cachewarmers.W003": "A scheduled or adaptive warmer's 'timeout' is shorter than "
+    "refresh_interval + warmup_timeout; its entries get the longer TTL.",
 }
 
 #: Every field a warmer definition may have, with a one-line description.
@@ -148,6 +152,13 @@ _TRACKER_NAME = re.compile(r"[A-Za-z0-9_.-]+", re.ASCII)
 _KEY_PART = re.compile(r"[^\s\x00-\x1f\x7f]+")
 _FILE_BASED = "django.core.cache.backends.filebased.FileBasedCache"
 _DUMMY = "django.core.cache.backends.dummy.DummyCache"
+#: Django's default ``TIMEOUT`` of a cache in ``CACHES`` (``django.conf.global_settings`` has no
+#: name for it; ``BaseCache`` uses 300 when the setting is absent).
+_DJANGO_DEFAULT_TIMEOUT = 300
+_ZERO_TIMEOUT_HINT = (
+    "0 means don't cache; None means never expire. Give the TTL of warmed entries in seconds, "
+    "None to never expire them, or leave 'timeout' out to use the cache's default timeout."
+)
 
 
 @dataclass(frozen=True)
@@ -616,6 +627,17 @@ def _inspect(name: object, raw: object) -> tuple[list[checks.CheckMessage], Warm
     if not isinstance(optional, bool) or not isinstance(name, str):  # narrowed for mypy
         return report.messages, None
 
+    if strategy in (WarmingStrategy.SCHEDULED, WarmingStrategy.ADAPTIVE):
+        timeout = _ttl_grace(
+            report,
+            name,
+            raw,
+            cache,
+            timeout,
+            float(seconds["refresh_interval"]),
+            float(seconds["warmup_timeout"]),
+        )
+
     retry_backoff = float(seconds["retry_backoff"])
     try:
         config = WarmingConfig(
@@ -932,7 +954,74 @@ def _parse_timeout(report: _Report, name: object, raw: Mapping[Any, Any]) -> Cac
             "'timeout' out to use the cache's default timeout.",
         )
         return CACHE_DEFAULT
+    if value == 0:
+        # Django's cache.set(key, value, 0) stores nothing (and deletes what was there): every
+        # "warmed" key would be gone at once.
+        report.error(
+            25,
+            f"{_where(name, 'timeout')}: 0 means don't cache: every warmed entry would expire "
+            f"at once (and the value cached before would be deleted).",
+            _ZERO_TIMEOUT_HINT,
+        )
+        return CACHE_DEFAULT
     return value
+
+
+def _cache_default_timeout(alias: str) -> float | object | None:
+    """The ``TIMEOUT`` of ``CACHES[alias]`` (None: never expire); ``CACHE_DEFAULT`` if unknown."""
+    caches = getattr(settings, "CACHES", None)
+    options = caches.get(alias) if isinstance(caches, Mapping) else None
+    if not isinstance(options, Mapping):
+        return CACHE_DEFAULT
+    value = options.get("TIMEOUT", _DJANGO_DEFAULT_TIMEOUT)
+    if value is None or _is_number(value):
+        return value  # type: ignore[no-any-return]
+    return CACHE_DEFAULT
+
+
+def refresh_ttl(refresh_interval: float, warmup_timeout: float) -> int:
+    """The shortest TTL (whole seconds) that outlives one refresh: ``refresh_interval`` plus the
+    longest a run may take (``warmup_timeout``), rounded up.
+
+    An entry written by one run at ``start + d`` is rewritten by the next at ``start +
+    refresh_interval + d'`` (the scheduler starts a run within one interval of the previous
+    start); ``d`` and ``d'`` are at most ``warmup_timeout``. Whole seconds because Redis and
+    Memcached truncate a TTL to an integer.
+    """
+    return math.ceil(refresh_interval + warmup_timeout)
+
+
+def _ttl_grace(
+    report: _Report,
+    name: object,
+    raw: Mapping[Any, Any],
+    alias: str,
+    timeout: CacheTimeout,
+    interval: float,
+    warmup_timeout: float,
+) -> CacheTimeout:
+    """The TTL a scheduled or adaptive warmer writes with: at least ``refresh_ttl(...)``.
+
+    An explicit ``timeout`` that is raised gets warning W003 with the numbers; an omitted one
+    (the cache's ``TIMEOUT``) is raised silently, as documented in docs/settings.md.
+    """
+    needed = refresh_ttl(interval, warmup_timeout)
+    current = _cache_default_timeout(alias) if timeout is CACHE_DEFAULT else timeout
+    if current is None or not _is_number(current) or float(current) >= needed:  # type: ignore[arg-type]
+        return timeout
+    if "timeout" in raw:
+        report.warning(
+            3,
+            f"{_where(name, 'timeout')}: {current:g} s is shorter than refresh_interval "
+            f"({interval:g} s) plus the longest a run may take (warmup_timeout, "
+            f"{warmup_timeout:g} s): an entry could expire before the next refresh rewrote it, "
+            f"so warmed entries are written with a TTL of {needed} s instead.",
+            f"Set 'timeout' to {needed} or more to state it, or lower 'warmup_timeout' to the "
+            f"longest a run really takes (the TTL becomes refresh_interval + warmup_timeout). "
+            f"Add 'django_cachewarmers.W003' to SILENCED_SYSTEM_CHECKS to accept the {needed} s "
+            f"TTL silently.",
+        )
+    return needed
 
 
 def _check_backend(

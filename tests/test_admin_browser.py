@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core.cache import caches
 from django.test import override_settings
 from django.utils import timezone
 
@@ -111,6 +112,7 @@ def test_warm_now_in_a_browser(live_server: Any, django_user_model: Any, tmp_pat
     )
     with override_settings(CACHE_WARMERS=SHOWCASE):
         try:
+            caches["default"].clear()  # the probe's figures below count this test's keys only
             seed_history()
             # No ORM call from here until the browser is closed: Playwright's sync API runs an
             # event loop in this thread, and Django refuses database calls under a running loop.
@@ -150,6 +152,12 @@ def drive(browser: Any, base_url: str, tmp_path: Path) -> None:
     hot = page.locator('tbody[data-warmer="popular_pages"]')
     assert "/products/7/?ref=<script>alert(1)" in hot.inner_text()  # shown as text, not run
     assert page.locator("svg.cw-spark").count() == 4
+    # The seeded runs were "recorded" by another process (web-1, pid 4242) on this per-process
+    # cache (LocMem): the row says so, and what this server's cache holds now: the 19 of the
+    # same 20 keys that the real "inventory" run above wrote here (its item:3 failed).
+    products = page.locator('tbody[data-warmer="products"]').inner_text()
+    assert "The last run was in another process (web-1, pid 4242)" in products
+    assert "Now in this server's cache: 19 of 20 keys cached" in products
 
     reports = page.locator('tbody[data-warmer="reports"]')
     assert "Never run" in reports.inner_text()
@@ -169,6 +177,9 @@ def drive(browser: Any, base_url: str, tmp_path: Path) -> None:
     assert cells[2:4] == ["20", "0"]  # keys warmed, failed
     assert cells[4] == "100.0%"
     assert reports.locator("svg.cw-spark rect").count() == 1
+    # Warmed in this process (the live server's thread): the probe finds every key.
+    assert "Now in this server's cache: 20 of 20 keys cached" in cells[0]
+    assert "another process" not in cells[0]
 
     # The docs' picture is refreshed only on request (CACHEWARMERS_SCREENSHOT=1), so that a test run
     # does not leave the tracked file changed; every run still takes and checks one.

@@ -13,13 +13,15 @@ from django.core.cache.backends.filebased import FileBasedCache
 from django.core.checks import CheckMessage, Error
 from django.core.checks import Warning as CheckWarning
 from django.core.checks.registry import registry
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 import django_cachewarmers.checks  # registers the checks  # noqa: F401
 from django_cachewarmers.checks import check_cache_warmers
-from django_cachewarmers.spec import CHECK_IDS
+from django_cachewarmers.config import CACHE_DEFAULT
+from django_cachewarmers.spec import CHECK_IDS, parse_warmer
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PREFIX = "django_cachewarmers."
@@ -222,7 +224,7 @@ def test_e009_invalid_numbers(field: str, value: object) -> None:
         ("max_retries", 0),
         ("refresh_interval", 0.5),
         ("warmup_timeout", 1),
-        ("timeout", 0),
+        ("timeout", 0.001),
         ("timeout", None),
         ("timeout", 86400.5),
         ("timeout_jitter", 0),
@@ -457,6 +459,85 @@ def test_w002_dummy_cache(strategy: str) -> None:
     assert "SILENCED_SYSTEM_CHECKS" in hint_of(message)
 
 
+@pytest.mark.parametrize("strategy", ["eager", "lazy", "scheduled", "adaptive"])
+@pytest.mark.parametrize("zero", [0, 0.0])
+def test_e025_timeout_zero(strategy: str, zero: float) -> None:
+    keys = "adaptive" if strategy == "adaptive" else VALID["keys"]
+    (message,) = run({"w": {**VALID, "keys": keys, "strategy": strategy, "timeout": zero}})
+    assert isinstance(message, Error)
+    assert message.id == PREFIX + "E025"
+    assert message.msg.startswith("CACHE_WARMERS['w']['timeout']: 0 means don't cache")
+    assert hint_of(message).startswith("0 means don't cache; None means never expire.")
+    with (
+        override_settings(CACHE_WARMERS={"w": {**VALID, "timeout": zero}}),
+        pytest.raises(ImproperlyConfigured, match="E025"),
+    ):
+        parse_warmer("w", {**VALID, "timeout": zero})
+
+
+def test_w003_ttl_grace_names_the_numbers() -> None:
+    warmers = {"w": {**VALID, "strategy": "scheduled", "refresh_interval": 4, "timeout": 4}}
+    (message,) = run(warmers)
+    assert isinstance(message, CheckWarning)
+    assert message.id == PREFIX + "W003"
+    assert message.msg == (
+        "CACHE_WARMERS['w']['timeout']: 4 s is shorter than refresh_interval (4 s) plus the "
+        "longest a run may take (warmup_timeout, 60 s): an entry could expire before the next "
+        "refresh rewrote it, so warmed entries are written with a TTL of 64 s instead."
+    )
+    assert "Set 'timeout' to 64 or more" in hint_of(message)
+    assert "lower 'warmup_timeout'" in hint_of(message)
+    with override_settings(CACHE_WARMERS=warmers):
+        assert parse_warmer("w", warmers["w"]).config.cache_timeout == 64
+
+
+@pytest.mark.parametrize(
+    ("definition", "ttl"),
+    [
+        ({"refresh_interval": 4, "timeout": 4, "warmup_timeout": 1}, 5),
+        ({"refresh_interval": 2, "timeout": 2, "warmup_timeout": 0.5}, 3),  # rounded up
+        ({"refresh_interval": 300, "timeout": 300}, 360),
+        ({"strategy": "adaptive", "keys": "adaptive", "refresh_interval": 10, "timeout": 1}, 70),
+    ],
+)
+def test_w003_adjusted_ttl(definition: dict[str, Any], ttl: int) -> None:
+    raw = {**VALID, "strategy": "scheduled", **definition}
+    (message,) = run({"w": raw})
+    assert message.id == PREFIX + "W003"
+    assert f"with a TTL of {ttl} s instead" in message.msg
+    assert parse_warmer("w", raw).config.cache_timeout == ttl
+
+
+@pytest.mark.parametrize(
+    "definition",
+    [
+        {"strategy": "scheduled", "refresh_interval": 4, "timeout": 64},  # long enough already
+        {"strategy": "scheduled", "refresh_interval": 4, "timeout": None},  # never expires
+        {"strategy": "eager", "refresh_interval": 4, "timeout": 4},  # no refresh to outlive
+        {"strategy": "lazy", "timeout": 1},
+    ],
+)
+def test_no_w003_when_no_refresh_can_be_outlived(definition: dict[str, Any]) -> None:
+    raw = {**VALID, **definition}
+    assert run({"w": raw}) == []
+    assert parse_warmer("w", raw).config.cache_timeout == definition["timeout"]
+
+
+def test_omitted_timeout_gets_the_grace_silently() -> None:
+    # The cache's own TIMEOUT (Django's default 300) is what "omitted" means; a scheduled warmer
+    # refreshing every 300 s needs 360 s: raised without a warning, as docs/settings.md says.
+    raw = {**VALID, "strategy": "scheduled"}
+    assert run({"w": raw}) == []
+    assert parse_warmer("w", raw).config.cache_timeout == 360
+    with override_settings(CACHES=caches_with(LOCMEM, TIMEOUT=3600)):
+        raw = {**raw, "cache": "warmed"}
+        assert parse_warmer("w", raw).config.cache_timeout is CACHE_DEFAULT
+    with override_settings(CACHES=caches_with(LOCMEM, TIMEOUT=None)):
+        assert parse_warmer("w", raw).config.cache_timeout is CACHE_DEFAULT
+    with override_settings(CACHES=caches_with(LOCMEM, TIMEOUT=10)):
+        assert parse_warmer("w", raw).config.cache_timeout == 360
+
+
 def test_malformed_caches_setting_does_not_crash() -> None:
     with override_settings(CACHES={"default": {"BACKEND": LOCMEM}, "odd": "x", "odder": {}}):
         assert run({"w": {**VALID, "cache": "odd", "strategy": "scheduled"}}) == []
@@ -543,6 +624,8 @@ def test_every_id_is_tested_and_documented() -> None:
             "E017",
             "W001",
             "W002",
+            "W003",
+            "E025",
             *(f"E0{n}" for n in range(18, 25)),
         )
     }

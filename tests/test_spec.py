@@ -27,6 +27,7 @@ from django_cachewarmers.spec import (
     WarmerSpec,
     get_specs,
     parse_warmer,
+    refresh_ttl,
     validate_app_settings,
     validate_warmers,
 )
@@ -167,7 +168,12 @@ def test_parse_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("extra", "expected"),
-    [({}, CACHE_DEFAULT), ({"timeout": None}, None), ({"timeout": 600}, 600), ({"timeout": 0}, 0)],
+    [
+        ({}, CACHE_DEFAULT),
+        ({"timeout": None}, None),
+        ({"timeout": 600}, 600),
+        ({"timeout": 0.5}, 0.5),
+    ],
 )
 def test_timeout(extra: dict[str, Any], expected: object) -> None:
     spec = parse_warmer("w", {**VALID, **extra})
@@ -453,7 +459,7 @@ _VALID_FIELDS = st.fixed_dictionaries(
     },
     optional={
         "cache": st.sampled_from(["default", "db"]),
-        "timeout": st.none() | st.integers(0, 10**6) | st.floats(0, 1e6),
+        "timeout": st.none() | st.integers(1, 10**6) | st.floats(0.001, 1e6),
         "timeout_jitter": st.floats(0, 2),
         "strategy": st.sampled_from(["eager", "lazy", "scheduled"]),
         "refresh_interval": st.integers(1, 10**6) | st.floats(0.001, 1e6),
@@ -470,14 +476,28 @@ _VALID_FIELDS = st.fixed_dictionaries(
 @_PROPERTY_SETTINGS
 @given(_VALID_FIELDS)
 def test_valid_definitions_parse(raw: dict[str, Any]) -> None:
-    assert validate_warmers({"w": raw}) == []
+    messages = validate_warmers({"w": raw})
     spec = parse_warmer("w", raw)
     config = spec.config
     assert config.batch_size == raw.get("batch_size", 100)
     assert config.max_workers == raw.get("max_workers", 4)
     assert config.max_retries == raw.get("max_retries", 3)
     assert config.refresh_interval_s == raw.get("refresh_interval", 300.0)
-    assert config.cache_timeout == raw.get("timeout", CACHE_DEFAULT)
+    raised = False
+    if raw.get("strategy") == "scheduled":
+        # The TTL grace: never shorter than one refresh (refresh_interval + warmup_timeout).
+        floor = refresh_ttl(config.refresh_interval_s, config.warmup_timeout_s)
+        given = raw.get("timeout", 300)  # both test caches keep Django's default TIMEOUT (300)
+        raised = given is not None and given < floor
+        if raised:
+            assert config.cache_timeout == floor
+        else:
+            assert config.cache_timeout == raw.get("timeout", CACHE_DEFAULT)
+    else:
+        assert config.cache_timeout == raw.get("timeout", CACHE_DEFAULT)
+    # Only an explicit timeout that was raised is reported (W003); an omitted one silently.
+    expected = ["django_cachewarmers.W003"] if raised and "timeout" in raw else []
+    assert [m.id for m in messages] == expected
     assert config.strategy.value == raw.get("strategy", "eager")
     assert spec.optional is raw.get("optional", False)
     assert spec.cache == raw.get("cache", "default")

@@ -179,7 +179,7 @@ class Command(BaseCommand):
         failed_required: list[str] = []
         busy: list[str] = []
         for name in targets:
-            spec, _ = self._entry(name)
+            spec, warmer = self._entry(name)
             bar = ProgressBar(self.stderr, name) if show_progress else None
             try:
                 stats = run(name, options["keys"], bar)
@@ -200,6 +200,17 @@ class Command(BaseCommand):
                     self.stderr.write(f"  {error}")
                 if stats.run_error:
                     self.stderr.write(f"  {stats.run_error}")
+            if options["verbosity"] > 0 and _is_per_process(warmer.cache):
+                self.stderr.write(
+                    self.style.WARNING(
+                        f"Warning: {name}: cache {spec.cache!r} is a "
+                        f"{type(warmer.cache).__name__}, local to each process: this command "
+                        f"filled its own copy, which is gone when it exits. The servers' own "
+                        f"caches are not the one it filled; they warm themselves at startup and "
+                        f"on their schedule. Use a shared cache (Redis, Memcached, database) for "
+                        f"warm_cache to warm what the servers read."
+                    )
+                )
         if options["json"]:
             self.stdout.write(json.dumps({n: _stats_json(s) for n, s in results.items()}))
         problems = []
@@ -341,6 +352,12 @@ _Runner = Callable[[str, "list[str] | None", "ProgressBar | None"], "WarmingStat
 
 class _Busy(Exception):
     """Another run of the warmer holds its running mark (only with --celery)."""
+
+
+def _is_per_process(cache: object) -> bool:
+    from django_cachewarmers.dashboard import is_per_process
+
+    return is_per_process(cache)
 
 
 def _local_runner(
