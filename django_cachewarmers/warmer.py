@@ -533,8 +533,8 @@ class CacheWarmer:
         if limit is not None and count > limit:
             logger.warning(
                 "cache warmer %s: %d keys to warm, but its cache (%s) holds at most "
-                "MAX_ENTRIES=%d entries and culls entries at random when full: most keys cannot "
-                "stay cached; raise OPTIONS['MAX_ENTRIES'] of that cache",
+                "MAX_ENTRIES=%d entries and culls a share of them whenever it is full: not all of "
+                "them can stay cached; raise OPTIONS['MAX_ENTRIES'] of that cache",
                 self.name,
                 count,
                 type(self.cache).__name__,
@@ -803,8 +803,8 @@ class CacheWarmer:
         limit = cache_max_entries(cache)
         if limit is not None:
             return (
-                f"culled by the cache's MAX_ENTRIES ({limit}): it drops entries at random when "
-                f"full (this run wrote {written} keys); raise OPTIONS['MAX_ENTRIES']"
+                f"culled by the cache's MAX_ENTRIES ({limit}): it drops a share of its entries "
+                f"whenever it is full (this run wrote {written} keys); raise OPTIONS['MAX_ENTRIES']"
             )
         return (
             "evicted or expired before the read-back (a TTL shorter than the run, memory "
@@ -1041,16 +1041,17 @@ class _Collector:
             if stats.run_error is None:  # an outage seen while writing keeps its own message
                 stats.run_error = f"nothing read back: {cause}"
             lost = written
-        for key in lost:
-            stats.keys_warmed -= 1
-            stats.keys_failed += 1
-            stats.add_error(self.alias.get(key, key), reason)
         if len(sample) < len(written) and len(lost) < len(written):
+            # First, so that the bounded error list always keeps it.
             estimate = round(len(lost) * len(written) / len(sample))
             stats.add_error_text(
                 f"read-back sample: {len(lost)} of {len(sample)} checked keys were lost, so about "
                 f"{estimate} of the {len(written)} written keys are not cached"
             )
+        for key in lost:
+            stats.keys_warmed -= 1
+            stats.keys_failed += 1
+            stats.add_error(self.alias.get(key, key), reason)
         if not self.write_failed:  # an outage already had its one line
             logger.warning(
                 "cache warmer %s: %d of %d keys read back were not in the cache: %s",
