@@ -35,7 +35,11 @@ class MemcachedServer:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                err = (
+                    self.process.stderr.read().decode(errors="replace")
+                    if self.process.stderr
+                    else ""
+                )
                 raise RuntimeError(f"memcached exited at start:\n{err}")
             try:
                 if self.command(b"version").startswith(b"VERSION"):

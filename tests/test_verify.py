@@ -124,7 +124,9 @@ def test_ttl_zero_writes_nothing_keeps_the_old_value_and_fails_the_run() -> None
 def test_a_no_op_cache_is_a_failed_run() -> None:
     stats = warmer(DummyCache("dummy", {}), ["a", "b"]).warm()
     assert (stats.keys_warmed, stats.keys_failed, stats.keys_lost) == (0, 2, 2)
-    assert stats.run_error == "nothing read back: the cache is a no-op (DummyCache): it stores nothing"
+    assert (
+        stats.run_error == "nothing read back: the cache is a no-op (DummyCache): it stores nothing"
+    )
     assert not stats.ok
 
 
