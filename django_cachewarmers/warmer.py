@@ -979,12 +979,16 @@ class _Collector:
         )
         target = hook(key) if callable(hook) else key
         make_key = getattr(self.warmer.cache, "make_key", None)
-        if make_key is not None and target is not None:
-            # A key this cache cannot address (too long, not a string) was stored elsewhere.
-            if not isinstance(target, str) or full_key_problem(
-                make_key(target), count_bytes=self.count_bytes
-            ):
-                target = None
+        # A key this cache cannot address (too long, not a string) was stored elsewhere.
+        if (
+            make_key is not None
+            and target is not None
+            and (
+                not isinstance(target, str)
+                or full_key_problem(make_key(target), count_bytes=self.count_bytes)
+            )
+        ):
+            target = None
         if target is None:
             self.finished.add(key)
             self.stats.keys_warmed += 1

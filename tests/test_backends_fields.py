@@ -72,7 +72,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[An
                 expires = expires.replace(tzinfo=timezone.utc)
             if expires.year == 9999:  # Django's "never expires" (datetime.max)
                 return None
-            return (expires - datetime.now(timezone.utc)).total_seconds()
+            left: float = (expires - datetime.now(timezone.utc)).total_seconds()
+            return left
 
     elif name == "file":
         cache = FileBasedCache(str(tmp_path / "files"), OPTIONS)
