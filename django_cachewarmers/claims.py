@@ -74,12 +74,25 @@ class Claims:
         """
         if self.cache.add(key, value, timeout=timeout):
             return True
-        if self.cache.get(key) is None:
+        # Refused: held by someone, or the cache stores nothing. The database cache also refuses
+        # an add() for up to a second after the holder's claim expired (it compares whole
+        # seconds) while get() already misses it, so ask the cache itself whether it answers.
+        if self.cache.get(key) is None and not self._answers():
             raise CacheUnreachable(
-                f"claim {key!r} was refused but nobody holds it: the cache is unreachable or "
-                "ignores its errors (e.g. django-redis IGNORE_EXCEPTIONS)"
+                f"claim {key!r} was refused but nobody holds it, and the cache does not store a "
+                "probe value: it is unreachable or ignores its errors (e.g. django-redis "
+                "IGNORE_EXCEPTIONS)"
             )
         return False
+
+    def _answers(self) -> bool:
+        """Whether the cache stores and returns a probe value now (a write, a read, a delete)."""
+        key = self.key("probe", OWNER)
+        token = uuid.uuid4().hex
+        self.cache.set(key, token, timeout=30)
+        answered = self.cache.get(key) == token
+        self.cache.delete(key)
+        return bool(answered)
 
     def claim_startup(self, window: float, now: float | None = None) -> bool:
         """Processes starting within ``window`` seconds of each other warm once."""
