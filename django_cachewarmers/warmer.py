@@ -115,8 +115,9 @@ def cache_max_entries(cache: object) -> int | None:
 #: Read-back verification checks every written key of a run up to this many; above it, a random
 #: sample of this many (docs/guarantees.md, "Read-back verification").
 VERIFY_ALL_UP_TO = 10_000
-#: Keys per read-back round trip: the run's ``batch_size``, kept within these bounds.
-VERIFY_CHUNK_RANGE = (100, 1000)
+#: Keys per read-back round trip (one EXISTS or get_many call): what is cheapest per key while a
+#: reply (get_many returns the values) stays small.
+VERIFY_CHUNK = 1000
 _MISSING = object()
 
 
@@ -758,9 +759,7 @@ class CacheWarmer:
 
     # -- read-back verification (on the calling thread, after the run's last write) ---------
 
-    def _missing(
-        self, keys: Sequence[Hashable], full_keys: Mapping[Hashable, str]
-    ) -> list[Hashable]:
+    def _missing(self, keys: Sequence[Hashable]) -> list[Hashable]:
         """The ``keys`` a read through the cache would miss right now (one or two round trips).
 
         Django's RedisCache: a multi-key EXISTS on the writer's client (and, only when some are
@@ -771,10 +770,8 @@ class CacheWarmer:
         if not isinstance(cache, SupportsSetMany):
             return [key for key in keys if key not in cache]
         if self._redis_writer is not None:
-            names = [
-                full_keys[key] if key in full_keys else cache.make_key(key)  # type: ignore[attr-defined]
-                for key in keys
-            ]
+            make_key = cache.make_key  # type: ignore[attr-defined]
+            names = [make_key(key) for key in keys]
             absent = self._redis_writer.missing(names)
             if absent is not None:
                 return [keys[i] for i in absent]
@@ -830,7 +827,6 @@ class _Collector:
         self.write_failed = False
         #: Keys this run wrote (or the loader stored itself), for the read-back verification.
         self.written: list[Hashable] = []
-        self.written_full: dict[Hashable, str] = {}
         self.alias: dict[Hashable, Hashable] = {}  # read-back key -> warmer key (``stored_key``)
         self.count_bytes = key_limit_counts_bytes(warmer.cache)
 
@@ -967,7 +963,7 @@ class _Collector:
             if key in refused:
                 self._fail(key, refused[key])
             else:
-                self._written(key, full_keys.get(key) if full_keys is not None else None)
+                self._written(key)
 
     def _stored_by_loader(self, key: Hashable) -> None:
         """A ``NO_STORE`` key: read back under the key the loader says it stored (by default the
@@ -997,18 +993,16 @@ class _Collector:
         if target != key:  # a failed read-back must name the warmer's key
             self.alias[target] = key
 
-    def _written(self, key: Hashable, full: str | None = None) -> None:
+    def _written(self, key: Hashable) -> None:
         self.finished.add(key)
         self.stats.keys_warmed += 1
         self.written.append(key)
-        if full is not None:
-            self.written_full[key] = full
 
     def _verify(self) -> None:
         """Read the written keys back; the ones a real read would miss become failed keys.
 
         Every key up to ``VERIFY_ALL_UP_TO``, a random sample of that many above it, in round
-        trips of ``batch_size`` keys (within ``VERIFY_CHUNK_RANGE``). When nothing reads back, every
+        trips of ``VERIFY_CHUNK`` keys. When nothing reads back, every
         written key fails and the run gets a ``run_error``.
         """
         written = self.written
@@ -1020,14 +1014,13 @@ class _Collector:
             if len(written) <= VERIFY_ALL_UP_TO
             else random.sample(written, VERIFY_ALL_UP_TO)
         )
-        low, high = VERIFY_CHUNK_RANGE
-        chunk = min(max(warmer.config.batch_size, low), high)
+        chunk = VERIFY_CHUNK
         lost: list[Hashable] = []
         error: str | None = None
         for start in range(0, len(sample), chunk):
             part = sample[start : start + chunk]
             try:
-                lost.extend(warmer._missing(part, self.written_full))
+                lost.extend(warmer._missing(part))
             except Exception as exc:
                 error = f"the read-back failed: {_describe(exc)}"
                 logger.debug("cache warmer %s: read-back failed", warmer.name, exc_info=True)
