@@ -5,6 +5,9 @@ one failed key, never an outage that stops the run (issue 16, item 1)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from django_cachewarmers import CacheWarmer, CallableValueLoader, StaticKeyProvider, WarmingConfig
@@ -84,3 +87,44 @@ def test_ttls_are_applied_as_memcached_counts_them(
     assert ttl is not None
     assert 595 <= ttl <= 600
     assert memcached_server.ttl(memcached_cache.make_key("forever")) == -1
+
+
+FORK_SCRIPT = """
+import os, sys, warnings
+warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads alive: this is the point
+from django.conf import settings
+settings.configure()
+from django.core.cache.backends.memcached import PyMemcacheCache
+from django_cachewarmers import CacheWarmer, CallableValueLoader, StaticKeyProvider, WarmingConfig
+
+cache = PyMemcacheCache(sys.argv[1], {})
+def warm(keys):
+    return CacheWarmer(cache, StaticKeyProvider(keys), CallableValueLoader(lambda k: "v:" + k),
+                       WarmingConfig(batch_size=3, max_workers=2)).warm()
+parent = warm(["parent:%d" % i for i in range(10)])  # the pool's threads and sockets now exist
+pid = os.fork()
+if pid == 0:
+    child = warm(["child:%d" % i for i in range(10)])
+    os._exit(0 if (child.keys_warmed, child.keys_verified) == (10, 10) else 3)
+_, status = os.waitpid(pid, 0)
+again = warm(["parent-after:%d" % i for i in range(10)])
+print(parent.keys_warmed, os.waitstatus_to_exitcode(status), again.keys_warmed)
+"""
+
+
+def test_warming_works_in_a_forked_child_and_in_its_parent(
+    memcached_cache: Any, memcached_server: MemcachedServer
+) -> None:
+    """A pre-fork server (gunicorn --preload) warms after fork(): the child's warmer and its own
+    memcached connections work, and so do the parent's."""
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT, memcached_server.location],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(Path(__file__).resolve().parent.parent),  # the project, importable as the suite
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["10", "0", "10"], done.stderr
+    assert memcached_cache.get("child:9") == "v:child:9"
+    assert memcached_cache.get("parent-after:9") == "v:parent-after:9"
