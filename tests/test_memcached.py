@@ -98,9 +98,11 @@ from django.core.cache.backends.memcached import PyMemcacheCache
 from django_cachewarmers import CacheWarmer, CallableValueLoader, StaticKeyProvider, WarmingConfig
 
 cache = PyMemcacheCache(sys.argv[1], {})
+# One warmer for parent and child, made before the fork as a pre-fork server's master makes it.
+warmer = CacheWarmer(cache, StaticKeyProvider([]), CallableValueLoader(lambda k: "v:" + k),
+                     WarmingConfig(batch_size=3, max_workers=2, warmup_timeout_s=10))
 def warm(keys):
-    return CacheWarmer(cache, StaticKeyProvider(keys), CallableValueLoader(lambda k: "v:" + k),
-                       WarmingConfig(batch_size=3, max_workers=2)).warm()
+    return warmer.warm(keys)
 parent = warm(["parent:%d" % i for i in range(10)])  # the pool's threads and sockets now exist
 pid = os.fork()
 if pid == 0:
