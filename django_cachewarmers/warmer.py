@@ -743,7 +743,8 @@ class CacheWarmer:
         cache = self.cache
         if not isinstance(cache, SupportsSetMany):
             return True
-        key = f"cachewarmers:probe:{self.name}:{os.getpid()}:{threading.get_ident()}"
+        # No warmer name in it: the key must be valid on every backend (memcached: no spaces).
+        key = f"cachewarmers:probe:{os.getpid()}:{threading.get_ident()}:{id(self):x}"
         token = f"{time.time_ns()}:{random.random()}"
         try:
             cache.set(key, token, timeout=30)
@@ -792,16 +793,18 @@ class CacheWarmer:
             return "the cache is a no-op (DummyCache): it stores nothing"
         if self._explicit_ttl_zero():
             return "TTL 0: timeout 0 means don't cache (None means never expire)"
+        limit = cache_max_entries(cache)
+        if limit is not None:
+            # Before any probe: a probe write into a full culling cache would cull it once more.
+            # These backends raise when unreachable (the read-back then fails on its own).
+            return (
+                f"culled by the cache's MAX_ENTRIES ({limit}): it drops a share of its entries "
+                f"whenever it is full (this run wrote {written} keys); raise OPTIONS['MAX_ENTRIES']"
+            )
         if not self._cache_answers():
             return (
                 "the cache is unreachable, or silently ignores its errors (e.g. django-redis "
                 "IGNORE_EXCEPTIONS), or stores nothing"
-            )
-        limit = cache_max_entries(cache)
-        if limit is not None:
-            return (
-                f"culled by the cache's MAX_ENTRIES ({limit}): it drops a share of its entries "
-                f"whenever it is full (this run wrote {written} keys); raise OPTIONS['MAX_ENTRIES']"
             )
         return (
             "evicted or expired before the read-back (a TTL shorter than the run, memory "
