@@ -797,6 +797,11 @@ class CacheWarmer:
         if limit is not None:
             # Before any probe: a probe write into a full culling cache would cull it once more.
             # These backends raise when unreachable (the read-back then fails on its own).
+            if written < limit:
+                return (
+                    f"culled by the cache's MAX_ENTRIES ({limit}) with the other entries it "
+                    f"holds (this run wrote {written} keys), or expired before the read-back"
+                )
             return (
                 f"culled by the cache's MAX_ENTRIES ({limit}): it drops a share of its entries "
                 f"whenever it is full (this run wrote {written} keys); raise OPTIONS['MAX_ENTRIES']"
