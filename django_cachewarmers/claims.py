@@ -34,6 +34,14 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Window
     os.register_at_fork(after_in_child=_refresh_owner_after_fork)
 
 
+class CacheUnreachable(Exception):
+    """A claim could not be taken and is not held by anyone: the cache stores nothing right now.
+
+    A cache that swallows its errors (django-redis ``IGNORE_EXCEPTIONS``) answers ``add()`` with
+    False when it is down, which would otherwise read as "another process has it".
+    """
+
+
 class Claims:
     """The coordination keys of one warmer in its target cache."""
 
@@ -48,7 +56,8 @@ class Claims:
         """Take the ``kind`` claim of the current window of ``length`` seconds.
 
         Fails if another process holds it, or took the previous window's claim less than ``gap``
-        seconds ago. Raises if the cache cannot be reached (the caller logs and skips).
+        seconds ago. Raises if the cache cannot be reached, ``CacheUnreachable`` when it only says
+        so by storing nothing (the caller logs and skips).
         """
         now = time.time() if now is None else now
         window = math.floor(now / length)
@@ -56,7 +65,34 @@ class Claims:
         if isinstance(previous, dict) and now - float(previous.get("at", 0)) < gap:
             return False
         record = {"at": now, "owner": OWNER}
-        return bool(self.cache.add(self.key(kind, window), record, timeout=math.ceil(length * 2)))
+        return self._add(self.key(kind, window), record, math.ceil(length * 2))
+
+    def _add(self, key: str, value: object, timeout: int) -> bool:
+        """``cache.add``; False only when someone else holds ``key``.
+
+        Raises ``CacheUnreachable`` when ``add`` says no but the key is not there either.
+        """
+        if self.cache.add(key, value, timeout=timeout):
+            return True
+        # Refused: held by someone, or the cache stores nothing. The database cache also refuses
+        # an add() for up to a second after the holder's claim expired (it compares whole
+        # seconds) while get() already misses it, so ask the cache itself whether it answers.
+        if self.cache.get(key) is None and not self._answers():
+            raise CacheUnreachable(
+                f"claim {key!r} was refused but nobody holds it, and the cache does not store a "
+                "probe value: it is unreachable or ignores its errors (e.g. django-redis "
+                "IGNORE_EXCEPTIONS)"
+            )
+        return False
+
+    def _answers(self) -> bool:
+        """Whether the cache stores and returns a probe value now (a write, a read, a delete)."""
+        key = self.key("probe", OWNER)
+        token = uuid.uuid4().hex
+        self.cache.set(key, token, timeout=30)
+        answered = self.cache.get(key) == token
+        self.cache.delete(key)
+        return bool(answered)
 
     def claim_startup(self, window: float, now: float | None = None) -> bool:
         """Processes starting within ``window`` seconds of each other warm once."""
@@ -69,9 +105,10 @@ class Claims:
     def acquire_running(self, ttl: float) -> bool:
         """Mark the warmer as running; fails while another process's run holds the mark.
 
-        The mark expires after ``ttl`` seconds, so a crashed holder's claim does not last.
+        The mark expires after ``ttl`` seconds, so a crashed holder's claim does not last. Raises
+        like ``claim_window``.
         """
-        return bool(self.cache.add(self.key("running"), OWNER, timeout=math.ceil(ttl)))
+        return self._add(self.key("running"), OWNER, math.ceil(ttl))
 
     def running_holder(self) -> object:
         """Who holds the running mark (None: nobody, or the cache could not be read)."""

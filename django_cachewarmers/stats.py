@@ -21,8 +21,14 @@ class WarmingStats:
     #: "key: message" strings, at most ``MAX_ERRORS`` of them (``errors_omitted`` counts the rest).
     errors: list[str] = field(default_factory=list)
     errors_omitted: int = 0
-    #: Set when the run as a whole could not proceed (e.g. the key provider raised).
+    #: Set when the run as a whole could not proceed (e.g. the key provider raised, or nothing
+    #: that was written read back).
     run_error: str | None = None
+    #: Read-back verification: written keys read back after the run's last write (all of them up
+    #: to 10,000, a random sample above), and how many of those were not in the cache. Lost keys
+    #: are counted in ``keys_failed``, not in ``keys_warmed``.
+    keys_verified: int = 0
+    keys_lost: int = 0
 
     @property
     def keys_attempted(self) -> int:
@@ -67,6 +73,8 @@ class WarmingStats:
             "errors": list(self.errors),
             "errors_omitted": self.errors_omitted,
             "run_error": self.run_error,
+            "keys_verified": self.keys_verified,
+            "keys_lost": self.keys_lost,
         }
 
 

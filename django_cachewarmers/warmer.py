@@ -23,7 +23,6 @@ from django_cachewarmers.loaders import NO_STORE, BatchValueLoader, ValueLoader
 from django_cachewarmers.providers import KeyProvider
 from django_cachewarmers.stats import WarmingStats
 from django_cachewarmers.writers import (
-    VALUE_ERRORS,
     RedisWriter,
     is_django_redis_cache,
     jittered,
@@ -51,22 +50,75 @@ Cache = SupportsSetMany | MutableMapping[Any, Any]
 
 
 #: Django's portable-key rule (``memcache_key_warnings``): the cache warns on every backend, and
-#: Memcached refuses, a key longer than this or with whitespace or control characters.
+#: Memcached refuses, a key longer than this or with whitespace or control characters. Django counts
+#: characters; memcached itself counts BYTES (of the UTF-8 key), so on a memcached backend a key
+#: of 163 Cyrillic characters (326 bytes) is refused although Django does not warn about it.
 MAX_CACHE_KEY_LENGTH = 250
 _BAD_KEY_CHARACTER = re.compile(r"[\x00-\x20\x7f]")
 
 
-def full_key_problem(full: str) -> str | None:
-    """Why a Django cache would reject or warn about a made key (prefix and version included)."""
+def full_key_problem(full: str, *, count_bytes: bool = False) -> str | None:
+    """Why a Django cache would reject or warn about a made key (prefix and version included).
+
+    ``count_bytes``: the backend limits the key's UTF-8 bytes, not its characters (memcached:
+    see ``key_limit_counts_bytes``).
+    """
     if len(full) > MAX_CACHE_KEY_LENGTH:
         return (
             f"{len(full)} characters with the cache's prefix and version; "
             f"at most {MAX_CACHE_KEY_LENGTH} are portable (Memcached refuses longer keys)"
         )
+    if count_bytes:
+        size = len(full.encode("utf-8"))
+        if size > MAX_CACHE_KEY_LENGTH:
+            return (
+                f"{size} bytes in UTF-8 with the cache's prefix and version; "
+                f"memcached refuses keys over {MAX_CACHE_KEY_LENGTH} bytes"
+            )
     bad = _BAD_KEY_CHARACTER.search(full)
     if bad is not None:
         return f"it contains {bad.group()!r}: whitespace and control characters are not portable"
     return None
+
+
+def _backend_module(cache: object) -> str:
+    """The ``django.core.cache.backends`` module a cache's class comes from ("" if none)."""
+    prefix = "django.core.cache.backends."
+    for cls in type(cache).__mro__:
+        if cls.__module__.startswith(prefix):
+            return cls.__module__.removeprefix(prefix)
+    return ""
+
+
+def key_limit_counts_bytes(cache: object) -> bool:
+    """True for Django's memcached backends, whose server limits a key to 250 UTF-8 bytes."""
+    return _backend_module(cache) == "memcached"
+
+
+#: The backends that cull (drop entries at random) once they hold ``MAX_ENTRIES`` entries.
+_CULLING_BACKENDS = frozenset({"locmem", "db", "filebased"})
+
+
+def cache_max_entries(cache: object) -> int | None:
+    """How many entries ``cache`` holds before it culls, or None when it has no such limit.
+
+    Django's LocMemCache, DatabaseCache and FileBasedCache (and subclasses) take it from
+    ``OPTIONS["MAX_ENTRIES"]`` (default 300) and, once full, drop a share of their entries
+    (``1 / CULL_FREQUENCY``) at each write. Redis and memcached evict by memory instead: None.
+    """
+    if _backend_module(cache) not in _CULLING_BACKENDS:
+        return None
+    limit = getattr(cache, "_max_entries", None)
+    return limit if isinstance(limit, int) else None
+
+
+#: Read-back verification checks every written key of a run up to this many; above it, a random
+#: sample of this many (docs/guarantees.md, "Read-back verification").
+VERIFY_ALL_UP_TO = 10_000
+#: Keys per read-back round trip (one EXISTS or get_many call): what is cheapest per key while a
+#: reply (get_many returns the values) stays small.
+VERIFY_CHUNK = 1000
+_MISSING = object()
 
 
 def backoff_delay(
@@ -465,6 +517,7 @@ class CacheWarmer:
                 stats.run_error = f"key provider failed: {type(exc).__name__}: {exc}"
                 return stats
             keys = self._unique_keys(requested, stats)
+            self._warn_max_entries(len(keys))
             if keys:
                 _Collector(self, run, stats, deadline).collect(keys)
             return stats
@@ -483,6 +536,19 @@ class CacheWarmer:
                 stats.keys_failed += 1
                 stats.add_error(key, f"key is not hashable ({type(key).__name__})")
         return list(unique)
+
+    def _warn_max_entries(self, count: int) -> None:
+        limit = cache_max_entries(self.cache)
+        if limit is not None and count > limit:
+            logger.warning(
+                "cache warmer %s: %d keys to warm, but its cache (%s) holds at most "
+                "MAX_ENTRIES=%d entries and culls a share of them whenever it is full: not all of "
+                "them can stay cached; raise OPTIONS['MAX_ENTRIES'] of that cache",
+                self.name,
+                count,
+                type(self.cache).__name__,
+                limit,
+            )
 
     def _log_summary(self, stats: WarmingStats) -> None:
         # A cache outage already had its one line ("... stopping this run"): no second one.
@@ -627,41 +693,152 @@ class CacheWarmer:
             return {"timeout": int(timeout) if timeout >= 1 else timeout}
         return {"timeout": timeout}
 
+    def _explicit_ttl_zero(self) -> bool:
+        """True when entries would be written with TTL 0, which Django treats as "don't cache"."""
+        timeout = self.config.cache_timeout
+        if timeout is CACHE_DEFAULT:
+            timeout = getattr(self.cache, "default_timeout", None)
+        return timeout is not None and timeout <= 0
+
     def _write(
         self, values: dict[Hashable, Any], full_keys: Mapping[Hashable, str] | None = None
     ) -> dict[Hashable, str]:
         """Write one batch; return the keys that were not stored, with the reason.
 
         ``full_keys`` are the keys as the cache made them (prefix, version), when already known.
-        Raises when the cache itself fails (unreachable, erroring): the caller stops the run.
+        Whatever exception a batch write raises, its keys are written again one by one, and a key
+        whose write raises while the cache still answers a probe (``_cache_answers``) fails alone
+        ("value not cacheable"). Raises only when the cache itself no longer answers (unreachable,
+        erroring): the caller stops the run.
         """
         cache = self.cache
         if not isinstance(cache, SupportsSetMany):
             cache.update(values)
             return {}
+        try:
+            return self._write_batch(cache, values, full_keys)
+        except Exception as exc:
+            batch_error = exc
+        # Ask the cache first: when it is down, stop now rather than wait out one timeout per key.
+        if not self._cache_answers():
+            raise batch_error
+        logger.debug(
+            "cache warmer %s: a batch write raised %s; writing its keys one by one",
+            self.name,
+            _describe(batch_error),
+        )
+        return self._write_one_by_one(cache, values)
+
+    def _write_batch(
+        self,
+        cache: SupportsSetMany,
+        values: dict[Hashable, Any],
+        full_keys: Mapping[Hashable, str] | None,
+    ) -> dict[Hashable, str]:
         if self._redis_writer is not None:
             failed = self._redis_writer.write(
                 values, self._backend_timeout(cache), self.config.timeout_jitter, full_keys
             )
             if failed is not None:
                 return failed
-        kwargs = self._timeout_kwargs()
-        try:
-            refused = cache.set_many(values, **kwargs) or []
-        except VALUE_ERRORS:
-            return self._write_one_by_one(cache, values, kwargs)
+        refused = cache.set_many(values, **self._timeout_kwargs()) or []
         return dict.fromkeys(refused, "the cache refused the value")
 
     def _write_one_by_one(
-        self, cache: SupportsSetMany, values: dict[Hashable, Any], kwargs: dict[str, Any]
+        self, cache: SupportsSetMany, values: dict[Hashable, Any]
     ) -> dict[Hashable, str]:
         failed: dict[Hashable, str] = {}
         for key, value in values.items():
             try:
-                cache.set(key, value, **kwargs)
-            except VALUE_ERRORS as exc:
+                cache.set(key, value, **self._timeout_kwargs())
+            except Exception as exc:
+                if not self._cache_answers():
+                    raise
                 failed[key] = not_cacheable(exc)
         return failed
+
+    def _cache_answers(self) -> bool:
+        """Whether the cache stores and returns a tiny value right now (write, read, delete).
+
+        This is what tells a value's fault from an outage: after a write raised, a cache that
+        still answers this probe refused that value, not the connection. A cache that swallows
+        its errors (django-redis ``IGNORE_EXCEPTIONS``) or stores nothing fails the probe.
+        """
+        cache = self.cache
+        if not isinstance(cache, SupportsSetMany):
+            return True
+        # No warmer name in it: the key must be valid on every backend (memcached: no spaces).
+        key = f"cachewarmers:probe:{os.getpid()}:{threading.get_ident()}:{id(self):x}"
+        token = f"{time.time_ns()}:{random.random()}"
+        try:
+            cache.set(key, token, timeout=30)
+            get = getattr(cache, "get", None)
+            answered = get is None or get(key) == token
+            delete = getattr(cache, "delete", None)
+            if delete is not None:
+                delete(key)
+        except Exception:
+            logger.debug("cache warmer %s: the cache probe failed", self.name, exc_info=True)
+            return False
+        return bool(answered)
+
+    # -- read-back verification (on the calling thread, after the run's last write) ---------
+
+    def _missing(self, keys: Sequence[Hashable]) -> list[Hashable]:
+        """The ``keys`` a read through the cache would miss right now (one or two round trips).
+
+        Django's RedisCache: a multi-key EXISTS on the writer's client (and, only when some are
+        missing, a pipelined EXISTS per key); other Django caches: ``get_many`` (what a request
+        reads through); a mapping: ``in``. Raises what the cache raises.
+        """
+        cache = self.cache
+        if not isinstance(cache, SupportsSetMany):
+            return [key for key in keys if key not in cache]
+        if self._redis_writer is not None:
+            make_key = cache.make_key  # type: ignore[attr-defined]
+            names = [make_key(key) for key in keys]
+            absent = self._redis_writer.missing(names)
+            if absent is not None:
+                return [keys[i] for i in absent]
+        get_many = getattr(cache, "get_many", None)
+        if get_many is not None:
+            found = get_many(list(keys))
+            return [key for key in keys if key not in found]
+        get = getattr(cache, "get", None)
+        if get is None:
+            return []  # a write-only cache: nothing to read back through
+        return [key for key in keys if get(key, _MISSING) is _MISSING]
+
+    def _loss_cause(self, written: int) -> str:
+        """The likely reason written keys did not read back (computed once per run)."""
+        cache = self.cache
+        module = _backend_module(cache)
+        if module == "dummy":
+            return "the cache is a no-op (DummyCache): it stores nothing"
+        if self._explicit_ttl_zero():
+            return "TTL 0: timeout 0 means don't cache (None means never expire)"
+        limit = cache_max_entries(cache)
+        if limit is not None:
+            # Before any probe: a probe write into a full culling cache would cull it once more.
+            # These backends raise when unreachable (the read-back then fails on its own).
+            if written < limit:
+                return (
+                    f"culled by the cache's MAX_ENTRIES ({limit}) with the other entries it "
+                    f"holds (this run wrote {written} keys), or expired before the read-back"
+                )
+            return (
+                f"culled by the cache's MAX_ENTRIES ({limit}): it drops a share of its entries "
+                f"whenever it is full (this run wrote {written} keys); raise OPTIONS['MAX_ENTRIES']"
+            )
+        if not self._cache_answers():
+            return (
+                "the cache is unreachable, or silently ignores its errors (e.g. django-redis "
+                "IGNORE_EXCEPTIONS), or stores nothing"
+            )
+        return (
+            "evicted or expired before the read-back (a TTL shorter than the run, memory "
+            "eviction, or another process deleted it)"
+        )
 
 
 class _Collector:
@@ -680,6 +857,10 @@ class _Collector:
         self.collect_keys: list[Hashable] = []
         self.todo: deque[Hashable] = deque()
         self.write_failed = False
+        #: Keys this run wrote (or the loader stored itself), for the read-back verification.
+        self.written: list[Hashable] = []
+        self.alias: dict[Hashable, Hashable] = {}  # read-back key -> warmer key (``stored_key``)
+        self.count_bytes = key_limit_counts_bytes(warmer.cache)
 
     def collect(self, keys: list[Hashable]) -> None:
         self.collect_keys = keys
@@ -711,6 +892,7 @@ class _Collector:
             self._take_results()
         self._take_results()  # what finished before a cut-off counts, a hung worker's too
         self._flush()
+        self._verify()  # after the run's last write: culling caused by later batches counts
         self._report_progress(expected)
         # Nothing of this run may outlive it: tasks no thread took, and keys a hung worker holds.
         warmer._pool.discard(run)
@@ -769,9 +951,8 @@ class _Collector:
             return
         values, self.pending = self.pending, {}
         for key in [k for k, v in values.items() if v is NO_STORE]:
-            del values[key]  # the loader warmed it itself: nothing to write
-            self.finished.add(key)
-            self.stats.keys_warmed += 1
+            del values[key]  # the loader warmed it itself: nothing to write, but verified too
+            self._stored_by_loader(key)
         full_keys: dict[Hashable, str] | None = None
         make_key = getattr(self.warmer.cache, "make_key", None)
         if make_key is not None:  # a Django cache; a plain mapping takes any hashable key
@@ -779,7 +960,7 @@ class _Collector:
             for key in list(values):
                 if isinstance(key, str):
                     full = full_keys[key] = make_key(key)  # made once, for the check and the write
-                    problem = full_key_problem(full)
+                    problem = full_key_problem(full, count_bytes=self.count_bytes)
                 else:
                     problem = f"keys of a Django cache must be strings, got {type(key).__name__}"
                 if problem is not None:
@@ -790,6 +971,12 @@ class _Collector:
         if self.write_failed:
             for key in values:
                 self._fail(key, "not written: the cache was unavailable earlier in this run")
+            return
+        if self.warmer._explicit_ttl_zero():
+            # Django reads TTL 0 as "don't cache" and DELETES the key: keep the good old value.
+            for key in values:
+                self._fail(key, f"not written: {_TTL_ZERO}")
+            self.stats.run_error = f"nothing was cached: {_TTL_ZERO}"
             return
         try:
             refused = self.warmer._write(values, full_keys)
@@ -808,8 +995,100 @@ class _Collector:
             if key in refused:
                 self._fail(key, refused[key])
             else:
-                self.finished.add(key)
-                self.stats.keys_warmed += 1
+                self._written(key)
+
+    def _stored_by_loader(self, key: Hashable) -> None:
+        """A ``NO_STORE`` key: read back under the key the loader says it stored (by default the
+        warmer's key; a loader, or its function, may define ``stored_key(key)`` returning another
+        key of the same cache, or None when the entry cannot be looked up there)."""
+        loader = self.warmer.value_loader
+        hook = getattr(loader, "stored_key", None) or getattr(
+            getattr(loader, "func", None), "stored_key", None
+        )
+        target = hook(key) if callable(hook) else key
+        make_key = getattr(self.warmer.cache, "make_key", None)
+        # A key this cache cannot address (too long, not a string) was stored elsewhere.
+        if (
+            make_key is not None
+            and target is not None
+            and (
+                not isinstance(target, str)
+                or full_key_problem(make_key(target), count_bytes=self.count_bytes)
+            )
+        ):
+            target = None
+        if target is None:
+            self.finished.add(key)
+            self.stats.keys_warmed += 1
+            return
+        self._written(target)
+        if target != key:  # a failed read-back must name the warmer's key
+            self.alias[target] = key
+
+    def _written(self, key: Hashable) -> None:
+        self.finished.add(key)
+        self.stats.keys_warmed += 1
+        self.written.append(key)
+
+    def _verify(self) -> None:
+        """Read the written keys back; the ones a real read would miss become failed keys.
+
+        Every key up to ``VERIFY_ALL_UP_TO``, a random sample of that many above it, in round
+        trips of ``VERIFY_CHUNK`` keys. When nothing reads back, every
+        written key fails and the run gets a ``run_error``.
+        """
+        written = self.written
+        if not written:
+            return
+        stats, warmer = self.stats, self.warmer
+        sample = (
+            written
+            if len(written) <= VERIFY_ALL_UP_TO
+            else random.sample(written, VERIFY_ALL_UP_TO)
+        )
+        chunk = VERIFY_CHUNK
+        lost: list[Hashable] = []
+        error: str | None = None
+        for start in range(0, len(sample), chunk):
+            part = sample[start : start + chunk]
+            try:
+                lost.extend(warmer._missing(part))
+            except Exception as exc:
+                error = f"the read-back failed: {_describe(exc)}"
+                logger.debug("cache warmer %s: read-back failed", warmer.name, exc_info=True)
+                lost.extend(sample[start:])
+                break
+        stats.keys_verified += len(sample)
+        if not lost:
+            return
+        lost_in_sample = len(lost)
+        stats.keys_lost += lost_in_sample
+        cause = error or warmer._loss_cause(len(written))
+        reason = f"not in the cache when read back: {cause}"
+        if lost_in_sample == len(sample):
+            # Nothing reads back: no written key can be counted warmed, sampled or not.
+            if stats.run_error is None:  # an outage seen while writing keeps its own message
+                stats.run_error = f"nothing read back: {cause}"
+            lost = written
+        if len(sample) < len(written) and len(lost) < len(written):
+            # First, so that the bounded error list always keeps it.
+            estimate = round(len(lost) * len(written) / len(sample))
+            stats.add_error_text(
+                f"read-back sample: {len(lost)} of {len(sample)} checked keys were lost, so about "
+                f"{estimate} of the {len(written)} written keys are not cached"
+            )
+        for key in lost:
+            stats.keys_warmed -= 1
+            stats.keys_failed += 1
+            stats.add_error(self.alias.get(key, key), reason)
+        if not self.write_failed:  # an outage already had its one line
+            logger.warning(
+                "cache warmer %s: %d of %d keys read back were not in the cache: %s",
+                warmer.name,
+                lost_in_sample,
+                len(sample),
+                cause,
+            )
 
     def _fail(self, key: Hashable, message: str) -> None:
         if key in self.finished:
@@ -817,6 +1096,9 @@ class _Collector:
         self.finished.add(key)
         self.stats.keys_failed += 1
         self.stats.add_error(key, message)
+
+
+_TTL_ZERO = "timeout 0 means don't cache (None means never expire)"
 
 
 def _describe(exc: BaseException) -> str:

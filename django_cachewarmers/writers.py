@@ -8,27 +8,20 @@ a TTL of its own per key (so jitter spreads expiry key by key). Where the server
 (some managed Redis services), a non-transactional pipeline of ``SET ... EX`` is used instead. The
 backend is recognised by its class, without importing Django; anything unexpected falls back to
 ``set_many``.
+
+Whatever a value raises on its way into the cache (pickling, a size limit, a server's "no" to that
+one item) fails that key alone; only a cache that no longer answers stops a run. The warmer tells
+the two apart with a probe (``CacheWarmer._cache_answers``), not with a list of exception types.
 """
 
 from __future__ import annotations
 
 import logging
-import pickle
 import random
 from collections.abc import Hashable, Mapping
 from typing import Any
 
 logger = logging.getLogger("django_cachewarmers")
-
-#: Errors from serializing or storing one value that point at the value, not at the cache: that
-#: key fails, the rest of the batch is written.
-VALUE_ERRORS: tuple[type[BaseException], ...] = (
-    pickle.PicklingError,
-    TypeError,
-    AttributeError,
-    ValueError,
-    RecursionError,
-)
 
 
 def not_cacheable(exc: BaseException) -> str:
@@ -98,7 +91,8 @@ class RedisWriter:
         for key, value in values.items():
             try:
                 data = serializer.dumps(value)
-            except VALUE_ERRORS as exc:
+            except Exception as exc:
+                # Serializing does no I/O: whatever it raises is about this value alone.
                 failed[key] = not_cacheable(exc)
                 continue
             keys.append(full_keys[key] if full_keys is not None else self.cache.make_key(key))
@@ -133,7 +127,35 @@ class RedisWriter:
         pipeline.execute()
         return failed
 
+    def missing(self, full_keys: list[str]) -> list[int] | None:
+        """Indexes of ``full_keys`` that are not in Redis now; None to ask the generic read-back.
+
+        One multi-key EXISTS answers "all there" in one round trip with a reply of one integer;
+        only when some are missing does a pipelined EXISTS per key say which. Raises what redis-py
+        raises when the server cannot be reached.
+        """
+        if not full_keys:
+            return []
+        if self._client is None:
+            return None  # nothing was written through this writer: read back the generic way
+        client = self._client
+        if int(client.exists(*full_keys)) == len(full_keys):
+            return []
+        pipeline = client.pipeline(transaction=False)
+        for full_key in full_keys:
+            pipeline.exists(full_key)
+        return [i for i, found in enumerate(pipeline.execute()) if not found]
+
 
 def _is_refused_command(exc: BaseException) -> bool:
-    # redis.exceptions.ResponseError (and NoPermissionError etc.): the server answered "no".
-    return any(cls.__name__ == "ResponseError" for cls in type(exc).__mro__)
+    # redis.exceptions.ResponseError (and NoPermissionError etc.): the server answered "no" to the
+    # command itself (an ACL without scripting, a service that disables EVAL), not to one value or
+    # for lack of memory (OOM), which a pipeline would not fix.
+    if not any(cls.__name__ == "ResponseError" for cls in type(exc).__mro__):
+        return False
+    message = str(exc).lower()
+    if message.startswith("oom"):
+        return False
+    return any(cls.__name__ == "NoPermissionError" for cls in type(exc).__mro__) or any(
+        word in message for word in ("noperm", "unknown command", "not allowed", "disabled")
+    )

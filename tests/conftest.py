@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.core.cache import caches
 
+from tests.memcached_server import MemcachedServer
 from tests.processes import Project
 from tests.redis_server import RedisServer, close_redis
 
@@ -69,6 +70,26 @@ def redis_cache(redis_server: RedisServer) -> Iterator[Any]:
     yield cache
     cache.clear()  # only ever the suite's own server, never one it did not start
     close_redis(cache)
+
+
+@pytest.fixture(scope="session")
+def memcached_server() -> Iterator[MemcachedServer]:
+    """The suite's own memcached on a free port (never a memcached it did not start)."""
+    server = MemcachedServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def memcached_cache(memcached_server: MemcachedServer) -> Iterator[Any]:
+    """A Django PyMemcacheCache on the suite's own memcached, emptied and closed after."""
+    from django.core.cache.backends.memcached import PyMemcacheCache
+
+    cache = PyMemcacheCache(memcached_server.location, {})
+    yield cache
+    cache.clear()  # only ever the suite's own server
+    cache.close()
 
 
 @pytest.fixture

@@ -118,6 +118,8 @@ def test_stats_to_dict_is_json_ready() -> None:
         "errors": ["k: boom"],
         "errors_omitted": 0,
         "run_error": None,
+        "keys_verified": 0,
+        "keys_lost": 0,
     }
 
 

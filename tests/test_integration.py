@@ -264,6 +264,7 @@ def test_command_json_output() -> None:
     assert set(data) == {"items", "batched"}
     assert data["items"]["keys_warmed"] == 20
     assert data["items"]["keys_failed"] == 0
+    assert (data["items"]["keys_verified"], data["items"]["keys_lost"]) == (20, 0)
     assert data["items"]["success_rate"] == 1.0
     assert data["items"]["errors"] == []
     assert data["items"]["total_time_ms"] >= 0

@@ -630,11 +630,29 @@ def test_no_store_counts_as_warmed_and_writes_nothing() -> None:
 
     cache = RecordingCache(caches["default"])
     caches["default"].clear()
-    loader = CallableValueLoader(lambda k: NO_STORE if k.endswith("1") else value_of(k))
-    stats = make_warmer(cache, keys=["k1", "k2", "k11"], loader=loader).warm()
-    assert (stats.keys_warmed, stats.keys_failed) == (3, 0)
+
+    def load(key: str) -> Any:
+        if key.endswith("1"):
+            caches["default"].set(key, "stored by the loader")  # it warms the key itself
+            return NO_STORE
+        return value_of(key)
+
+    stats = make_warmer(cache, keys=["k1", "k2", "k11"], loader=CallableValueLoader(load)).warm()
+    assert (stats.keys_warmed, stats.keys_failed, stats.keys_verified) == (3, 0, 3)
     assert [written for written, _ in cache.set_many_calls] == [["k2"]]
-    assert caches["default"].get("k1") is None
+    assert caches["default"].get("k1") == "stored by the loader"
+
+
+def test_no_store_keys_the_loader_did_not_store_fail_the_read_back() -> None:
+    from django_cachewarmers import NO_STORE
+
+    caches["default"].clear()
+    loader = CallableValueLoader(lambda k: NO_STORE if k.endswith("1") else value_of(k))
+    stats = make_warmer(caches["default"], keys=["k1", "k2", "k11"], loader=loader).warm()
+    assert (stats.keys_warmed, stats.keys_failed, stats.keys_lost) == (1, 2, 2)
+    assert stats.run_error is None  # k2 reads back: the run is failing, not a failed run
+    assert sorted(e.split(":")[0] for e in stats.errors) == ["k1", "k11"]
+    assert all("not in the cache when read back" in e for e in stats.errors)
 
 
 @pytest.mark.parametrize("alias", ["default", pytest.param("db", marks=pytest.mark.django_db)])

@@ -410,5 +410,7 @@ def _stats_json(stats: WarmingStats) -> dict[str, Any]:
             "errors_omitted",
             "run_error",
             "last_warming",
+            "keys_verified",
+            "keys_lost",
         )
     }
