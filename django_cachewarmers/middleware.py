@@ -50,7 +50,9 @@ def _default_exclusions() -> tuple[list[str], list[str]]:
         if admin.startswith(prefix):
             in_site.append("^" + re.escape("/" + admin[len(prefix) :]))
     settings.ROOT_URLCONF  # noqa: B018 -- sets the lazy settings up, so that _wrapped is real
-    raw_settings = settings._wrapped
+    # The settings object behind django.conf.settings: its STATIC_URL / MEDIA_URL are the values
+    # as written (LazySettings' own add the script prefix).
+    raw_settings: Any = settings._wrapped  # type: ignore[misc]
     for setting in ("STATIC_URL", "MEDIA_URL"):
         url = getattr(raw_settings, setting, None)
         if not isinstance(url, str) or not url or url == "/" or "://" in url:

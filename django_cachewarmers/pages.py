@@ -19,6 +19,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.http import HttpResponseBase
 from django.http.request import split_domain_port, validate_host
+from django.middleware.cache import FetchFromCacheMiddleware
 from django.urls import Resolver404, get_script_prefix, resolve, set_script_prefix
 from django.utils.cache import get_max_age, has_vary_header
 from django.utils.encoding import repercent_broken_unicode
@@ -30,8 +31,44 @@ class PageNotWarmed(Exception):
     """The page could not be rendered, or no page cache now holds it (the message says why)."""
 
 
+#: The code that flags a request as answered from the page cache (or missed): Django's own.
+_FETCH_FROM_CACHE = FetchFromCacheMiddleware.process_request.__code__
+
+
+class _PageRequest(WSGIRequest):
+    """A ``WSGIRequest`` that notes what Django's page cache did with it.
+
+    ``FetchFromCacheMiddleware.process_request`` (the per-site cache, and ``cache_page`` through
+    ``CacheMiddleware``) sets ``request._cache_update_cache``: False when it answered from the
+    cache, True when it missed. Views and middleware also set that flag themselves (to keep a page
+    out of the cache), so only the page cache's own assignments count.
+    """
+
+    #: A page cache looked this request up.
+    page_cache_seen = False
+    #: A page cache answered it (the view did not run for it).
+    page_cache_hit = False
+
+    @property
+    def _cache_update_cache(self) -> bool:
+        try:
+            return bool(self.__dict__["_cw_cache_update_cache"])
+        except KeyError:
+            raise AttributeError("_cache_update_cache") from None  # hasattr() is False, as usual
+
+    @_cache_update_cache.setter
+    def _cache_update_cache(self, value: bool) -> None:
+        self.__dict__["_cw_cache_update_cache"] = value
+        if sys._getframe(1).f_code is _FETCH_FROM_CACHE:
+            self.page_cache_seen = True
+            if not value:  # the hit branch (the other False is for a method other than GET/HEAD)
+                self.page_cache_hit = True
+
+
 class _Handler(WSGIHandler):
     """Django's WSGI handler, keeping each thread's last request and response for inspection."""
+
+    request_class = _PageRequest
 
     def __init__(self) -> None:
         super().__init__()
@@ -136,7 +173,7 @@ def environ_for(url: str) -> dict[str, Any]:
     }
 
 
-def _get(url: str) -> tuple[WSGIRequest, HttpResponseBase]:
+def _get(url: str) -> tuple[_PageRequest, HttpResponseBase]:
     """One in-process anonymous GET of ``url`` through the full stack: its request and response.
 
     The environ carries ``RENDER_MARKER``: the access-tracking middleware does not count it, and
@@ -163,22 +200,31 @@ def _get(url: str) -> tuple[WSGIRequest, HttpResponseBase]:
                 close()  # sends request_finished, as a server would
     finally:
         set_script_prefix(previous_prefix)
-    exchange: tuple[WSGIRequest, HttpResponseBase] | None = handler.last.exchange
+    exchange: tuple[_PageRequest, HttpResponseBase] | None = handler.last.exchange
     handler.last.exchange = None
     if exchange is None:
         raise PageNotWarmed(f"{url}: Django's handler returned no response")
     return exchange
 
 
-def _served_from_cache(request: WSGIRequest) -> bool | None:
-    """Whether a page cache answered this request: None when no page cache saw it at all.
+def _served_from_cache(request: _PageRequest) -> bool | None:
+    """Whether a page cache answered this request: None when no page cache saw it at all."""
+    if request.page_cache_hit:
+        return True
+    return False if request.page_cache_seen else None
 
-    ``FetchFromCacheMiddleware.process_request`` (the per-site cache, and ``cache_page`` through
-    ``CacheMiddleware``) sets ``request._cache_update_cache``: False when it answered from the
-    cache, True when it missed and the view ran.
-    """
-    flag = getattr(request, "_cache_update_cache", None)
-    return None if flag is None else not flag
+
+def _refused_directives(cache_control: str) -> list[str]:
+    """The ``private`` / ``no-cache`` / ``no-store`` directives the page cache refuses, found the
+    way the installed Django finds them (directive names from Django 6.1, substrings before)."""
+    refused = ("private", "no-cache", "no-store")
+    try:
+        from django.utils.http import split_directive_names
+    except ImportError:
+        lowered = cache_control.lower()
+        return [directive for directive in refused if directive in lowered]
+    names = set(split_directive_names(cache_control))
+    return [directive for directive in refused if directive in names]
 
 
 def not_stored_reason(response: HttpResponseBase) -> str | None:
@@ -200,9 +246,9 @@ def not_stored_reason(response: HttpResponseBase) -> str | None:
             "not store it (a page rendering {% csrf_token %} or using the session does this)"
         )
     cache_control = response.get("Cache-Control", "")
-    for directive in ("private", "no-cache", "no-store"):
-        if directive in cache_control.lower():
-            return f"Cache-Control: {cache_control} ({directive}): the page cache does not store it"
+    refused = _refused_directives(cache_control)
+    if refused:
+        return f"Cache-Control: {cache_control} ({refused[0]}): the page cache does not store it"
     if has_vary_header(response, "*"):
         return "Vary: *: the page cache does not store it"
     if get_max_age(response) == 0:
@@ -241,7 +287,13 @@ def render(url: str) -> int:
     probe, _ = _get(url)
     if _served_from_cache(probe):
         return code
-    reason = not_stored_reason(response) or (
+    reason = not_stored_reason(response)
+    if reason is None and request.__dict__.get("_cw_cache_update_cache") is False:
+        reason = (
+            "the view or a middleware set request._cache_update_cache = False, so the page "
+            "cache does not store it"
+        )
+    reason = reason or (
         "the page cache did not keep the response (a DummyCache, a cache that culled it or "
         "ignores errors, or a page cache timeout of 0)"
     )

@@ -68,6 +68,7 @@ NOT_STORED = {
     "private": "Cache-Control: private (private)",
     "no-store": "Cache-Control: no-store (no-store)",
     "vary-star": "Vary: *",
+    "opt-out": "the view or a middleware set request._cache_update_cache = False",
     "created": "answered 201 Created: the page cache stores only 200 responses",
 }
 
