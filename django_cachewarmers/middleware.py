@@ -183,10 +183,19 @@ def page_to_count(
     return key or None
 
 
+#: The script names (``SCRIPT_NAME``, ``""`` for none) of the real requests this process counted,
+#: oldest first, at most ``MAX_SCRIPT_NAMES``: ``render_page`` splits a page's URL at one of them.
+SCRIPT_NAMES_SEEN: dict[str, None] = {}
+MAX_SCRIPT_NAMES = 16
+
+
 def _page_key(request: HttpRequest, page: tuple[str, str, str], config: TrackingSettings) -> str:
     """A page's key, or "" if it is never counted, remembered; DisallowedHost for a bad host."""
     scheme, raw_host, path = page
     host = request.get_host()  # raises DisallowedHost for a host not in ALLOWED_HOSTS
+    path_info = request.path_info
+    if path.endswith(path_info) and len(SCRIPT_NAMES_SEEN) < MAX_SCRIPT_NAMES:
+        SCRIPT_NAMES_SEEN.setdefault(path[: len(path) - len(path_info)])
     key = f"{scheme}://{host}{escape_uri_path(path)}"
     if (
         len(key) > MAX_URL_LENGTH

@@ -24,7 +24,7 @@ from django.urls import Resolver404, get_script_prefix, resolve, set_script_pref
 from django.utils.cache import get_max_age, has_vary_header
 from django.utils.encoding import repercent_broken_unicode
 
-from django_cachewarmers.middleware import RENDER_MARKER
+from django_cachewarmers.middleware import RENDER_MARKER, SCRIPT_NAMES_SEEN
 
 
 class PageNotWarmed(Exception):
@@ -104,11 +104,14 @@ def split_script_name(path: str) -> tuple[str, str]:
 
     ``path`` is unquoted and decoded as ISO-8859-1, as WSGI carries it.
 
-    With ``FORCE_SCRIPT_NAME`` set, the path must start with it (else ``PageNotWarmed``). Without
-    it, the script name is the shortest leading run of whole path segments such that the rest
-    resolves in ``ROOT_URLCONF`` (``django.urls.resolve``): ``"/shop/p/"`` on a site whose urlconf
-    has ``p/`` gives ``("/shop", "/p/")``; a path that resolves as it is gives ``("", path)``, and
-    so does a path nothing resolves (the page then answers 404).
+    With ``FORCE_SCRIPT_NAME`` set, the path must start with it (else ``PageNotWarmed``). Else,
+    once this process has counted real requests (``AccessTrackingMiddleware``), the longest of
+    their script names that the path starts with (``""`` matches every path). Else (no request
+    counted yet, e.g. the startup warm or a separate scheduler process) the script name is the
+    shortest leading run of whole path segments such that the rest resolves in ``ROOT_URLCONF``
+    (``django.urls.resolve``): ``"/shop/p/"`` on a site whose urlconf has ``p/`` gives
+    ``("/shop", "/p/")``; a path that resolves as it is gives ``("", path)``, and so does a path
+    nothing resolves (the page then answers 404).
     """
     forced = settings.FORCE_SCRIPT_NAME
     if forced is not None:
@@ -116,6 +119,11 @@ def split_script_name(path: str) -> tuple[str, str]:
         if path == script or path.startswith(script + "/"):
             return script, path[len(script) :] or "/"
         raise PageNotWarmed(f"{path!r} is not under FORCE_SCRIPT_NAME {forced!r}")
+    # The script names of the real requests this process served: the server's own split.
+    seen = [name for name in SCRIPT_NAMES_SEEN if path == name or path.startswith(name + "/")]
+    if seen:
+        script = max(seen, key=len)
+        return script, path[len(script) :] or "/"
     cut = 0
     while cut >= 0:
         rest = path[cut:] or "/"

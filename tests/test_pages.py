@@ -18,6 +18,7 @@ from django.test import Client, override_settings
 
 from django_cachewarmers import NO_STORE, trackers
 from django_cachewarmers.loaders import render_page
+from django_cachewarmers.middleware import SCRIPT_NAMES_SEEN
 from django_cachewarmers.pages import PageNotWarmed
 from tests.redis_server import RedisServer
 from tests.testapp import views
@@ -47,6 +48,7 @@ def page_cache(request: pytest.FixtureRequest) -> Iterator[str]:
     with override_settings(CACHES={**settings.CACHES, "default": default}):
         caches["default"].clear()  # the suite's own redis-server, a database of its own
         trackers.reset()
+        SCRIPT_NAMES_SEEN.clear()
         views.EXECUTIONS.clear()
         yield request.param
         caches["default"].clear()

@@ -23,7 +23,7 @@ from django.urls import get_script_prefix
 
 from django_cachewarmers import NO_STORE, trackers
 from django_cachewarmers.loaders import render_page
-from django_cachewarmers.middleware import AccessTrackingMiddleware
+from django_cachewarmers.middleware import SCRIPT_NAMES_SEEN, AccessTrackingMiddleware
 from django_cachewarmers.pages import PageNotWarmed, split_script_name
 from tests.processes import PYTHON, Project, http_get, started_at, wait_until
 from tests.redis_server import RedisServer, free_port
@@ -42,6 +42,7 @@ PER_SITE = [
 @pytest.fixture(autouse=True)
 def fresh() -> Iterator[None]:
     trackers.reset()
+    SCRIPT_NAMES_SEEN.clear()  # what this process's real requests taught it (a global)
     views.EXECUTIONS.clear()
     caches["default"].clear()
     # startproject's STATIC_URL (relative); MEDIA_URL stays Django's default "".
@@ -49,6 +50,7 @@ def fresh() -> Iterator[None]:
         yield
     trackers.reset()
     caches["default"].clear()
+    SCRIPT_NAMES_SEEN.clear()
 
 
 def counted() -> dict[Any, int]:
@@ -129,6 +131,21 @@ def test_render_page_fills_the_entry_a_request_under_the_script_name_reads(
         assert response.status_code == 200
         assert views.EXECUTIONS[view] == 1, "the view ran: not served from the warmed entry"
     assert counted() == {f"http://testserver/shop{path}": 1}  # the render was not counted
+
+
+@pytest.mark.django_db
+def test_once_real_requests_were_counted_their_script_name_is_used_not_a_guess() -> None:
+    # A URL that no longer exists (a stale hot set after a deploy): on a site served at the root,
+    # it must not be rendered as /products/7/ under a made-up script name "/old".
+    assert split_script_name("/old/products/7/") == ("/old", "/products/7/")  # nothing seen yet
+    assert Client().get("/pages/a/").status_code == 200  # a real request at the root
+    assert split_script_name("/old/products/7/") == ("", "/old/products/7/")
+    with pytest.raises(PageNotWarmed, match="answered 404"):
+        render_page("http://testserver/old/products/7/")
+    # A site that served /shop (and the root): the longest script name the path starts with.
+    assert Client(SCRIPT_NAME="/shop").get("/pages/a/").status_code == 200
+    assert split_script_name("/shop/products/7/") == ("/shop", "/products/7/")
+    assert split_script_name("/products/7/") == ("", "/products/7/")
 
 
 @pytest.mark.django_db
