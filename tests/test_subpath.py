@@ -108,6 +108,8 @@ def test_split_script_name_takes_the_shortest_prefix_under_which_the_rest_resolv
     assert split_script_name("/shop/products/7/") == ("/shop", "/products/7/")
     assert split_script_name("/a/shop/pages/x/") == ("/a/shop", "/pages/x/")
     assert split_script_name("/nothing/here/") == ("", "/nothing/here/")  # answers 404
+    with override_settings(FORCE_SCRIPT_NAME=""):  # a site at the root: no guess
+        assert split_script_name("/shop/products/7/") == ("", "/shop/products/7/")
     with override_settings(FORCE_SCRIPT_NAME="/shop/"):
         assert split_script_name("/shop/pages/x/") == ("/shop", "/pages/x/")
         with pytest.raises(PageNotWarmed, match="is not under FORCE_SCRIPT_NAME '/shop/'"):
