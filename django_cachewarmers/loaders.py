@@ -116,7 +116,11 @@ def render_page(url: str) -> _NoStore:
 
     Renders ``url`` through the project's own request handler (full middleware stack, no network)
     as an anonymous visitor, so that ``cache_page`` views and the per-site cache store the response
-    under exactly the key a real request looks up. A page that does not answer 2xx is a failed key.
+    under exactly the key a real request looks up. Returns ``NO_STORE`` only when a second anonymous
+    GET right after the render is answered by Django's page cache; else raises
+    ``pages.PageNotWarmed`` saying why (not 2xx, no page cache, a response the page cache does not
+    store, or did not keep): a failed key. A site under a sub-path gets ``SCRIPT_NAME`` split off
+    the URL's path (``pages.split_script_name``).
     """
     from django_cachewarmers.pages import render  # the Django layer; the core imports no Django
 

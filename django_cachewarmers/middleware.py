@@ -16,7 +16,7 @@ from django.core.exceptions import DisallowedHost, ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponseBase
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, get_script_prefix, reverse
 from django.utils.encoding import escape_uri_path
 
 from django_cachewarmers.conf import conf
@@ -30,24 +30,53 @@ RENDER_MARKER = "django_cachewarmers.render"
 MAX_URL_LENGTH = 2048
 
 
-def _default_exclusions() -> list[str]:
-    patterns = []
+def _default_exclusions() -> tuple[list[str], list[str]]:
+    """The default exclusions: (patterns for ``request.path``, patterns for ``request.path_info``).
+
+    On a site served under a sub-path (``SCRIPT_NAME``, ``FORCE_SCRIPT_NAME``) the admin and a
+    relative ``STATIC_URL`` / ``MEDIA_URL`` live under the script prefix, so they are matched
+    against the path within the site (``path_info``); an absolute one against the full path. The raw
+    settings are read: Django's ``settings.STATIC_URL`` adds the script prefix of whichever request
+    first read it, and turns the default ``MEDIA_URL = ""`` into the prefix itself (which would
+    exclude every page).
+    """
+    full: list[str] = []
+    in_site: list[str] = []
     # NoReverseMatch without the admin; other errors (no ROOT_URLCONF, a broken urlconf) must not
     # make every request's tracking fail.
     with contextlib.suppress(NoReverseMatch, ImportError, AttributeError, ImproperlyConfigured):
-        patterns.append("^" + re.escape(reverse("admin:index")))
+        admin = reverse("admin:index")
+        prefix = get_script_prefix()  # reverse() put the current script prefix in front
+        if admin.startswith(prefix):
+            in_site.append("^" + re.escape("/" + admin[len(prefix) :]))
+    settings.ROOT_URLCONF  # noqa: B018 -- sets the lazy settings up, so that _wrapped is real
+    # The settings object behind django.conf.settings: its STATIC_URL / MEDIA_URL are the values
+    # as written (LazySettings' own add the script prefix).
+    raw_settings: Any = settings._wrapped  # type: ignore[misc]
     for setting in ("STATIC_URL", "MEDIA_URL"):
-        url = getattr(settings, setting, None)
-        if isinstance(url, str) and url.startswith("/") and url != "/":
-            patterns.append("^" + re.escape(url))
-    return patterns
+        url = getattr(raw_settings, setting, None)
+        if not isinstance(url, str) or not url or url == "/" or "://" in url:
+            continue  # unset, the site's root (Django's default MEDIA_URL), or another host
+        if url.startswith("/"):
+            full.append("^" + re.escape(url))
+        else:
+            in_site.append("^" + re.escape("/" + url))
+    return full, in_site
+
+
+def _compile(patterns: list[str]) -> re.Pattern[str] | None:
+    return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
 
 
 @dataclass(frozen=True)
 class TrackingSettings:
     """The tracking settings, read once: this runs on every request."""
 
+    #: Matched against ``request.path`` (the full path, script prefix included).
     exclude: re.Pattern[str] | None
+    #: Matched against ``request.path_info`` (the path within the site): the default exclusions
+    #: that live under the script prefix.
+    exclude_in_site: re.Pattern[str] | None
     sample_rate: float
     #: ``sample_rate < 1``.
     sampled: bool
@@ -65,10 +94,12 @@ class TrackingSettings:
     @classmethod
     def load(cls) -> TrackingSettings:
         patterns = conf.TRACK_EXCLUDE
+        in_site: list[str] = []
         if patterns is None:
-            patterns = _default_exclusions()
+            patterns, in_site = _default_exclusions()
         return cls(
-            exclude=re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None,
+            exclude=_compile(patterns),
+            exclude_in_site=_compile(in_site),
             sample_rate=conf.TRACK_SAMPLE_RATE,
             sampled=conf.TRACK_SAMPLE_RATE < 1,
             authenticated=conf.TRACK_AUTHENTICATED,
@@ -152,12 +183,25 @@ def page_to_count(
     return key or None
 
 
+#: The script names (``SCRIPT_NAME``, ``""`` for none) of the real requests this process counted,
+#: oldest first, at most ``MAX_SCRIPT_NAMES``: ``render_page`` splits a page's URL at one of them.
+SCRIPT_NAMES_SEEN: dict[str, None] = {}
+MAX_SCRIPT_NAMES = 16
+
+
 def _page_key(request: HttpRequest, page: tuple[str, str, str], config: TrackingSettings) -> str:
     """A page's key, or "" if it is never counted, remembered; DisallowedHost for a bad host."""
     scheme, raw_host, path = page
     host = request.get_host()  # raises DisallowedHost for a host not in ALLOWED_HOSTS
+    path_info = request.path_info
+    if path.endswith(path_info) and len(SCRIPT_NAMES_SEEN) < MAX_SCRIPT_NAMES:
+        SCRIPT_NAMES_SEEN.setdefault(path[: len(path) - len(path_info)])
     key = f"{scheme}://{host}{escape_uri_path(path)}"
-    if len(key) > MAX_URL_LENGTH or (config.exclude is not None and config.exclude.search(path)):
+    if (
+        len(key) > MAX_URL_LENGTH
+        or (config.exclude is not None and config.exclude.search(path))
+        or (config.exclude_in_site is not None and config.exclude_in_site.search(request.path_info))
+    ):
         key = ""
     # Without a Host header get_host() builds one from the server's name; an overlong URL is not
     # worth its memory.

@@ -1,4 +1,9 @@
-"""Rendering a page through the project's own request handler, for ``loaders.render_page``."""
+"""Rendering a page through the project's own request handler, for ``loaders.render_page``.
+
+A render counts as a warm only when a second anonymous GET of the same URL, right after it, is
+answered by a page cache (``cache_page`` or the per-site cache middleware) without running the view:
+that is the entry the next real anonymous request is served from.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +14,81 @@ from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from django.conf import settings
-from django.core.handlers.wsgi import WSGIHandler
+from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from django.http import HttpResponseBase
 from django.http.request import split_domain_port, validate_host
+from django.middleware.cache import FetchFromCacheMiddleware
+from django.urls import Resolver404, get_script_prefix, resolve, set_script_prefix
+from django.utils.cache import get_max_age, has_vary_header
+from django.utils.encoding import repercent_broken_unicode
 
-from django_cachewarmers.middleware import RENDER_MARKER
+from django_cachewarmers.middleware import RENDER_MARKER, SCRIPT_NAMES_SEEN
 
 
 class PageNotWarmed(Exception):
-    """The page could not be rendered, or did not answer 2xx."""
+    """The page could not be rendered, or no page cache now holds it (the message says why)."""
+
+
+#: The code that flags a request as answered from the page cache (or missed): Django's own.
+_FETCH_FROM_CACHE = FetchFromCacheMiddleware.process_request.__code__
+
+
+class _PageRequest(WSGIRequest):
+    """A ``WSGIRequest`` that notes what Django's page cache did with it.
+
+    ``FetchFromCacheMiddleware.process_request`` (the per-site cache, and ``cache_page`` through
+    ``CacheMiddleware``) sets ``request._cache_update_cache``: False when it answered from the
+    cache, True when it missed. Views and middleware also set that flag themselves (to keep a page
+    out of the cache), so only the page cache's own assignments count.
+    """
+
+    #: A page cache looked this request up.
+    page_cache_seen = False
+    #: A page cache answered it (the view did not run for it).
+    page_cache_hit = False
+
+    @property
+    def _cache_update_cache(self) -> bool:
+        try:
+            return bool(self.__dict__["_cw_cache_update_cache"])
+        except KeyError:
+            raise AttributeError("_cache_update_cache") from None  # hasattr() is False, as usual
+
+    @_cache_update_cache.setter
+    def _cache_update_cache(self, value: bool) -> None:
+        self.__dict__["_cw_cache_update_cache"] = value
+        if sys._getframe(1).f_code is _FETCH_FROM_CACHE:
+            self.page_cache_seen = True
+            if not value:  # the hit branch (the other False is for a method other than GET/HEAD)
+                self.page_cache_hit = True
+
+
+class _Handler(WSGIHandler):
+    """Django's WSGI handler, keeping each thread's last request and response for inspection."""
+
+    request_class = _PageRequest
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last = threading.local()
+
+    def get_response(self, request: Any) -> HttpResponseBase:
+        response = super().get_response(request)
+        self.last.exchange = (request, response)
+        return response
 
 
 _lock = threading.Lock()
-_handler: WSGIHandler | None = None
+_handler: _Handler | None = None
 
 
-def _get_handler() -> WSGIHandler:
+def _get_handler() -> _Handler:
     global _handler
     with _lock:
         if _handler is None:
-            _handler = WSGIHandler()  # loads the project's MIDDLEWARE once
+            _handler = _Handler()  # loads the project's MIDDLEWARE once
         return _handler
 
 
@@ -40,8 +99,50 @@ def _reload_handler(*, setting: str, **kwargs: Any) -> None:
         _handler = None
 
 
+def split_script_name(path: str) -> tuple[str, str]:
+    """``(SCRIPT_NAME, PATH_INFO)`` of a URL's path on this site, both in WSGI form.
+
+    ``path`` is unquoted and decoded as ISO-8859-1, as WSGI carries it.
+
+    With ``FORCE_SCRIPT_NAME`` set, the path must start with it (else ``PageNotWarmed``). Else,
+    once this process has counted real requests (``AccessTrackingMiddleware``), the longest of
+    their script names that the path starts with (``""`` matches every path). Else (no request
+    counted yet, e.g. the startup warm or a separate scheduler process) the script name is the
+    shortest leading run of whole path segments such that the rest resolves in ``ROOT_URLCONF``
+    (``django.urls.resolve``): ``"/shop/p/"`` on a site whose urlconf has ``p/`` gives
+    ``("/shop", "/p/")``; a path that resolves as it is gives ``("", path)``, and so does a path
+    nothing resolves (the page then answers 404).
+    """
+    forced = settings.FORCE_SCRIPT_NAME
+    if forced is not None:
+        script = forced.rstrip("/")
+        if path == script or path.startswith(script + "/"):
+            return script, path[len(script) :] or "/"
+        raise PageNotWarmed(f"{path!r} is not under FORCE_SCRIPT_NAME {forced!r}")
+    # The script names of the real requests this process served: the server's own split.
+    seen = [name for name in SCRIPT_NAMES_SEEN if path == name or path.startswith(name + "/")]
+    if seen:
+        script = max(seen, key=len)
+        return script, path[len(script) :] or "/"
+    cut = 0
+    while cut >= 0:
+        rest = path[cut:] or "/"
+        try:
+            # As Django's WSGIRequest decodes PATH_INFO.
+            resolve(repercent_broken_unicode(rest.encode("iso-8859-1")).decode())
+        except Resolver404:
+            cut = path.find("/", cut + 1)
+            continue
+        return path[:cut], rest
+    return "", path
+
+
 def environ_for(url: str) -> dict[str, Any]:
-    """The WSGI environ of an anonymous GET for ``url`` (no cookies, no query string)."""
+    """The WSGI environ of an anonymous GET for ``url`` (no cookies, no query string).
+
+    ``SCRIPT_NAME`` and ``PATH_INFO`` come from ``split_script_name``, so a site served under a
+    sub-path gets the request a WSGI server would have made of ``url``.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise PageNotWarmed(f"not an http(s) URL: {url!r}")
@@ -55,10 +156,14 @@ def environ_for(url: str) -> dict[str, Any]:
     if not domain or not validate_host(domain, allowed):
         raise PageNotWarmed(f"host {host!r} is not in ALLOWED_HOSTS")
     secure = parts.scheme == "https"
+    # WSGI carries the path as the bytes of the URL, decoded as ISO-8859-1.
+    script_name, path_info = split_script_name(
+        unquote_to_bytes(parts.path or "/").decode("iso-8859-1")
+    )
     return {
         "REQUEST_METHOD": "GET",
-        "SCRIPT_NAME": "",
-        "PATH_INFO": unquote_to_bytes(parts.path or "/").decode("iso-8859-1"),
+        "SCRIPT_NAME": script_name,
+        "PATH_INFO": path_info,
         "QUERY_STRING": "",
         "SERVER_NAME": domain,
         "SERVER_PORT": port or ("443" if secure else "80"),
@@ -76,28 +181,128 @@ def environ_for(url: str) -> dict[str, Any]:
     }
 
 
-def render(url: str) -> int:
-    """Render ``url`` with the full middleware stack, as an anonymous visitor; return the status.
+def _get(url: str) -> tuple[_PageRequest, HttpResponseBase]:
+    """One in-process anonymous GET of ``url`` through the full stack: its request and response.
 
-    ``cache_page`` views and the per-site cache middleware store the response under the key a real
-    anonymous request for that URL looks up. Raises ``PageNotWarmed`` unless the page answers 2xx.
+    The environ carries ``RENDER_MARKER``: the access-tracking middleware does not count it, and
+    a ``request_started`` receiver can tell it from a real request.
     """
     environ = environ_for(url)
-    statuses: list[str] = []
+    handler = _get_handler()
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        statuses.append(status)
         return lambda data: None
 
-    body = _get_handler()(environ, start_response)
+    handler.last.exchange = None
+    # The handler sets this thread's script prefix (reverse() reads it) to the page's SCRIPT_NAME;
+    # the loader thread goes back to what it had.
+    previous_prefix = get_script_prefix()
     try:
-        for _ in body:
-            pass
+        body = handler(environ, start_response)
+        try:
+            for _ in body:
+                pass
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()  # sends request_finished, as a server would
     finally:
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()  # sends request_finished, as a server would
-    code = int(statuses[0].split(" ", 1)[0]) if statuses else 0
+        set_script_prefix(previous_prefix)
+    exchange: tuple[_PageRequest, HttpResponseBase] | None = handler.last.exchange
+    handler.last.exchange = None
+    if exchange is None:
+        raise PageNotWarmed(f"{url}: Django's handler returned no response")
+    return exchange
+
+
+def _served_from_cache(request: _PageRequest) -> bool | None:
+    """Whether a page cache answered this request: None when no page cache saw it at all."""
+    if request.page_cache_hit:
+        return True
+    return False if request.page_cache_seen else None
+
+
+def _refused_directives(cache_control: str) -> list[str]:
+    """The ``private`` / ``no-cache`` / ``no-store`` directives the page cache refuses, found the
+    way the installed Django finds them (directive names from Django 6.1, substrings before)."""
+    refused = ("private", "no-cache", "no-store")
+    try:
+        from django.utils.http import split_directive_names
+    except ImportError:
+        lowered = cache_control.lower()
+        return [directive for directive in refused if directive in lowered]
+    names = set(split_directive_names(cache_control))
+    return [directive for directive in refused if directive in names]
+
+
+def not_stored_reason(response: HttpResponseBase) -> str | None:
+    """Why Django's ``UpdateCacheMiddleware`` would not store ``response``, or None.
+
+    Mirrors ``django.middleware.cache.UpdateCacheMiddleware.process_response`` (Django 5.2 / 6.x):
+    only 200, not streaming, no cookie set while varying on ``Cookie``, no ``private``, ``no-cache``
+    or ``no-store`` in ``Cache-Control``, no ``Vary: *``, no ``max-age=0``.
+    """
+    code = response.status_code
+    if code != 200:
+        return f"answered {code} {response.reason_phrase}: the page cache stores only 200 responses"
+    if response.streaming:
+        return "a streaming response: the page cache never stores those"
+    if response.cookies and has_vary_header(response, "Cookie"):
+        names = ", ".join(sorted(response.cookies))
+        return (
+            f"the response sets a cookie ({names}) and varies on Cookie, so the page cache does "
+            "not store it (a page rendering {% csrf_token %} or using the session does this)"
+        )
+    cache_control = response.get("Cache-Control", "")
+    refused = _refused_directives(cache_control)
+    if refused:
+        return f"Cache-Control: {cache_control} ({refused[0]}): the page cache does not store it"
+    if has_vary_header(response, "*"):
+        return "Vary: *: the page cache does not store it"
+    if get_max_age(response) == 0:
+        return (
+            "Cache-Control: max-age=0 (set by the view, or a cache timeout of 0): "
+            "the page cache does not store it"
+        )
+    return None
+
+
+def render(url: str) -> int:
+    """Render ``url`` as an anonymous visitor, then check that a page cache now serves it.
+
+    The render goes through the full middleware stack (no network), so ``cache_page`` views and
+    the per-site cache store the response under the key a real anonymous request for that URL
+    looks up. A second anonymous GET then checks that a page cache answers it without running the
+    view. Returns the render's status code. Raises ``PageNotWarmed`` saying why otherwise: not
+    2xx, no page cache in front of the page, or a response the page cache does not store (sets a
+    cookie, ``private``, ``no-cache``, ``no-store``, ``max-age=0``, ``Vary: *``) or did not keep.
+    """
+    request, response = _get(url)
+    code = response.status_code
     if not 200 <= code < 300:
-        raise PageNotWarmed(f"{url} answered {statuses[0] if statuses else 'nothing'}")
-    return code
+        raise PageNotWarmed(f"{url} answered {code} {response.reason_phrase}")
+    served = _served_from_cache(request)
+    if served is None:
+        raise PageNotWarmed(
+            f"{url}: no page cache in front of it (neither cache_page nor the per-site cache "
+            "middleware saw the request), so rendering it warms nothing"
+        )
+    if served:
+        return code  # the render itself was answered from the cache (see README: Limits)
+    # The view ran: did a page cache store what it answered? Ask the cache, not the response:
+    # cache_page stores the view's response before the outer middleware (CSRF, sessions) add
+    # their cookies and headers, and a cache may drop what it was given.
+    probe, _ = _get(url)
+    if _served_from_cache(probe):
+        return code
+    reason = not_stored_reason(response)
+    if reason is None and request.__dict__.get("_cw_cache_update_cache") is False:
+        reason = (
+            "the view or a middleware set request._cache_update_cache = False, so the page "
+            "cache does not store it"
+        )
+    reason = reason or (
+        "the page cache did not keep the response (a DummyCache, a cache that culled it or "
+        "ignores errors, or a page cache timeout of 0)"
+    )
+    raise PageNotWarmed(f"{url}: the next anonymous GET would run the view: {reason}")

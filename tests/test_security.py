@@ -99,8 +99,12 @@ def test_no_secret_or_cookie_reaches_a_stored_key_a_row_or_a_log_line(
     wait_until(
         lambda: {f"{site}/products/1/", f"{site}/pages/home/"} <= hot_keys(), 30, "the hot set"
     )
+    # /products/1/ is a cache_page page (warmed); the /pages/ ones have no page cache in front of
+    # them here, so render_page renders them and reports them failed ("no page cache").
     wait_until(
-        lambda: [r for r in p.run_rows() if r["keys_warmed"] >= 3], 30, "a warm of the hot pages"
+        lambda: [r for r in p.run_rows() if r["keys_warmed"] >= 1 and r["keys_failed"] >= 2],
+        30,
+        "a warm of the hot pages",
     )
     snapshot = redis_dump(p)
     assert p.stop(server) == 0  # the clean shutdown also saves the hot set and logs

@@ -9,4 +9,7 @@ urlpatterns = [
     path("products/<int:pk>/", views.product),
     path("pages/<slug:slug>/", views.page),
     path("missing/", views.missing),
+    path("shaped/<slug:kind>/", views.shaped),
+    path("cached/<slug:kind>/", views.cached_shaped),
+    path("cached-bare/<slug:kind>/", views.cached_shaped_bare),
 ]

@@ -7,7 +7,10 @@ import threading
 from collections import Counter
 
 from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
+from django.shortcuts import render
+from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.views.decorators.cache import cache_page
+from django.views.decorators.csrf import csrf_protect
 
 EXECUTIONS: Counter[str] = Counter()
 _lock = threading.Lock()
@@ -41,3 +44,36 @@ def page(request: HttpRequest, slug: str) -> HttpResponse:
 
 def missing(request: HttpRequest) -> HttpResponse:
     return HttpResponseNotFound("no such page")
+
+
+def shaped(request: HttpRequest, kind: str) -> HttpResponse:
+    """A page shaped so that Django's page cache stores it, or refuses to, for ``render_page``."""
+    _executed(f"shaped:{kind}")
+    if kind.startswith("csrf"):
+        return render(request, "testapp/form.html", {"kind": kind})  # sets the CSRF cookie
+    response = HttpResponse(f"shaped {kind}")
+    if kind == "private":
+        patch_cache_control(response, private=True)
+    elif kind == "no-store":
+        patch_cache_control(response, no_store=True)
+    elif kind == "max-age-0":
+        patch_cache_control(response, max_age=0)
+    elif kind == "vary-star":
+        patch_vary_headers(response, ["*"])
+    elif kind == "opt-out":
+        # A common way to keep one page out of the page cache (the view still runs on each GET).
+        request._cache_update_cache = False  # type: ignore[attr-defined]
+    elif kind == "created":
+        response.status_code = 201
+    elif kind == "not-found":
+        response.status_code = 404
+    elif kind == "error":
+        response.status_code = 500
+    return response
+
+
+#: Under cache_page, as Django's CSRF docs say: csrf_protect inside, so that the CSRF cookie and
+#: ``Vary: Cookie`` are on the response cache_page sees.
+cached_shaped = cache_page(300)(csrf_protect(shaped))
+#: cache_page alone: Django stores the page before CsrfViewMiddleware adds its cookie.
+cached_shaped_bare = cache_page(300)(shaped)

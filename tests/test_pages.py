@@ -1,0 +1,206 @@
+"""render_page counts a page as warmed only when a page cache now serves the next anonymous GET.
+
+In process, through the real handler and Django's real cache middleware, on a real LocMemCache
+and on Django's RedisCache on the suite's own redis-server. Whether the next request was a hit is
+read from the views' execution counts (the view runs only on a miss).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.cache import caches
+from django.test import Client, override_settings
+
+from django_cachewarmers import NO_STORE, trackers
+from django_cachewarmers.loaders import render_page
+from django_cachewarmers.middleware import SCRIPT_NAMES_SEEN
+from django_cachewarmers.pages import PageNotWarmed
+from tests.redis_server import RedisServer
+from tests.testapp import views
+
+TRACKING = "django_cachewarmers.middleware.AccessTrackingMiddleware"
+PER_VIEW = [TRACKING, *settings.MIDDLEWARE]
+PER_SITE = [
+    "django.middleware.cache.UpdateCacheMiddleware",
+    TRACKING,
+    *settings.MIDDLEWARE,
+    "django.middleware.cache.FetchFromCacheMiddleware",
+]
+LOCMEM = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "pages"}
+
+
+@pytest.fixture(params=["locmem", "redis"])
+def page_cache(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The page cache ("default"): a LocMemCache, or RedisCache on the suite's own server."""
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        default: dict[str, Any] = {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"{server.url}/2",
+        }
+    else:
+        default = LOCMEM
+    with override_settings(CACHES={**settings.CACHES, "default": default}):
+        caches["default"].clear()  # the suite's own redis-server, a database of its own
+        trackers.reset()
+        SCRIPT_NAMES_SEEN.clear()
+        views.EXECUTIONS.clear()
+        yield request.param
+        caches["default"].clear()
+    trackers.reset()
+
+
+def hit(path: str, **extra: Any) -> bool:
+    """Whether an anonymous GET of ``path`` is served without running its view (a cache hit)."""
+    before = sum(views.EXECUTIONS.values())
+    response = Client().get(path, **extra)
+    assert response.status_code < 500, response
+    return sum(views.EXECUTIONS.values()) == before
+
+
+# Each kind of page, under the per-site cache and under cache_page: None means warmed, else the
+# reason render_page must give. Django's own rules (django/middleware/cache.py).
+NOT_STORED = {
+    "csrf": "sets a cookie (csrftoken) and varies on Cookie",
+    "private": "Cache-Control: private (private)",
+    "no-store": "Cache-Control: no-store (no-store)",
+    "vary-star": "Vary: *",
+    "opt-out": "the view or a middleware set request._cache_update_cache = False",
+    "created": "answered 201 Created: the page cache stores only 200 responses",
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", [None, *NOT_STORED])
+@pytest.mark.parametrize("where", ["per-site", "cache_page"])
+def test_a_page_counts_as_warmed_only_when_the_next_anonymous_get_is_a_hit(
+    page_cache: str, where: str, kind: str | None
+) -> None:
+    kind_ = kind or "plain"
+    path = f"/shaped/{kind_}/" if where == "per-site" else f"/cached/{kind_}/"
+    with override_settings(MIDDLEWARE=PER_SITE if where == "per-site" else PER_VIEW):
+        if kind is None:
+            assert render_page(f"http://testserver{path}") is NO_STORE
+            assert hit(path)
+        else:
+            with pytest.raises(PageNotWarmed, match=re.escape(NOT_STORED[kind])) as failed:
+                render_page(f"http://testserver{path}")
+            assert "the next anonymous GET would run the view" in str(failed.value)
+            assert not hit(path)
+    # Neither the render nor its check counted as a visit; the real GET did.
+    assert dict(trackers.get_tracker("pages").top(10)) == {f"http://testserver{path}": 1}
+
+
+@pytest.mark.django_db
+def test_max_age_0_is_not_stored_by_the_per_site_cache(page_cache: str) -> None:
+    with override_settings(MIDDLEWARE=PER_SITE):
+        with pytest.raises(PageNotWarmed, match=re.escape("Cache-Control: max-age=0")):
+            render_page("http://testserver/shaped/max-age-0/")
+        assert not hit("/shaped/max-age-0/")
+
+
+@pytest.mark.django_db
+def test_cache_page_stores_max_age_0_so_it_is_warmed(page_cache: str) -> None:
+    # cache_page's own timeout takes precedence over the response's max-age (Django's rule): the
+    # page is stored, and the truth is the cache's, not the header's.
+    with override_settings(MIDDLEWARE=PER_VIEW):
+        assert render_page("http://testserver/cached/max-age-0/") is NO_STORE
+        assert hit("/cached/max-age-0/")
+
+
+@pytest.mark.django_db
+def test_cache_page_without_csrf_protect_stores_the_csrf_page_so_it_is_warmed(
+    page_cache: str,
+) -> None:
+    # Django's documented pitfall: cache_page stores the view's response before
+    # CsrfViewMiddleware adds the cookie. The next anonymous GET is a hit, so it is warmed.
+    with override_settings(MIDDLEWARE=PER_VIEW):
+        assert render_page("http://testserver/cached-bare/csrf/") is NO_STORE
+        assert hit("/cached-bare/csrf/")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("kind", "status"), [("not-found", "404 Not Found"), ("error", "500 Internal Server Error")]
+)
+@pytest.mark.parametrize("where", ["per-site", "cache_page"])
+def test_a_non_2xx_page_is_a_failed_key(
+    page_cache: str, where: str, kind: str, status: str
+) -> None:
+    path = f"/shaped/{kind}/" if where == "per-site" else f"/cached/{kind}/"
+    with (
+        override_settings(MIDDLEWARE=PER_SITE if where == "per-site" else PER_VIEW),
+        pytest.raises(PageNotWarmed, match=re.escape(f"answered {status}")),
+    ):
+        render_page(f"http://testserver{path}")
+
+
+@pytest.mark.django_db
+def test_a_page_with_no_page_cache_in_front_of_it_is_not_warmed(page_cache: str) -> None:
+    with pytest.raises(PageNotWarmed, match="no page cache in front of it"):
+        render_page("http://testserver/shaped/plain/")  # no cache_page, no per-site cache
+    assert not hit("/shaped/plain/")
+
+
+@pytest.mark.django_db
+def test_a_page_cache_that_keeps_nothing_is_not_warmed(page_cache: str) -> None:
+    dummy = {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}
+    with (
+        override_settings(MIDDLEWARE=PER_SITE, CACHES={**settings.CACHES, "default": dummy}),
+        pytest.raises(PageNotWarmed, match="the page cache did not keep the response"),
+    ):
+        render_page("http://testserver/shaped/plain/")
+
+
+@pytest.mark.django_db
+def test_a_page_cache_timeout_of_0_is_not_warmed(page_cache: str) -> None:
+    with (
+        override_settings(MIDDLEWARE=PER_SITE, CACHE_MIDDLEWARE_SECONDS=0),
+        pytest.raises(PageNotWarmed, match="a cache timeout of 0"),
+    ):
+        render_page("http://testserver/shaped/plain/")
+
+
+@pytest.mark.django_db
+def test_a_page_already_cached_counts_as_warmed_without_running_the_view(page_cache: str) -> None:
+    with override_settings(MIDDLEWARE=PER_SITE):
+        assert hit("/shaped/plain/") is False  # a real visit cached it
+        assert render_page("http://testserver/shaped/plain/") is NO_STORE
+        assert views.EXECUTIONS["shaped:plain"] == 1
+        assert hit("/shaped/plain/")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_warm_reports_the_uncacheable_pages_as_failed_keys_with_their_reasons(
+    page_cache: str,
+) -> None:
+    import django_cachewarmers
+
+    kinds = ["plain", "csrf", "private", "no-store", "max-age-0", "vary-star", "not-found"]
+    warmers = {
+        "pages": {
+            "keys": [f"http://testserver/shaped/{kind}/" for kind in kinds],
+            "loader": "django_cachewarmers.loaders.render_page",
+            "max_retries": 0,
+        }
+    }
+    with override_settings(MIDDLEWARE=PER_SITE, CACHE_WARMERS=warmers):
+        stats = django_cachewarmers.warm("pages")
+    assert (stats.keys_warmed, stats.keys_failed) == (1, 6), stats
+    errors = "\n".join(str(error) for error in stats.errors)
+    for reason in (
+        "sets a cookie (csrftoken)",
+        "(private)",
+        "(no-store)",
+        "max-age=0",
+        "Vary: *",
+        "answered 404 Not Found",
+    ):
+        assert reason in errors, errors
+    with override_settings(MIDDLEWARE=PER_SITE):
+        assert hit("/shaped/plain/")
