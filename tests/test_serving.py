@@ -38,6 +38,15 @@ print("listening", flush=True)
 server.run()
 """
 
+SERVE_WITH_UVICORN = """\
+import sys
+
+import uvicorn
+
+# Logs "Uvicorn running on ..." once it listens (after loading the application).
+uvicorn.run("tests.asgi:application", host="127.0.0.1", port=int(sys.argv[1]))
+"""
+
 GUNICORN_CONF = """\
 def post_fork(server, worker):
     # Before the application is loaded (no --preload): start() waits for Django's apps.
@@ -84,14 +93,19 @@ def test_waitress_serve_warms_at_start_without_a_request(
     assert "Traceback" not in log
 
 
+@pytest.mark.parametrize("code", [SERVE_WITH_WAITRESS, SERVE_WITH_UVICORN], ids=["wsgi", "asgi"])
 def test_a_server_of_its_own_warms_at_its_first_request_once(
-    projects: Callable[..., Project],
+    projects: Callable[..., Project], code: str
 ) -> None:
     p = serving(projects)
     port = free_port()
-    script = write(p.tmp_path / "serve.py", SERVE_WITH_WAITRESS)
+    script = write(p.tmp_path / "serve.py", code)
     server = p.start(PYTHON, str(script), str(port), log="serve.log")
-    wait_until(lambda: "listening" in p.log("serve.log"), 60, "waitress to listen")
+    wait_until(
+        lambda: any(line in p.log("serve.log") for line in ("listening", "Uvicorn running on")),
+        60,
+        "the server to listen",
+    )
     time.sleep(QUIET)
     assert STARTED not in p.log("serve.log")  # not a known server: nothing at start ...
     assert p.runs() == []
