@@ -6,6 +6,8 @@ a user's end-to-end suite would. Servers run tests.wsgi / tests.asgi on tests/se
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -177,6 +179,50 @@ def test_with_autostart_off_an_asgi_lifespan_handler_starts_warming(
     p.stop(server)
     log = p.log("uvicorn.log")
     assert started_pids(log) == [server.pid], log
+    assert "Traceback" not in log
+
+
+def test_with_autostart_off_uwsgis_postfork_hook_starts_each_worker(
+    projects: Callable[..., Project],
+) -> None:
+    p = serving(projects, CW_AUTOSTART="0")
+    port = free_port()
+    uwsgi = str(Path(PYTHON).with_name("uwsgi"))
+    server = p.start(
+        uwsgi, "--http-socket", f"127.0.0.1:{port}", "--module", "tests.wsgi_postfork:application",
+        "--master", "--processes", "2", "--enable-threads", "--die-on-term", "--need-app",
+        log="uwsgi.log",
+    )  # fmt: skip
+    wait_until(lambda: p.warmed("item:0", "item:19"), 60, "the workers to warm the cache")
+    wait_until(lambda: len(started_pids(p.log("uwsgi.log"))) == 2, 30, "both workers")
+    os.kill(server.pid, signal.SIGTERM)  # the master stops its workers (see test_servers.py)
+    server.wait(60)
+    log = p.log("uwsgi.log")
+    pids = started_pids(log)
+    assert len(set(pids)) == 2, log
+    assert server.pid not in pids
+    assert [(r["warmer"], r["trigger"]) for r in p.runs()] == [("items", "startup")]
+    assert "Traceback" not in log
+
+
+def test_uvicorn_workers_each_warm_and_the_supervisor_does_not(
+    projects: Callable[..., Project],
+) -> None:
+    p = serving(projects)
+    port = free_port()
+    server = p.start(
+        PYTHON, "-m", "uvicorn", "tests.asgi:application", "--port", str(port), "--workers", "2",
+        log="uvicorn.log",
+    )  # fmt: skip
+    wait_until(lambda: len(started_pids(p.log("uvicorn.log"))) == 2, 60, "both workers to start")
+    wait_until(lambda: p.warmed("item:0", "item:19"), 30, "the workers to warm the cache")
+    assert http_get(port, "/ping/") == (200, b"pong")
+    p.stop(server)
+    log = p.log("uvicorn.log")
+    pids = started_pids(log)
+    assert len(set(pids)) == 2, log
+    assert server.pid not in pids  # the supervisor never loads the application
+    assert [(r["warmer"], r["trigger"]) for r in p.runs()] == [("items", "startup")]
     assert "Traceback" not in log
 
 
