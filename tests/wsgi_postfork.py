@@ -12,6 +12,6 @@ application = get_wsgi_application()
 try:
     from uwsgidecorators import postfork
 except ImportError:  # not running under uWSGI
-    postfork(autostart.start)
+    pass
 else:
     postfork(autostart.start)
