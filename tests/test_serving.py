@@ -283,3 +283,65 @@ def test_a_process_that_serves_nothing_warms_nothing(
     assert STARTED not in done.stderr
     assert p.runs() == []
     assert not p.warmed("item:0")
+
+
+LIVE_SERVER_TEST_CASE = """\
+import time
+import urllib.request
+
+from django.test import LiveServerTestCase
+
+from tests.testapp import warming
+
+
+class LiveServerTest(LiveServerTestCase):
+    def test_live_server(self):
+        with urllib.request.urlopen(self.live_server_url + "/ping/") as response:
+            self.assertEqual(response.read(), b"pong")
+        self.assertEqual(self.client.get("/ping/").content, b"pong")
+        time.sleep({quiet})
+        print("loader calls:", sum(warming.CALLS.values()))
+"""
+
+PYTEST_LIVE_SERVER = """\
+import time
+import urllib.request
+
+from tests.testapp import warming
+
+
+def test_live_server(live_server, client):
+    with urllib.request.urlopen(live_server.url + "/ping/") as response:
+        assert response.read() == b"pong"
+    assert client.get("/ping/").content == b"pong"
+    time.sleep({quiet})
+    print("loader calls:", sum(warming.CALLS.values()))
+"""
+
+
+@pytest.mark.parametrize("runner", ["manage.py test", "pytest"])
+def test_a_test_run_warms_nothing_live_server_included(
+    projects: Callable[..., Project], runner: str
+) -> None:
+    p = serving(projects)
+    if runner == "pytest":
+        write(p.tmp_path / "test_live.py", PYTEST_LIVE_SERVER.format(quiet=QUIET))
+        argv = [PYTHON, "-m", "pytest", "-s", "-q", "-p", "no:cacheprovider", "test_live.py"]
+    else:
+        write(p.tmp_path / "livecheck.py", LIVE_SERVER_TEST_CASE.format(quiet=QUIET))
+        argv = [PYTHON, "-m", "django", "test", "livecheck"]
+    done = subprocess.run(
+        argv,
+        env={**p.env, "PYTHONPATH": f"{p.tmp_path}{os.pathsep}{ROOT}"},
+        cwd=p.tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "loader calls: 0" in output
+    assert STARTED not in output
+    assert p.runs() == []
+    assert not p.warmed("item:0")
