@@ -7,7 +7,8 @@ from django.utils.translation import gettext_lazy as _
 
 
 class CacheWarmersConfig(AppConfig):
-    """Registers the system checks and arms warming at server start; nothing heavier."""
+    """Registers the system checks and arms warming (at server start, or at the first request);
+    nothing heavier."""
 
     name = "django_cachewarmers"
     verbose_name = _("Cache warmers")

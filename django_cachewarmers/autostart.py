@@ -1,10 +1,20 @@
-"""Warming at server start: decide whether this process serves requests, and start once if so.
+"""Warming at server start: in every process that serves requests, and in no other.
 
-``AppConfig.ready()`` calls ``arm()``. It touches no database and starts threads only in a process
-that serves requests: ``runserver``'s autoreloader child (or ``--noreload``), each gunicorn worker
-(after the fork when the app is preloaded in the master), each uWSGI worker, an ASGI server process
-(uvicorn, daphne, hypercorn) or mod_wsgi. Never in tests, in other management commands (migrate,
-check, shell, warm_cache, ...) or in the autoreloader's parent.
+``AppConfig.ready()`` calls ``arm()``. It touches no database. It decides from facts of this process
+(its command line, the server code loading the application, the modules only a server embeds),
+never from environment variables inherited from a parent or from a module that merely got imported:
+
+- a known server starts warming at once (``detect()``): ``runserver``'s autoreloader child (or
+  ``--noreload``), each gunicorn worker (after the fork when the master preloads the application),
+  each uWSGI worker (after the fork), uvicorn, daphne, hypercorn, granian, ``waitress-serve``,
+  cheroot and mod_wsgi processes;
+- any other process arms at its first request (``request_started``, sent by every Django WSGI and
+  ASGI handler), on a background thread, so the request is not delayed;
+- ``start()`` is the explicit hook for a server's own post-fork or lifespan handler.
+
+Never in pytest's own process (pytest-django's ``live_server`` included) or ``manage.py test``,
+never for in-process requests (Django's test ``Client``, ``render_page``), never in the
+autoreloader's parent or in other management commands, which serve no requests.
 """
 
 from __future__ import annotations
@@ -14,8 +24,11 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import FrameType
+from typing import Any
+
+from django.core.signals import request_started
 
 from django_cachewarmers.conf import conf
 
@@ -23,93 +36,207 @@ logger = logging.getLogger("django_cachewarmers")
 
 #: Management commands that serve requests (third-party runservers included).
 SERVER_COMMANDS = frozenset({"runserver", "runserver_plus", "runsslserver", "runmodwsgi"})
-ASGI_SERVERS = ("uvicorn", "daphne", "hypercorn", "granian")
+#: Programs (``argv[0]``'s file name, or the package run with ``python -m``) that are servers.
+SERVER_PROGRAMS = frozenset(
+    {"uvicorn", "daphne", "hypercorn", "granian", "waitress-serve", "waitress", "cheroot"}
+)
+DJANGO_PROGRAMS = frozenset({"manage.py", "django-admin", "django-admin.py", "django"})
+PYTEST_PROGRAMS = frozenset({"pytest", "py.test"})
 
 _lock = threading.Lock()
-_armed = False
+_armed = False  # arm() ran in this interpreter
+_settled = False  # this process started warming, or its first request found it must not
+_start_requested = False  # start() was called before the apps were ready
 _scheduler: object | None = None  # a WarmingScheduler, imported lazily
 
 
-def running_tests(argv: Sequence[str], environ: Mapping[str, str]) -> bool:
-    """True under pytest or ``manage.py test``."""
+def program_name(argv: Sequence[str]) -> str:
+    """The program this process runs: ``argv[0]``'s file name, or the package of ``python -m``."""
+    if not argv:
+        return ""
+    path = argv[0]
+    base = os.path.basename(path)
+    if base == "__main__.py":  # python -m package
+        return os.path.basename(os.path.dirname(path))
+    return base.removesuffix(".exe")
+
+
+def running_tests(
+    argv: Sequence[str], environ: Mapping[str, str], modules: Mapping[str, object] | None = None
+) -> bool:
+    """True in pytest's own process and under ``manage.py test``.
+
+    pytest's process has pytest's session module loaded and marks its run (``PYTEST_VERSION``,
+    set by ``pytest.main``); a server it started only inherits the variables. Django's test
+    environment (``setup_test_environment()``, which pytest-django and ``manage.py test`` call) set
+    up in this process also counts.
+    """
+    modules = sys.modules if modules is None else modules
+    program = program_name(argv)
+    if program in DJANGO_PROGRAMS and len(argv) > 1 and argv[1] == "test":
+        return True
+    test_utils = modules.get("django.test.utils")
+    state = getattr(test_utils, "_TestState", None)
+    if state is not None and hasattr(state, "saved_data"):
+        return True
+    if "_pytest.main" not in modules:
+        return False
     return (
-        "PYTEST_VERSION" in environ
+        program in PYTEST_PROGRAMS
+        or "PYTEST_VERSION" in environ
         or "PYTEST_CURRENT_TEST" in environ
-        or (len(argv) > 1 and argv[1] == "test")
     )
 
 
-def _gunicorn_worker_on_stack(frame: FrameType | None) -> bool:
-    marker = os.sep + os.path.join("gunicorn", "workers") + os.sep
+def _gunicorn_on_stack(frame: FrameType | None) -> str | None:
+    # The server code loading the application right now: a fact of this process, whatever its
+    # argv (gunicorn embedded in a script of your own is still gunicorn).
+    package = os.sep + "gunicorn" + os.sep
+    workers = package + "workers" + os.sep
+    found = None
     while frame is not None:
-        if marker in frame.f_code.co_filename:
-            return True
+        filename = frame.f_code.co_filename
+        if workers in filename:
+            return "worker"
+        if package in filename:
+            found = "master"
         frame = frame.f_back
-    return False
+    return found
 
 
 def detect(
     argv: Sequence[str] | None = None,
     environ: Mapping[str, str] | None = None,
-    modules: Container[str] | None = None,
+    modules: Mapping[str, object] | None = None,
     frame: FrameType | None = None,
 ) -> str | None:
-    """What kind of serving process this is ("runserver", "gunicorn-worker", "gunicorn-master",
-    "uwsgi", "asgi", "mod_wsgi"), or None for a process that must not warm at start."""
+    """What kind of serving process this is at start ("runserver", "gunicorn-worker",
+    "gunicorn-master", "uwsgi", "mod_wsgi", or a server program's name such as "uvicorn"), or
+    None for a process that does not warm at start (its first request may still arm it).
+
+    ``frame`` is where to look for gunicorn's code on the stack (default: the caller's).
+    """
     argv = sys.argv if argv is None else argv
     environ = os.environ if environ is None else environ
     modules = sys.modules if modules is None else modules
-    if running_tests(argv, environ):
+    if running_tests(argv, environ, modules):
         return None
-    program = argv[0] if argv else ""
-    base = os.path.basename(program)
-    is_django_cli = (
-        base.endswith("manage.py")
-        or base.startswith("django-admin")
-        or program.endswith(os.path.join("django", "__main__.py"))
-    )
-    if is_django_cli:
+    program = program_name(argv)
+    if program in DJANGO_PROGRAMS:
         command = argv[1] if len(argv) > 1 else ""
+        # RUN_MAIN is Django's autoreloader telling the process it started that it is the child.
         if command in SERVER_COMMANDS and (
             environ.get("RUN_MAIN") == "true" or "--noreload" in argv
         ):
             return "runserver"
         return None  # any other command, or the autoreloader's parent (its child will warm)
-    if "gunicorn" in program or "gunicorn.arbiter" in modules:
-        here = sys._getframe(1) if frame is None else frame
-        return "gunicorn-worker" if _gunicorn_worker_on_stack(here) else "gunicorn-master"
+    gunicorn = _gunicorn_on_stack(sys._getframe(1) if frame is None else frame)
+    if gunicorn is not None or program == "gunicorn":
+        return "gunicorn-worker" if gunicorn == "worker" else "gunicorn-master"
+    # Both modules exist only inside their servers (uWSGI and Apache embed them), never on disk.
     if "uwsgi" in modules:
         return "uwsgi"
-    if any(server in base for server in ASGI_SERVERS) or any(s in modules for s in ASGI_SERVERS):
-        return "asgi"
     if "mod_wsgi" in modules:
         return "mod_wsgi"
+    if program in SERVER_PROGRAMS:
+        return program
     return None
 
 
-def arm() -> None:
-    """From ``AppConfig.ready()``: start warming here, or after the fork, if this process serves.
+def in_process_request(sender: object, environ: Mapping[str, Any] | None) -> bool:
+    """True for a request made inside the process: Django's test ``Client`` (its handlers are
+    ``request_started``'s sender) or ``render_page`` (its environ carries ``RENDER_MARKER``)."""
+    # Imported here: the middleware module pulls in URL resolving, which ready() has no need of.
+    from django_cachewarmers.middleware import RENDER_MARKER
 
-    Idempotent: only the first call in a process does anything.
-    """
+    if environ is not None and RENDER_MARKER in environ:
+        return True
+    client = sys.modules.get("django.test.client")  # not imported: not a test client request
+    handlers = (getattr(client, "ClientHandler", None), getattr(client, "AsyncClientHandler", None))
+    return isinstance(sender, type) and any(
+        handler is not None and issubclass(sender, handler) for handler in handlers
+    )
+
+
+def arms_on_request(
+    sender: object,
+    environ: Mapping[str, Any] | None,
+    argv: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    modules: Mapping[str, object] | None = None,
+) -> bool:
+    """Whether a request (``request_started``'s sender, and its WSGI environ if any) arms warming
+    in a process that has not started it: a real request, outside a test run, with autostart on."""
+    argv = sys.argv if argv is None else argv
+    env = os.environ if env is None else env
+    return (
+        not in_process_request(sender, environ)
+        and not running_tests(argv, env, modules)
+        and bool(conf.AUTOSTART)
+    )
+
+
+def _on_request_started(sender: object, **kwargs: Any) -> None:
+    # Runs at the start of every request of every handler: one bool once this process settled.
+    if _settled:
+        return
+    environ = kwargs.get("environ")
+    if in_process_request(sender, environ):
+        return  # decides nothing: a real request may follow
+    arms = arms_on_request(sender, environ)
+    if _settle() and arms:
+        # get_specs() and the scheduler's start are not this request's work.
+        threading.Thread(
+            target=_start_in_background, name="cachewarmer-autostart", daemon=True
+        ).start()
+
+
+def _settle() -> bool:
+    """Mark this process settled; True for the one caller that did it (concurrent requests)."""
+    global _settled
+    with _lock:
+        first, _settled = not _settled, True
+    return first
+
+
+def _start_in_background() -> None:
+    try:
+        _start("its first request")
+    except Exception:
+        logger.exception("cache warming could not start")
+
+
+def arm() -> None:
+    """From ``AppConfig.ready()``: start warming here, or after the fork, if this process serves;
+    otherwise at its first request. Idempotent: only the first call in a process does anything."""
     global _armed
     with _lock:
         if _armed:
             return
         _armed = True
+    if running_tests(sys.argv, os.environ):
+        return  # its requests are the test Client's or live_server's: no safety net either
+    request_started.connect(_on_request_started, dispatch_uid="django_cachewarmers.autostart")
+    if _start_requested:  # start() was called before Django was set up (gunicorn's post_fork)
+        _start("start()")
+        return
     if not conf.AUTOSTART:
         return
-    kind = detect()
+    kind = detect(frame=sys._getframe())
     if kind is None:
         return
     logger.debug("cache warming armed for this %s process", kind)
     if kind == "gunicorn-master":
         # Threads do not survive fork(): each worker starts its own after the fork.
-        os.register_at_fork(after_in_child=start)
+        os.register_at_fork(after_in_child=_start_after_fork)
         return
     if kind == "uwsgi" and _uwsgi_master_defers():
         return
-    start()
+    _start(kind)
+
+
+def _start_after_fork() -> None:
+    _start("the fork")
 
 
 def _uwsgi_master_defers() -> bool:
@@ -125,18 +252,41 @@ def _uwsgi_master_defers() -> bool:
     try:
         from uwsgidecorators import postfork
 
-        postfork(start)
+        postfork(_start_after_fork)
     except ImportError:
-        uwsgi.post_fork_hook = start
+        uwsgi.post_fork_hook = _start_after_fork
     return True
 
 
 def start() -> None:
-    """Start startup warming and the scheduler thread in this process (once per process)."""
-    global _scheduler
+    """Start warming in this process: the startup warms, then the scheduler thread (once per
+    process; a second call starts nothing).
+
+    The public hook for a server's own start-up code, called in each process that serves requests
+    after any fork: gunicorn's ``post_worker_init`` or ``post_fork``, uWSGI's ``postfork``, an ASGI
+    lifespan ``startup`` handler, a server of your own. It runs whatever
+    ``CACHE_WARMERS_AUTOSTART`` says (with ``False``, only this call and ``warm_cache --schedule``
+    start anything). Called before Django is set up, it starts when the apps are ready. Does
+    nothing in pytest's own process or under ``manage.py test``.
+    """
+    global _start_requested
+    if running_tests(sys.argv, os.environ):
+        logger.debug("cache warming not started: this process runs tests")
+        return
+    from django.apps import apps
+
+    if not apps.models_ready:
+        _start_requested = True  # arm(), from AppConfig.ready(), starts it
+        return
+    _start("start()")
+
+
+def _start(reason: str) -> None:
+    global _scheduler, _settled
     from django_cachewarmers.scheduler import WarmingScheduler
     from django_cachewarmers.spec import get_specs
 
+    _settled = True  # the first request's safety net has nothing left to do here
     specs = get_specs()
     _report_invalid_warmers(specs)
     if not any(spec.warms_at_startup or spec.is_scheduled for spec in specs.values()):
@@ -149,6 +299,7 @@ def start() -> None:
     scheduler.start()
     atexit.register(stop)
     logger.info("cache warming started in process %d", os.getpid())
+    logger.debug("cache warming started by %s", reason)
 
 
 def _report_invalid_warmers(valid: Mapping[str, object]) -> None:
@@ -182,12 +333,13 @@ def stop() -> None:
 
 
 def _reset_after_fork() -> None:
-    # Registered at import, so it runs before a ``start`` hook registered later by arm(): the
-    # parent's lock may have been held by another thread at the fork, and its scheduler thread
-    # does not exist here.
-    global _lock, _scheduler
+    # Registered at import, so it runs before a start hook registered later by arm(): the
+    # parent's lock may have been held by another thread at the fork, its scheduler thread does
+    # not exist here, and this process has not started warming (its first request may arm it).
+    global _lock, _scheduler, _settled
     _lock = threading.Lock()
     _scheduler = None
+    _settled = False
 
 
 if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows

@@ -110,7 +110,9 @@ class Project:
             self.redis_url = redis_server
         else:
             self.redis_url = f"{redis_server.url}/3"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+        # The test runner's environment as it is (PYTEST_* included), as a user's end-to-end
+        # suite starts its servers: a server must warm all the same.
+        self.env = dict(os.environ)
         self.env.update(
             DJANGO_SETTINGS_MODULE="tests.server_settings",
             CW_DB=str(self.db),

@@ -1,8 +1,8 @@
 """The example shop, run as `make run` runs it: real management commands, then a real runserver.
 
 Everything runs in subprocesses on a SQLite file of the test's own (EXAMPLE_DB), with the
-local-memory cache, so example_project/db.sqlite3 is never touched. The server's environment has
-no PYTEST_* variables, so it warms at start as it would for a user.
+local-memory cache, so example_project/db.sqlite3 is never touched. The server gets the test
+runner's environment as it is (PYTEST_* variables included) and warms at start all the same.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Example:
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
         self.db = tmp_path / "db.sqlite3"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+        self.env = dict(os.environ)  # the test runner's, PYTEST_* included, as a user's suite
         self.env.pop("REDIS_URL", None)  # the default: the local-memory cache
         self.env.update(
             # pytest-django exported the suite's settings; the example must use its own.
