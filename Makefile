@@ -48,11 +48,13 @@ test: $(STAMP)
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a broken suite" >&2; exit 1; fi; \
 	exit $$status
 
-## ruff, mypy, Django's system checks and the migrations check.
+## ruff, mypy, the import layering (lint-imports: contracts in pyproject.toml), Django's system
+## checks and the migrations check.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy django_cachewarmers tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m django check --settings=tests.settings --pythonpath=.
 	$(BIN)/python -m django makemigrations --check --dry-run --settings=tests.settings --pythonpath=.
 

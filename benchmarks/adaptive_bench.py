@@ -105,7 +105,7 @@ def interleaved_rounds(rounds: int, requests: int) -> dict[str, list[float]]:
     the handlers of one round alike, where long runs one after another measured that drift as
     much as the middleware.
     """
-    from django_cachewarmers import trackers
+    from django_cachewarmers import tracking
 
     handlers = {
         "without": _handler(STACK),
@@ -122,7 +122,7 @@ def interleaved_rounds(rounds: int, requests: int) -> dict[str, list[float]]:
             for _ in range(requests):
                 _request(handler, "/trivial/")
             seconds[label].append(time.perf_counter() - start)
-    counted = trackers.get_tracker("pages").get_access_count("http://testserver/trivial/")
+    counted = tracking.get_tracker("pages").get_access_count("http://testserver/trivial/")
     assert counted > 0, "the middleware counted nothing: the benchmark measured the wrong thing"
     return seconds
 
@@ -184,7 +184,7 @@ def cold_start_hit_rate(
     from django.core.cache import caches
     from django.test.utils import override_settings
 
-    from django_cachewarmers import hotkeys, trackers
+    from django_cachewarmers import hotkeys, tracking
     from django_cachewarmers.runner import run_warm
 
     rng = random.Random(2024)
@@ -192,7 +192,7 @@ def cold_start_hit_rate(
     warmers = {
         "hot_pages": {
             "keys": {"adaptive": {"tracker": "pages", "threshold": 2, "limit": pages}},
-            "loader": "django_cachewarmers.loaders.render_page",
+            "loader": "django_cachewarmers.pages.render_page",
             "strategy": "adaptive",
         }
     }
@@ -207,7 +207,7 @@ def cold_start_hit_rate(
     def misses(warm_on_start: bool) -> tuple[int, int, int]:
         """Requests that ran the view, pages whose first request did, pages warmed."""
         caches["default"].clear()  # the restart: an empty cache ...
-        trackers.reset()  # ... and processes that have seen nothing yet
+        tracking.reset()  # ... and processes that have seen nothing yet
         warmed = 0
         if warm_on_start:
             with override_settings(CACHE_WARMERS=warmers):

@@ -37,9 +37,9 @@ def read_back_timings(
     """Best times of ``go`` with the read-back verification on and with it checking no key
     (interleaved, so both see the same machine load), and the read-back's own time in the best
     run with it on (timed around ``_Collector._verify``, the whole read-back)."""
-    from django_cachewarmers import warmer
+    from django_cachewarmers.core import collector as warmer
 
-    original = warmer._Collector._verify
+    original = warmer.Collector._verify
     spent: list[float] = []
 
     def timed(collector: Any) -> None:
@@ -51,7 +51,7 @@ def read_back_timings(
 
     best_on = best_off = best_read_back = float("inf")
     threshold = warmer.VERIFY_ALL_UP_TO
-    warmer._Collector._verify = timed  # type: ignore[method-assign,assignment]
+    warmer.Collector._verify = timed  # type: ignore[method-assign,assignment]
     try:
         for _ in range(repeat):
             spent.clear()
@@ -64,7 +64,7 @@ def read_back_timings(
             finally:
                 warmer.VERIFY_ALL_UP_TO = threshold
     finally:
-        warmer._Collector._verify = original  # type: ignore[method-assign]
+        warmer.Collector._verify = original  # type: ignore[method-assign]
     return best_on, best_off, best_read_back
 
 
@@ -75,8 +75,8 @@ def run(repeat: int = 3) -> list[dict[str, str]]:
     from django.test.utils import override_settings
 
     from django_cachewarmers import CacheWarmer, CallableValueLoader, StaticKeyProvider
-    from django_cachewarmers.config import WarmingConfig
-    from django_cachewarmers.writers import RedisWriter
+    from django_cachewarmers.backends.redis import RedisAdapter
+    from django_cachewarmers.core.config import WarmingConfig
     from tests.redis_server import RedisServer
 
     server = RedisServer()
@@ -96,12 +96,12 @@ def run(repeat: int = 3) -> list[dict[str, str]]:
             for batch in batches:
                 cache.set_many(batch)
 
-        writer = RedisWriter(cache)
+        writer = RedisAdapter(cache)
 
         def pipelined_floor() -> None:
             timeout = cache.get_backend_timeout()
             for batch in batches:
-                writer.write(batch, timeout, 0.0)
+                writer.write(batch, timeout, 0.0, None)
 
         settings = {
             "CACHES": {

@@ -12,7 +12,7 @@ from functools import partial
 from typing import Protocol
 
 from benchmarks.streams import true_top, zipf_stream
-from django_cachewarmers.tracker import AccessTracker
+from django_cachewarmers.core.tracker import AccessTracker
 
 MAX_KEYS = (1000, 10000)
 TOP_N = 100

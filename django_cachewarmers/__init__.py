@@ -1,34 +1,53 @@
 """django-cachewarmers: keep Django caches warm.
 
-The core (warmer, key providers, value loaders, tracker, config, stats) imports nothing from Django,
-so ``import django_cachewarmers`` works without configured settings.
+The engine (``django_cachewarmers.core``: warmer, key providers, value loaders, tracker, config,
+stats) imports nothing from Django, so ``import django_cachewarmers`` works without configured
+settings. The Django layer (the other modules) sits on top of it; the functions below reach it
+lazily.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
-from django_cachewarmers.config import CACHE_DEFAULT, WarmingConfig, WarmingStrategy
-from django_cachewarmers.loaders import (
-    NO_STORE,
+from django_cachewarmers.core import backends as _core_backends
+from django_cachewarmers.core.config import DEFAULT_TIMEOUT, WarmingConfig, WarmingStrategy
+from django_cachewarmers.core.engine import CacheWarmer
+from django_cachewarmers.core.loaders import (
+    STORED_BY_LOADER,
     BatchValueLoader,
     CallableValueLoader,
     ValueLoader,
 )
-from django_cachewarmers.providers import (
+from django_cachewarmers.core.providers import (
     AdaptiveKeyProvider,
     CallableKeyProvider,
     KeyProvider,
     StaticKeyProvider,
 )
-from django_cachewarmers.stats import WarmingStats
-from django_cachewarmers.tracker import AccessTracker
-from django_cachewarmers.warmer import CacheWarmer
+from django_cachewarmers.core.stats import WarmingStats
+from django_cachewarmers.core.tracker import AccessTracker
 
 __version__ = "0.1.0.dev0"
 
 if TYPE_CHECKING:
     from collections.abc import Hashable, Iterable
+
+
+def _register_django_backends() -> bool:
+    """Give the engine the adapters of Django's cache backends (``django_cachewarmers.backends``)
+    once Django's cache package is loaded: before that, no Django cache can exist to warm."""
+    if "django.core.cache.backends.base" not in sys.modules:
+        return False
+    from django_cachewarmers import backends
+
+    return backends.register()
+
+
+# At the engine's first lookup of a cache's adapter, not now: importing this package must not
+# import Django (``AppConfig.ready()`` registers them too).
+_core_backends.add_registrar(_register_django_backends)
 
 
 def get_warmer(name: str) -> CacheWarmer:
@@ -69,10 +88,9 @@ def warm(
     valid, and ``ValueError`` for a bad ``trigger`` or ``via``, at the call, deferred or not.
     """
     from django_cachewarmers.registry import get_entry
-    from django_cachewarmers.runner import TRIGGERS, defer_until_commit, run_warm
+    from django_cachewarmers.runner import check_trigger, defer_until_commit, run_warm
 
-    if trigger not in TRIGGERS:
-        raise ValueError(f"trigger: must be one of {', '.join(TRIGGERS)}, got {trigger!r}")
+    check_trigger(trigger)
     if via not in ("local", "celery"):
         raise ValueError(f"via: must be 'local' or 'celery', got {via!r}")
     get_entry(name)  # a bad name is the caller's error now, not a failure after a commit
@@ -94,14 +112,14 @@ def warm(
 
 def track(key: Hashable, tracker: str = "keys") -> None:
     """Count one access to an application key, so adaptive warmers keep hot data warm."""
-    from django_cachewarmers.trackers import track as _track
+    from django_cachewarmers.tracking import track as _track
 
     _track(key, tracker)
 
 
 __all__ = [
-    "CACHE_DEFAULT",
-    "NO_STORE",
+    "DEFAULT_TIMEOUT",
+    "STORED_BY_LOADER",
     "AccessTracker",
     "AdaptiveKeyProvider",
     "BatchValueLoader",

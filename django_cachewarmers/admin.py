@@ -24,8 +24,10 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from django_cachewarmers import dashboard
+from django_cachewarmers.core.stats import format_duration
 from django_cachewarmers.models import CacheWarmer, WarmingRun
 from django_cachewarmers.registry import UnknownWarmer, names
+from django_cachewarmers.runner import start_in_background
 from django_cachewarmers.spec import get_specs
 
 if TYPE_CHECKING:
@@ -87,7 +89,7 @@ class WarmingRunAdmin(_ModelAdmin):
 
     @admin.display(description=_("duration"), ordering="total_time_ms")
     def duration_display(self, run: WarmingRun) -> str:
-        return dashboard.format_duration(run.total_time_ms)
+        return format_duration(run.total_time_ms)
 
     @admin.display(description=_("OK"), boolean=True)
     def ok_display(self, run: WarmingRun) -> bool:
@@ -207,7 +209,7 @@ class CacheWarmerAdmin(_OverviewAdmin):
         if name not in names():
             raise Http404(gettext("No cache warmer is called “%(name)s”.") % {"name": name})
         try:
-            started = dashboard.start_warm(name)
+            started = start_in_background(name)
         except (UnknownWarmer, ImproperlyConfigured) as exc:
             messages.error(
                 request,
@@ -238,7 +240,7 @@ class CacheWarmerAdmin(_OverviewAdmin):
         busy: list[str] = []
         for name in get_specs():
             try:
-                (started if dashboard.start_warm(name) else busy).append(name)
+                (started if start_in_background(name) else busy).append(name)
             except (UnknownWarmer, ImproperlyConfigured):
                 continue  # changed settings since get_specs(): the overview shows the error
         if started:

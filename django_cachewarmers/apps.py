@@ -7,14 +7,16 @@ from django.utils.translation import gettext_lazy as _
 
 
 class CacheWarmersConfig(AppConfig):
-    """Registers the system checks and arms warming (at server start, or at the first request);
-    nothing heavier."""
+    """Registers the system checks and the cache backends' adapters, and arms warming (at server
+    start, or at the first request); nothing heavier."""
 
     name = "django_cachewarmers"
     verbose_name = _("Cache warmers")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django_cachewarmers import autostart, checks  # noqa: F401  (checks register on import)
+        # checks register on import; hotkeys publishes the trackers' counts once one exists.
+        from django_cachewarmers import autostart, backends, checks, hotkeys  # noqa: F401
 
+        backends.register()  # the engine's adapters for Django's cache backends
         autostart.arm()

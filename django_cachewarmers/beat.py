@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django_cachewarmers.config import REFRESH_INTERVAL_RANGE, WarmingConfig, WarmingStrategy
+from django_cachewarmers.celery_app import WARMER_TASK
+from django_cachewarmers.core.config import REFRESH_INTERVAL_RANGE, WarmingConfig, WarmingStrategy
 
 __all__ = ["DEFAULT_PREFIX", "beat_schedule"]
 
 DEFAULT_PREFIX = "cachewarmers-"
-_TASK = "django_cachewarmers.tasks.warm_warmer"  # distributed.WARMER_TASK, without its imports
 _SCHEDULED = (WarmingStrategy.SCHEDULED.value, WarmingStrategy.ADAPTIVE.value)
 
 
@@ -59,7 +59,7 @@ def beat_schedule(
         interval = _interval(raw.get("refresh_interval", WarmingConfig.refresh_interval_s))
         if interval is None:
             continue
-        entry: dict[str, Any] = {"task": _TASK, "schedule": interval, "args": [name]}
+        entry: dict[str, Any] = {"task": WARMER_TASK, "schedule": interval, "args": [name]}
         if options:
             entry["options"] = dict(options)
         entries[f"{prefix}{name}"] = entry

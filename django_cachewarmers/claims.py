@@ -18,6 +18,7 @@ import uuid
 from typing import Any
 
 from django_cachewarmers.conf import conf
+from django_cachewarmers.core.forks import after_fork_in_child
 
 logger = logging.getLogger("django_cachewarmers")
 
@@ -25,13 +26,10 @@ logger = logging.getLogger("django_cachewarmers")
 OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+@after_fork_in_child
 def _refresh_owner_after_fork() -> None:
     global OWNER
     OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
-    os.register_at_fork(after_in_child=_refresh_owner_after_fork)
 
 
 class CacheUnreachable(Exception):

@@ -1,9 +1,9 @@
-"""The admin's "Cache warmers" overview: what it shows, gathered here; and "Warm now".
+"""The admin's "Cache warmers" overview: what it shows, gathered here.
 
 ``overview()`` builds one ``WarmerStatus`` per warmer declared in ``CACHE_WARMERS`` (an invalid one
-carries its error instead of crashing the page). ``start_warm(name)`` runs ``run_warm(name,
-trigger="admin")`` on a daemon thread so the request returns at once. Everything the template gets
-is plain data: numbers are preformatted strings, so a locale's decimal comma never breaks the SVG.
+carries its error instead of crashing the page). Everything the template gets is plain data:
+numbers are preformatted strings, so a locale's decimal comma never breaks the SVG. ("Warm now"
+runs ``runner.start_in_background``; what is cached now comes from ``probe``.)
 """
 
 from __future__ import annotations
@@ -12,18 +12,12 @@ import logging
 import os
 import socket
 import statistics
-import threading
 import time
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
 
-from django.core.cache.backends.db import DatabaseCache
-from django.core.cache.backends.filebased import FileBasedCache
-from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 from django.utils import formats
@@ -32,33 +26,24 @@ from django.utils.timesince import timesince, timeuntil
 from django.utils.translation import gettext, ngettext
 
 from django_cachewarmers.claims import Claims
+from django_cachewarmers.core.engine import CacheWarmer
+from django_cachewarmers.core.schedule import next_slot
+from django_cachewarmers.core.stats import format_duration
 from django_cachewarmers.models import WarmingRun
-from django_cachewarmers.providers import CallableKeyProvider, StaticKeyProvider
+from django_cachewarmers.probe import PROBE_SAMPLE, Presence, probe
 from django_cachewarmers.registry import UnknownWarmer, get_entry, names
-from django_cachewarmers.runner import run_warm
-from django_cachewarmers.scheduler import next_slot
+from django_cachewarmers.runner import is_warming_in_background
 from django_cachewarmers.spec import WarmerSpec
-from django_cachewarmers.warmer import CacheWarmer
 
 __all__ = [
     "HISTORY_LENGTH",
     "HOT_KEYS_SHOWN",
-    "KEY_SAMPLE_TTL_S",
-    "PROBE_SAMPLE",
     "Bar",
-    "Presence",
     "Sparkline",
     "WarmerStatus",
-    "format_duration",
-    "is_per_process",
-    "is_warming_in_background",
-    "max_entries",
     "overview",
-    "probe",
     "recent_runs",
     "sparkline",
-    "start_warm",
-    "wait_for_background_warms",
 ]
 
 logger = logging.getLogger("django_cachewarmers")
@@ -67,11 +52,6 @@ logger = logging.getLogger("django_cachewarmers")
 HISTORY_LENGTH = 20
 #: Hot keys listed for an adaptive warmer.
 HOT_KEYS_SHOWN = 5
-#: Most keys of one warmer read back per view of the overview (one ``get_many``).
-PROBE_SAMPLE = 100
-#: A warmer whose keys come from a function: the overview calls it at most once per this many
-#: seconds per process to pick the keys it probes (never once per page view).
-KEY_SAMPLE_TTL_S = 300.0
 
 # The chart's size in CSS pixels.
 CHART_WIDTH = 120
@@ -79,13 +59,6 @@ CHART_HEIGHT = 36
 _PAD = 2.0
 # Below the bars, a strip where a failed run gets a mark: failures show by shape, not colour only.
 _MARK = 4.0
-
-
-def format_duration(ms: float) -> str:
-    """``850 ms`` below a second, ``12.35 s`` from one second on."""
-    if round(ms) < 1000:
-        return f"{ms:.0f} ms"
-    return f"{ms / 1000:.2f} s"
 
 
 def _format_rate(rate: float) -> str:
@@ -346,142 +319,6 @@ class WarmerStatus:
         return found
 
 
-# --------------------------------------------------------------------------- what is cached now
-
-
-@dataclass(frozen=True)
-class Presence:
-    """What a read of the warmer's keys finds now, through this process's cache connection."""
-
-    #: Keys read back (at most ``PROBE_SAMPLE``), and how many of them the cache holds.
-    checked: int = 0
-    present: int = 0
-    #: Keys of the warmer in all, when known without a run (static keys, the memoized sample).
-    total: int | None = None
-    #: The cache's class name, whether each process has its own copy (LocMem), its MAX_ENTRIES.
-    backend: str = ""
-    per_process: bool = False
-    max_entries: int | None = None
-    #: Why nothing was probed ("" when ``checked`` keys were), or why the probe failed.
-    note: str = ""
-    error: str = ""
-
-    @property
-    def share(self) -> float | None:
-        return self.present / self.checked if self.checked else None
-
-    @property
-    def complete(self) -> bool:
-        return self.checked > 0 and self.present == self.checked
-
-    @property
-    def display(self) -> str:
-        """e.g. "100 of 100 keys cached" or "37 of 100 sampled keys cached"."""
-        if self.error:
-            return gettext("cache unreadable: %(error)s") % {"error": self.error}
-        if not self.checked:
-            return self.note
-        if self.total is not None and self.total <= self.checked:
-            return gettext("%(present)d of %(checked)d keys cached") % {
-                "present": self.present,
-                "checked": self.checked,
-            }
-        return gettext("%(present)d of %(checked)d sampled keys cached") % {
-            "present": self.present,
-            "checked": self.checked,
-        }
-
-
-def max_entries(cache: Any) -> int | None:
-    """The most entries ``cache`` keeps before culling (``MAX_ENTRIES``), or None for a cache
-    without such a limit (Redis, Memcached: their own memory policy applies).
-
-    Django's LocMem, database and file caches read ``OPTIONS['MAX_ENTRIES']`` (default 300)
-    into ``_max_entries``.
-    """
-    if isinstance(cache, (LocMemCache, DatabaseCache, FileBasedCache)):
-        value = getattr(cache, "_max_entries", None)
-        return value if isinstance(value, int) else None
-    return None
-
-
-def is_per_process(cache: Any) -> bool:
-    """Whether each process has its own copy of ``cache`` (Django's LocMemCache)."""
-    return isinstance(cache, LocMemCache)
-
-
-def _is_this_process(run: WarmingRun) -> bool:
-    return run.pid == os.getpid() and run.hostname == socket.gethostname()[:255]
-
-
-_samples_lock = threading.Lock()
-# warmer name -> (monotonic time taken, the provider object, key count, sampled keys)
-_samples: dict[str, tuple[float, object, int, list[Hashable]]] = {}
-
-
-def _spread(keys: Sequence[Hashable], limit: int) -> list[Hashable]:
-    """At most ``limit`` keys spread evenly over ``keys`` (first, ..., near the last)."""
-    if len(keys) <= limit:
-        return list(keys)
-    return [keys[i * len(keys) // limit] for i in range(limit)]
-
-
-def _sample(
-    name: str, warmer: CacheWarmer, hot: list[Hashable] | None
-) -> tuple[list[Hashable], int | None, str]:
-    """The keys to probe, how many keys the warmer has (None: unknown), and why none."""
-    provider = warmer.key_provider
-    if hot is not None:  # adaptive: the hot keys the overview reads anyway
-        return hot[:PROBE_SAMPLE], None, "" if hot else gettext("no hot keys yet")
-    if isinstance(provider, StaticKeyProvider):
-        keys = provider.get_keys()
-        return _spread(keys, PROBE_SAMPLE), len(keys), ""
-    if isinstance(provider, CallableKeyProvider):
-        now = time.monotonic()
-        with _samples_lock:
-            memo = _samples.get(name)
-        if memo is not None and memo[1] is provider and now - memo[0] < KEY_SAMPLE_TTL_S:
-            return memo[3], memo[2], ""
-        keys = provider.get_keys()
-        sample = _spread(keys, PROBE_SAMPLE)
-        with _samples_lock:
-            _samples[name] = (now, provider, len(keys), sample)
-        return sample, len(keys), ""
-    return [], None, gettext("keys known only at run time")
-
-
-def probe(name: str, warmer: CacheWarmer, hot: list[Hashable] | None = None) -> Presence:
-    """Read back a sample of the warmer's keys (at most ``PROBE_SAMPLE``, one ``get_many``)
-    through the warmer's cache in this process: what a request served here would find.
-
-    ``hot``: an adaptive warmer's hot keys, already read. Never raises: a failing key provider
-    or cache is reported in ``note`` or ``error``.
-    """
-    # A configured warmer's cache is a Django cache (the core engine also accepts a dict).
-    cache: Any = warmer.cache
-    base = Presence(
-        backend=type(cache).__name__,
-        per_process=is_per_process(cache),
-        max_entries=max_entries(cache),
-    )
-    try:
-        keys, total, note = _sample(name, warmer, hot)
-    except Exception as exc:
-        logger.warning("cache warmer %s: keys for the probe failed", name, exc_info=True)
-        return replace(base, note=gettext("keys unavailable: %(error)s") % {"error": exc})
-    if not keys:
-        return replace(base, total=total, note=note or gettext("no keys"))
-    try:
-        if hasattr(cache, "get_many"):
-            found = len(cache.get_many(keys))
-        else:
-            found = sum(1 for key in keys if key in cache)
-    except Exception as exc:
-        logger.warning("cache warmer %s: the probe could not read its cache", name, exc_info=True)
-        return replace(base, total=total, error=f"{type(exc).__name__}: {exc}")
-    return replace(base, checked=len(keys), present=found, total=total)
-
-
 def overview(now: float | None = None) -> list[WarmerStatus]:
     """One ``WarmerStatus`` per warmer of ``CACHE_WARMERS``, in the setting's order."""
     now = time.time() if now is None else now
@@ -499,12 +336,12 @@ def overview(now: float | None = None) -> list[WarmerStatus]:
             logger.exception("cache warmer %s: could not be built for the admin", name)
             row.error = f"{type(exc).__name__}: {exc}"
         else:
-            _describe(row, spec, warmer, now)
+            _fill_status(row, spec, warmer, now)
         rows.append(row)
     return rows
 
 
-def _describe(row: WarmerStatus, spec: WarmerSpec, warmer: CacheWarmer, now: float) -> None:
+def _fill_status(row: WarmerStatus, spec: WarmerSpec, warmer: CacheWarmer, now: float) -> None:
     row.strategy = spec.strategy.value
     row.cache = spec.cache
     row.optional = spec.optional
@@ -560,71 +397,5 @@ def recent_runs(warmers: Sequence[str], limit: int = HISTORY_LENGTH) -> dict[str
     return by_warmer
 
 
-# --------------------------------------------------------------------------- Warm now
-
-_threads_lock = threading.Lock()
-_threads: dict[str, threading.Thread] = {}
-
-
-def start_warm(name: str) -> bool:
-    """Start ``run_warm(name, trigger="admin")`` on a daemon thread and return at once.
-
-    Returns False, starting nothing, while an earlier admin warm of ``name`` is still going (a
-    double click warms once). Raises ``UnknownWarmer`` or ``ImproperlyConfigured`` at once for a
-    warmer that is not declared or not valid.
-    """
-    get_entry(name)
-    with _threads_lock:
-        previous = _threads.get(name)
-        if previous is not None and previous.is_alive():
-            return False
-        thread = threading.Thread(
-            target=_warm_in_background,
-            args=(name,),
-            name=f"cachewarmer[{name}]-admin",
-            daemon=True,
-        )
-        _threads[name] = thread
-        thread.start()
-    return True
-
-
-def _warm_in_background(name: str) -> None:
-    try:
-        run_warm(name, trigger="admin")
-    except (UnknownWarmer, ImproperlyConfigured) as exc:
-        logger.error("cache warmer %s: admin run skipped: %s", name, exc)
-    except Exception:
-        logger.exception("cache warmer %s: admin run failed", name)
-    finally:
-        # This thread's own database connections: nothing else would ever close them.
-        connections.close_all()
-
-
-def is_warming_in_background(name: str) -> bool:
-    """Whether a warm started from the admin for ``name`` is still going in this process."""
-    with _threads_lock:
-        thread = _threads.get(name)
-    return thread is not None and thread.is_alive()
-
-
-def wait_for_background_warms(timeout: float | None = None) -> bool:
-    """Wait for the warms started from the admin; True when none is left running."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    with _threads_lock:
-        threads = list(_threads.values())
-    for thread in threads:
-        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-    return not any(thread.is_alive() for thread in threads)
-
-
-def _forget_after_fork() -> None:
-    # Threads don't survive a fork, and the lock may have been held by one of them.
-    global _threads_lock, _samples_lock
-    _threads_lock = threading.Lock()
-    _threads.clear()
-    _samples_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
-    os.register_at_fork(after_in_child=_forget_after_fork)
+def _is_this_process(run: WarmingRun) -> bool:
+    return run.pid == os.getpid() and run.hostname == socket.gethostname()[:255]

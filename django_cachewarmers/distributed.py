@@ -24,44 +24,36 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
-import socket
 import time
 import uuid
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
-
-from django_cachewarmers import claims as _claims
+from django_cachewarmers.celery_app import (
+    CHUNK_TASK,
+    CeleryUnavailable,
+    has_no_result_backend,
+    is_eager,
+    resolve_app,
+)
 from django_cachewarmers.claims import Claims
-from django_cachewarmers.registry import UnknownWarmer, get_entry
+from django_cachewarmers.core.providers import unique_keys
+from django_cachewarmers.core.stats import WarmingStats
+from django_cachewarmers.registry import get_entry
 from django_cachewarmers.runner import RUNNING_MARK_MARGIN_S, Trigger, record_and_signal
-from django_cachewarmers.stats import WarmingStats
 
 __all__ = [
     "CHUNK_FACTOR",
-    "CHUNK_TASK",
-    "INSTALL_HINT",
     "MIN_TIMEOUT_S",
-    "WARMER_TASK",
-    "CeleryUnavailable",
     "UnsendableKeys",
     "WarmerBusy",
     "default_chunk_size",
     "default_timeout",
     "fan_out",
-    "require_celery",
-    "resolve_app",
-    "warm_chunk",
 ]
 
 logger = logging.getLogger("django_cachewarmers")
-
-#: Registered names of the tasks in ``django_cachewarmers.tasks``.
-CHUNK_TASK = "django_cachewarmers.tasks.warm_chunk"
-WARMER_TASK = "django_cachewarmers.tasks.warm_warmer"
 
 #: Default chunk size: the warmer's ``batch_size`` times this.
 CHUNK_FACTOR = 10
@@ -69,14 +61,8 @@ CHUNK_FACTOR = 10
 MIN_TIMEOUT_S = 600.0
 TIMEOUT_FACTOR = 2.0
 
-INSTALL_HINT = "install django-cachewarmers[celery] (pip install 'django-cachewarmers[celery]')"
-
 #: Key types that survive a JSON round trip unchanged (tuples come back as lists, so they don't).
 _JSON_KEY_TYPES = (str, int, float, bool, type(None))
-
-
-class CeleryUnavailable(ImproperlyConfigured):
-    """Celery is not installed, or no usable Celery app is configured in this process."""
 
 
 class WarmerBusy(RuntimeError):
@@ -85,65 +71,6 @@ class WarmerBusy(RuntimeError):
 
 class UnsendableKeys(TypeError):
     """A key cannot be sent to a worker as JSON."""
-
-
-# -- Celery app --------------------------------------------------------------------------------
-
-
-def require_celery() -> None:
-    """Raise ``CeleryUnavailable`` (naming the extra to install) if Celery cannot be imported."""
-    try:
-        import celery  # noqa: F401
-    except ImportError as exc:
-        raise CeleryUnavailable(f"Celery is not installed: {INSTALL_HINT}.") from exc
-
-
-def resolve_app(app: Any = None) -> Any:
-    """The Celery app to send chunks with.
-
-    ``app`` may be a ``Celery`` instance or a name as for ``celery -A`` ("proj", "proj.celery:app").
-    Without one: ``$CELERY_APP``, else the app the project's ``celery.py`` created (Celery's Django
-    guide imports it from the project package, so it exists once settings are loaded). Celery's
-    own fallback app (which would talk to a broker on localhost) is never used.
-    """
-    require_celery()
-    from celery import Celery
-
-    if isinstance(app, Celery):
-        return app
-    name = app if isinstance(app, str) and app else os.environ.get("CELERY_APP", "")
-    if name:
-        from celery.app.utils import find_app
-
-        try:
-            found = find_app(name)
-        except Exception as exc:
-            raise CeleryUnavailable(
-                f"cannot load the Celery app {name!r}: {type(exc).__name__}: {exc}"
-            ) from exc
-        if not isinstance(found, Celery):
-            raise CeleryUnavailable(f"{name!r} is {type(found).__name__}, not a Celery app.")
-        return found
-    from celery import _state
-
-    current = _state.get_current_app()
-    if not _is_fallback(current):
-        return current
-    # The current app is thread-local: a request thread sees Celery's fallback even though the
-    # project made its app at import. Use the one app the process made, if there is just one.
-    made = [a for a in list(_state._apps) if not _is_fallback(a)]
-    if len(made) == 1:
-        return made[0]
-    found_what = "several Celery apps" if made else "no Celery app"
-    raise CeleryUnavailable(
-        f"{found_what} in this process: import your project's Celery app in the project "
-        "package's __init__.py (see Celery's 'First steps with Django'), or name it with "
-        "--celery-app / the CELERY_APP environment variable (e.g. 'proj.celery:app')."
-    )
-
-
-def _is_fallback(app: Any) -> bool:
-    return getattr(app, "main", None) == "default" and not getattr(app, "set_as_current", True)
 
 
 # -- defaults ----------------------------------------------------------------------------------
@@ -208,13 +135,13 @@ def fan_out(
         raise ValueError(f"timeout: must be a finite number of seconds > 0, got {timeout!r}")
     spec, warmer = get_entry(name)
     celery_app = resolve_app(app)
-    if _is_eager(celery_app):
+    if is_eager(celery_app):
         # Eager mode runs each chunk here, inside apply_async, and hands its result back in the
         # EagerResult: no broker and no result backend are involved. The chunk task is sent by
         # name, so make sure it is registered (a project's autodiscover_tasks() registers it in
         # workers, and in other processes only when something imports it).
         import django_cachewarmers.tasks  # noqa: F401
-    elif _has_no_backend(celery_app):
+    elif has_no_result_backend(celery_app):
         raise CeleryUnavailable(
             "the Celery app has no result backend, so the chunks' results cannot come back: "
             "set CELERY_RESULT_BACKEND (e.g. 'redis://...'), or task_always_eager for tests."
@@ -254,33 +181,20 @@ def fan_out(
             logger.debug("cache warmer %s: could not release its running mark", name)
 
 
-def _is_eager(app: Any) -> bool:
-    """True when the app runs tasks in the calling process (``task_always_eager``)."""
-    return bool(app.conf.task_always_eager)
-
-
-def _has_no_backend(app: Any) -> bool:
-    from celery.backends.base import DisabledBackend
-
-    return isinstance(app.backend, DisabledBackend)
-
-
 def _failed_run(error: str) -> WarmingStats:
     stats = WarmingStats(run_error=error)
-    stats.last_warming = _utcnow()
+    stats.finished_at = _utcnow()
     return stats
 
 
 def _unique(keys: Iterable[Any]) -> list[Any]:
-    unique: dict[Any, None] = {}
-    for key in keys:
-        try:
-            unique[key] = None
-        except TypeError:
-            raise UnsendableKeys(
-                f"key {key!r} is not hashable ({type(key).__name__}), so it cannot be a cache key"
-            ) from None
-    return list(unique)
+    unique, unhashable = unique_keys(keys)
+    if unhashable:
+        key = unhashable[0]
+        raise UnsendableKeys(
+            f"key {key!r} is not hashable ({type(key).__name__}), so it cannot be a cache key"
+        )
+    return unique
 
 
 def _send_and_collect(
@@ -368,7 +282,7 @@ def _send_and_collect(
         if outcome["run_error"] and stats.run_error is None:
             stats.run_error = f"chunk {i}: {outcome['run_error']}"
     stats.total_time_ms = (time.monotonic() - started) * 1000.0
-    stats.last_warming = _utcnow()
+    stats.finished_at = _utcnow()
     logger.info(
         "cache warmer %s: Celery run %s: %d keys warmed, %d failed, in %.1f ms",
         name,
@@ -421,28 +335,3 @@ def _report(
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-# -- one chunk (on a worker) -------------------------------------------------------------------
-
-
-def warm_chunk(name: str, keys: Sequence[Any], run_id: str = "", index: int = 0) -> dict[str, Any]:
-    """Warm one chunk of a fan-out with this process's warmer ``name``; JSON-ready stats.
-
-    Never raises for a bad warmer: the chunk's keys are reported failed, with the reason, so the
-    fan-out records it. Idempotent: running a chunk again writes the same values again.
-    """
-    worker = f"{socket.gethostname()}:{os.getpid()}"
-    try:
-        _, warmer = get_entry(name)
-    except (UnknownWarmer, ImproperlyConfigured) as exc:
-        message = f"not usable on worker {worker}: {exc}"
-        stats = WarmingStats(keys_failed=len(keys), run_error=message)
-        for key in keys:  # add_error keeps the first MAX_ERRORS and counts the rest
-            stats.add_error(key, "not warmed: the warmer is " + message)
-    else:
-        stats = warmer.warm(list(keys))
-        logger.debug("cache warmer %s: chunk %d of run %s done on %s", name, index, run_id, worker)
-    data = stats.to_dict()
-    data.update(run_id=run_id, index=index, worker=worker, owner=_claims.OWNER)
-    return data

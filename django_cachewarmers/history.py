@@ -12,8 +12,8 @@ from django.db import Error, connections, router, transaction
 from django.utils import timezone
 
 from django_cachewarmers.conf import conf
+from django_cachewarmers.core.stats import WarmingStats
 from django_cachewarmers.models import WarmingRun
-from django_cachewarmers.stats import WarmingStats
 
 __all__ = ["last_runs", "record_run"]
 

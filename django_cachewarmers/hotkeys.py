@@ -32,9 +32,10 @@ from django.utils import timezone
 
 from django_cachewarmers import claims
 from django_cachewarmers.conf import conf
-from django_cachewarmers.providers import KeyProvider, check_threshold_and_limit
-from django_cachewarmers.tracker import DEFAULT_HALF_LIFE_S
-from django_cachewarmers.trackers import all_trackers
+from django_cachewarmers.core.forks import after_fork_in_child
+from django_cachewarmers.core.providers import KeyProvider, check_threshold_and_limit
+from django_cachewarmers.core.tracker import DEFAULT_HALF_LIFE_S
+from django_cachewarmers.tracking import all_trackers, on_tracker_created
 
 logger = logging.getLogger("django_cachewarmers")
 
@@ -195,7 +196,7 @@ def ensure_publisher() -> None:
         return
     if conf.SNAPSHOT_INTERVAL <= 0 and conf.PERSIST_INTERVAL <= 0:
         return
-    from django_cachewarmers.autostart import running_tests
+    from django_cachewarmers.process import running_tests
 
     if running_tests(sys.argv, os.environ):
         return
@@ -205,6 +206,9 @@ def ensure_publisher() -> None:
         _publisher = Publisher()
         _publisher.start()
     atexit.register(_persist_at_exit)
+
+
+on_tracker_created(ensure_publisher)
 
 
 def _persist_at_exit() -> None:
@@ -221,14 +225,11 @@ def _persist_at_exit() -> None:
     connections.close_all()
 
 
+@after_fork_in_child
 def _reset_after_fork() -> None:
     global _lock, _publisher
     _lock = threading.Lock()
     _publisher = None
-
-
-if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
-    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 # -- reading the cluster's hot set --------------------------------------------------------------
@@ -365,11 +366,6 @@ class ClusterKeyProvider(KeyProvider):
             f"ClusterKeyProvider({self.tracker_name!r}, threshold={self.threshold}, "
             f"limit={self.limit})"
         )
-
-
-def publisher() -> Publisher | None:
-    """This process's publisher, if it runs (for tests and the admin)."""
-    return _publisher
 
 
 __all__ = [

@@ -20,12 +20,12 @@ from django.urls import NoReverseMatch, get_script_prefix, reverse
 from django.utils.encoding import escape_uri_path
 
 from django_cachewarmers.conf import conf
-from django_cachewarmers.trackers import PAGES, _trackers, get_tracker
+from django_cachewarmers.process import RENDER_MARKER
+from django_cachewarmers.tracking import PAGES, _trackers, get_tracker
 
 logger = logging.getLogger("django_cachewarmers")
 
 #: WSGI environ key set by ``render_page`` on its own requests (no HTTP header can produce it).
-RENDER_MARKER = "django_cachewarmers.render"
 #: Pages whose URL is longer than this are not counted.
 MAX_URL_LENGTH = 2048
 

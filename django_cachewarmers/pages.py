@@ -24,7 +24,9 @@ from django.urls import Resolver404, get_script_prefix, resolve, set_script_pref
 from django.utils.cache import get_max_age, has_vary_header
 from django.utils.encoding import repercent_broken_unicode
 
-from django_cachewarmers.middleware import RENDER_MARKER, SCRIPT_NAMES_SEEN
+from django_cachewarmers.core.loaders import STORED_BY_LOADER
+from django_cachewarmers.middleware import SCRIPT_NAMES_SEEN
+from django_cachewarmers.process import RENDER_MARKER
 
 
 class PageNotWarmed(Exception):
@@ -306,3 +308,26 @@ def render(url: str) -> int:
         "ignores errors, or a page cache timeout of 0)"
     )
     raise PageNotWarmed(f"{url}: the next anonymous GET would run the view: {reason}")
+
+
+def render_page(url: str) -> object:
+    """A loader for page URLs (``"loader": "django_cachewarmers.pages.render_page"``).
+
+    Renders ``url`` through the project's own request handler (full middleware stack, no network)
+    as an anonymous visitor, so that ``cache_page`` views and the per-site cache store the response
+    under exactly the key a real request looks up. Returns ``STORED_BY_LOADER`` only when a second
+    anonymous GET right after the render is answered by Django's page cache; else raises
+    ``PageNotWarmed`` saying why (not 2xx, no page cache, a response the page cache does not
+    store, or did not keep): a failed key. A site under a sub-path gets ``SCRIPT_NAME`` split off
+    the URL's path (``split_script_name``).
+    """
+    render(url)
+    return STORED_BY_LOADER
+
+
+def _page_entry_not_under_url(url: str) -> None:
+    """The page is cached under the cache middleware's own key, not under ``url``: the warmer's
+    read-back cannot look it up by the URL (see ``CacheWarmer`` read-back, ``stored_key``)."""
+
+
+render_page.stored_key = _page_entry_not_under_url  # type: ignore[attr-defined]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -14,10 +13,11 @@ from django.db import close_old_connections, connections
 from django.dispatch import receiver
 
 from django_cachewarmers.conf import conf
-from django_cachewarmers.loaders import BatchValueLoader, CallableValueLoader, ValueLoader
-from django_cachewarmers.providers import CallableKeyProvider, KeyProvider, StaticKeyProvider
+from django_cachewarmers.core.engine import CacheWarmer
+from django_cachewarmers.core.forks import after_fork_in_child
+from django_cachewarmers.core.loaders import BatchValueLoader, CallableValueLoader, ValueLoader
+from django_cachewarmers.core.providers import CallableKeyProvider, KeyProvider, StaticKeyProvider
 from django_cachewarmers.spec import AdaptiveKeys, WarmerSpec, get_specs, parse_warmer
-from django_cachewarmers.warmer import CacheWarmer
 
 
 class UnknownWarmer(KeyError):
@@ -124,13 +124,10 @@ def _settings_changed(*, setting: str, **kwargs: Any) -> None:
         reset()
 
 
+@after_fork_in_child
 def _forget_after_fork() -> None:
     # The parent's cache connections must not be reused here: build everything anew on next use.
     # The lock too: another thread of the parent may have held it at the fork.
     global _lock
     _lock = threading.RLock()
     _entries.clear()
-
-
-if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
-    os.register_at_fork(after_in_child=_forget_after_fork)

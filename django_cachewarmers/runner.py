@@ -11,23 +11,36 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Hashable, Iterable
-from typing import Literal
 
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
 from django.dispatch import Signal
 from django.utils import timezone
 
 from django_cachewarmers.claims import Claims
 from django_cachewarmers.conf import conf
-from django_cachewarmers.registry import get_entry
+from django_cachewarmers.core.engine import CacheWarmer
+from django_cachewarmers.core.forks import after_fork_in_child
+from django_cachewarmers.core.stats import WarmingStats
+from django_cachewarmers.core.threads import ThreadPerName
+from django_cachewarmers.models import Trigger as TriggerChoice
+from django_cachewarmers.registry import UnknownWarmer, get_entry
 from django_cachewarmers.signals import warming_finished, warming_started
-from django_cachewarmers.stats import WarmingStats
-from django_cachewarmers.warmer import CacheWarmer
 
 logger = logging.getLogger("django_cachewarmers")
 
-Trigger = Literal["startup", "schedule", "command", "admin", "api", "celery"]
-TRIGGERS: tuple[Trigger, ...] = ("startup", "schedule", "command", "admin", "api", "celery")
-ClaimKind = Literal["startup", "schedule"]
+#: What started a run: one of ``TRIGGERS`` (the choices of ``WarmingRun.trigger``).
+Trigger = str
+TRIGGERS: tuple[str, ...] = tuple(TriggerChoice.values)
+#: The once-per-cluster claims a run may take: "startup" or "schedule".
+ClaimKind = str
+
+
+def check_trigger(trigger: str) -> None:
+    """Raise ``ValueError`` unless ``trigger`` is one of ``TRIGGERS``."""
+    if trigger not in TRIGGERS:
+        raise ValueError(f"trigger: must be one of {', '.join(TRIGGERS)}, got {trigger!r}")
+
 
 #: The running mark outlives a run's deadline by this much before it expires on its own.
 RUNNING_MARK_MARGIN_S = 60.0
@@ -169,3 +182,46 @@ def _send(signal: Signal, warmer: CacheWarmer, **kwargs: object) -> None:
                 type(result).__name__,
                 result,
             )
+
+
+# --------------------------------------------------------------------------- in the background
+
+_background = ThreadPerName()
+
+
+def start_in_background(name: str, trigger: Trigger = "admin") -> bool:
+    """Start ``run_warm(name, trigger=trigger)`` on a daemon thread and return at once.
+
+    Returns False, starting nothing, while an earlier background warm of ``name`` is still going
+    (a double click warms once). Raises ``UnknownWarmer`` or ``ImproperlyConfigured`` at once for
+    a warmer that is not declared or not valid.
+    """
+    get_entry(name)
+    return _background.start(
+        name, _warm_in_background, name, trigger, thread_name=f"cachewarmer[{name}]-{trigger}"
+    )
+
+
+def _warm_in_background(name: str, trigger: Trigger) -> None:
+    try:
+        run_warm(name, trigger=trigger)
+    except (UnknownWarmer, ImproperlyConfigured) as exc:
+        logger.error("cache warmer %s: %s run skipped: %s", name, trigger, exc)
+    except Exception:
+        logger.exception("cache warmer %s: %s run failed", name, trigger)
+    finally:
+        # This thread's own database connections: nothing else would ever close them.
+        connections.close_all()
+
+
+def is_warming_in_background(name: str) -> bool:
+    """Whether a background warm of ``name`` (``start_in_background``) is still going here."""
+    return _background.is_alive(name)
+
+
+def wait_for_background_warms(timeout: float | None = None) -> bool:
+    """Wait for the background warms; True when none is left running."""
+    return _background.join(timeout)
+
+
+after_fork_in_child(_background.reset)

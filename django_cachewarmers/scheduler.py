@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -11,21 +10,13 @@ from collections.abc import Callable, Iterable
 from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections, connections
 
+from django_cachewarmers.core.schedule import next_slot, wait_until
+from django_cachewarmers.core.threads import ThreadPerName
 from django_cachewarmers.registry import UnknownWarmer, get_entry
 from django_cachewarmers.runner import ClaimKind, Trigger, run_warm
 from django_cachewarmers.spec import WarmerSpec, get_specs
-from django_cachewarmers.warmer import wait_until
 
 logger = logging.getLogger("django_cachewarmers")
-
-
-def next_slot(interval: float, now: float, *, min_gap: float = 0.0) -> float:
-    """The first wall-clock multiple of ``interval`` at least ``min_gap`` seconds after ``now``.
-
-    Every process aligns on the same boundaries, so their claims meet in the same slot. With
-    ``min_gap=0`` the slot is after ``now`` and at most ``interval`` seconds after it.
-    """
-    return (math.floor((now + min_gap) / interval) + 1) * interval
 
 
 def first_slots(specs: Iterable[WarmerSpec], started: float) -> dict[str, float]:
@@ -62,7 +53,7 @@ class WarmingScheduler:
         self.clock = clock
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._runs: dict[str, threading.Thread] = {}
+        self._runs = ThreadPerName()
         self._thread: threading.Thread | None = None
 
     def _specs(self) -> dict[str, WarmerSpec]:
@@ -115,21 +106,13 @@ class WarmingScheduler:
         return wait_until(self._stop, at, self.clock)
 
     def _dispatch(self, name: str, trigger: Trigger, claim: ClaimKind) -> None:
-        with self._lock:
-            previous = self._runs.get(name)
-            if previous is not None and previous.is_alive():
-                logger.info(
-                    "cache warmer %s: %s run skipped: the last run is still going", name, trigger
-                )
-                return
-            thread = threading.Thread(
-                target=self._run_one,
-                args=(name, trigger, claim),
-                name=f"cachewarmer[{name}]-{trigger}",
-                daemon=True,
+        started = self._runs.start(
+            name, self._run_one, name, trigger, claim, thread_name=f"cachewarmer[{name}]-{trigger}"
+        )
+        if not started:
+            logger.info(
+                "cache warmer %s: %s run skipped: the last run is still going", name, trigger
             )
-            self._runs[name] = thread
-        thread.start()
 
     def _run_one(self, name: str, trigger: Trigger, claim: ClaimKind) -> None:
         close_old_connections()
@@ -150,24 +133,15 @@ class WarmingScheduler:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the schedule, cancel runs in flight (they are recorded as cut short), and join."""
         self._stop.set()
+        runs = self._runs.alive()
         with self._lock:
-            runs = [(name, t) for name, t in self._runs.items() if t.is_alive()]
             thread = self._thread
-        for name, _ in runs:
+        for name in runs:
             try:
                 get_entry(name)[1].cancel("shutting down")
             except Exception:
                 logger.debug("cache warmer %s: could not cancel its run", name, exc_info=True)
         deadline = time.monotonic() + timeout
-        for _, run_thread in runs:
-            if run_thread is not threading.current_thread():
-                run_thread.join(max(0.0, deadline - time.monotonic()))
+        self._runs.join(timeout)
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - time.monotonic()))
-
-    def join_runs(self, timeout: float | None = None) -> None:
-        """Wait for the runs in flight (used by tests and by ``warm_cache --schedule``)."""
-        with self._lock:
-            runs = list(self._runs.values())
-        for run_thread in runs:
-            run_thread.join(timeout)

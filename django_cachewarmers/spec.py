@@ -23,8 +23,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from django_cachewarmers.conf import conf
-from django_cachewarmers.config import (
-    CACHE_DEFAULT,
+from django_cachewarmers.core.config import (
+    DEFAULT_TIMEOUT,
     ONE_YEAR_S,
     REFRESH_INTERVAL_RANGE,
     CacheTimeout,
@@ -940,7 +940,7 @@ def _parse_seconds(
 
 def _parse_timeout(report: _Report, name: object, raw: Mapping[Any, Any]) -> CacheTimeout:
     if "timeout" not in raw:
-        return CACHE_DEFAULT
+        return DEFAULT_TIMEOUT
     value = raw["timeout"]
     if value is None:
         return None
@@ -953,7 +953,7 @@ def _parse_timeout(report: _Report, name: object, raw: Mapping[Any, Any]) -> Cac
             "Give the TTL of warmed entries in seconds, None to never expire them, or leave "
             "'timeout' out to use the cache's default timeout.",
         )
-        return CACHE_DEFAULT
+        return DEFAULT_TIMEOUT
     if value == 0:
         # Django's cache.set(key, value, 0) stores nothing (and deletes what was there): every
         # "warmed" key would be gone at once.
@@ -963,20 +963,20 @@ def _parse_timeout(report: _Report, name: object, raw: Mapping[Any, Any]) -> Cac
             f"at once (and the value cached before would be deleted).",
             _ZERO_TIMEOUT_HINT,
         )
-        return CACHE_DEFAULT
+        return DEFAULT_TIMEOUT
     return value
 
 
 def _cache_default_timeout(alias: str) -> float | object | None:
-    """The ``TIMEOUT`` of ``CACHES[alias]`` (None: never expire); ``CACHE_DEFAULT`` if unknown."""
+    """The ``TIMEOUT`` of ``CACHES[alias]`` (None: never expire); ``DEFAULT_TIMEOUT`` if unknown."""
     caches = getattr(settings, "CACHES", None)
     options = caches.get(alias) if isinstance(caches, Mapping) else None
     if not isinstance(options, Mapping):
-        return CACHE_DEFAULT
+        return DEFAULT_TIMEOUT
     value = options.get("TIMEOUT", _DJANGO_DEFAULT_TIMEOUT)
     if value is None or _is_number(value):
         return value  # type: ignore[no-any-return]
-    return CACHE_DEFAULT
+    return DEFAULT_TIMEOUT
 
 
 def refresh_ttl(refresh_interval: float, warmup_timeout: float) -> int:
@@ -1006,7 +1006,7 @@ def _ttl_grace(
     (the cache's ``TIMEOUT``) is raised silently, as documented in docs/settings.md.
     """
     needed = refresh_ttl(interval, warmup_timeout)
-    current = _cache_default_timeout(alias) if timeout is CACHE_DEFAULT else timeout
+    current = _cache_default_timeout(alias) if timeout is DEFAULT_TIMEOUT else timeout
     if current is None or not _is_number(current) or float(current) >= needed:  # type: ignore[arg-type]
         return timeout
     if "timeout" in raw:

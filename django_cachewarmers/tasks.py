@@ -15,24 +15,32 @@ Importing this module imports Celery: nothing in django_cachewarmers imports it 
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 from typing import Any
 
 from celery import shared_task
+from django.core.exceptions import ImproperlyConfigured
 
-from django_cachewarmers import distributed
+from django_cachewarmers import claims
+from django_cachewarmers.celery_app import CHUNK_TASK, WARMER_TASK
+from django_cachewarmers.core.stats import WarmingStats
+from django_cachewarmers.registry import UnknownWarmer, get_entry
+from django_cachewarmers.runner import run_warm
 
 __all__ = ["warm_chunk", "warm_warmer"]
 
+logger = logging.getLogger("django_cachewarmers")
 
-@shared_task(name=distributed.WARMER_TASK, ignore_result=False)  # type: ignore[untyped-decorator]
+
+@shared_task(name=WARMER_TASK, ignore_result=False)  # type: ignore[untyped-decorator]
 def warm_warmer(name: str, claim: str | None = "schedule") -> dict[str, Any] | None:
     """Warm the configured warmer ``name`` here; its stats, or None if another process had it.
 
     ``claim``: "schedule" (the default, for beat), "startup", or None to always run.
     """
-    from django_cachewarmers.runner import ClaimKind, run_warm
-
-    kinds: dict[str | None, ClaimKind | None] = {
+    kinds: dict[str | None, str | None] = {
         "schedule": "schedule",
         "startup": "startup",
         None: None,
@@ -44,11 +52,29 @@ def warm_warmer(name: str, claim: str | None = "schedule") -> dict[str, Any] | N
 
 
 @shared_task(  # type: ignore[untyped-decorator]
-    name=distributed.CHUNK_TASK,
+    name=CHUNK_TASK,
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=False,
 )
 def warm_chunk(name: str, keys: list[Any], run_id: str = "", index: int = 0) -> dict[str, Any]:
-    """Warm one chunk of a fan-out's keys; JSON-ready stats (see ``distributed.warm_chunk``)."""
-    return distributed.warm_chunk(name, keys, run_id, index)
+    """Warm one chunk of a fan-out (``distributed.fan_out``) with this process's warmer ``name``;
+    JSON-ready stats.
+
+    Never raises for a bad warmer: the chunk's keys are reported failed, with the reason, so the
+    fan-out records it. Idempotent: running a chunk again writes the same values again.
+    """
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        _, warmer = get_entry(name)
+    except (UnknownWarmer, ImproperlyConfigured) as exc:
+        message = f"not usable on worker {worker}: {exc}"
+        stats = WarmingStats(keys_failed=len(keys), run_error=message)
+        for key in keys:  # add_error keeps the first MAX_ERRORS and counts the rest
+            stats.add_error(key, "not warmed: the warmer is " + message)
+    else:
+        stats = warmer.warm(list(keys))
+        logger.debug("cache warmer %s: chunk %d of run %s done on %s", name, index, run_id, worker)
+    data = stats.to_dict()
+    data.update(run_id=run_id, index=index, worker=worker, owner=claims.OWNER)
+    return data

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 HOT_PAGES = {
     "keys": {"adaptive": {"tracker": "pages", "threshold": 3}},
-    "loader": "django_cachewarmers.loaders.render_page",
+    "loader": "django_cachewarmers.pages.render_page",
     "strategy": "adaptive",
     "refresh_interval": 1,
 }

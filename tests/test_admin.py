@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 import django_cachewarmers
-from django_cachewarmers import dashboard, trackers
+from django_cachewarmers import dashboard, runner, tracking
 from django_cachewarmers.models import Trigger, WarmingRun
 from tests import runs
 from tests.processes import wait_until
@@ -79,8 +79,8 @@ def warmers() -> Iterator[None]:
     with override_settings(CACHE_WARMERS=WARMERS):
         yield
         # No background warm may outlive its test (nor its settings).
-        assert dashboard.wait_for_background_warms(timeout=30)
-    trackers.get_tracker("admin-test").clear()
+        assert runner.wait_for_background_warms(timeout=30)
+    tracking.get_tracker("admin-test").clear()
 
 
 def staff_user(django_user_model: Any, *, warm: bool, view: bool = True) -> User:
@@ -299,7 +299,7 @@ def test_hot_keys_with_the_default_tracker_name(admin_client: Client) -> None:
         try:
             content = admin_client.get(overview_url()).content.decode()
         finally:
-            trackers.get_tracker("keys").clear()
+            tracking.get_tracker("keys").clear()
     assert XSS not in content
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in content
 
@@ -400,7 +400,7 @@ def test_overview_is_read_only(admin_client: Client) -> None:
 
 @pytest.mark.django_db
 def test_get_warms_nothing(admin_client: Client) -> None:
-    with mock.patch.object(dashboard, "run_warm") as run_warm:
+    with mock.patch.object(runner, "run_warm") as run_warm:
         assert admin_client.get(warm_url("products")).status_code == 405
         assert admin_client.get(warm_all_url()).status_code == 405
     run_warm.assert_not_called()
@@ -420,14 +420,14 @@ def test_invalid_warmer_is_not_started(admin_client: Client) -> None:
     messages = [str(m) for m in response.context["messages"]]
     assert len(messages) == 1
     assert messages[0].startswith("broken cannot be warmed:")
-    assert not dashboard.is_warming_in_background("broken")
+    assert not runner.is_warming_in_background("broken")
 
 
 @pytest.mark.django_db
 def test_csrf_is_enforced(django_user_model: Any) -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(staff_user(django_user_model, warm=True))
-    with mock.patch.object(dashboard, "run_warm") as run_warm:
+    with mock.patch.object(runner, "run_warm") as run_warm:
         assert client.post(warm_url("products")).status_code == 403
         assert client.post(warm_all_url()).status_code == 403
     run_warm.assert_not_called()
@@ -484,7 +484,7 @@ def test_warm_now_runs_in_the_background(operator_client: Client) -> None:
     assert run.trigger == "admin"
     assert run.keys_warmed == 20
     assert run.keys_failed == 0
-    assert dashboard.wait_for_background_warms(timeout=10)
+    assert runner.wait_for_background_warms(timeout=10)
     assert WarmingRun.objects.filter(warmer="categories").count() == 1
 
     content = operator_client.get(overview_url()).content.decode()
@@ -501,7 +501,7 @@ def test_warm_all(operator_client: Client) -> None:
     messages = [str(m) for m in response.context["messages"]]
     assert len(messages) == 1
     assert messages[0].startswith("Warming products, categories, reports, inventory, hot started")
-    assert dashboard.wait_for_background_warms(timeout=30)
+    assert runner.wait_for_background_warms(timeout=30)
     warmed = set(WarmingRun.objects.filter(trigger="admin").values_list("warmer", flat=True))
     assert warmed == {"products", "categories", "reports", "inventory", "hot"}  # not "broken"
 
@@ -510,9 +510,9 @@ def test_warm_all(operator_client: Client) -> None:
 def test_background_errors_are_logged(
     operator_client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with mock.patch.object(dashboard, "run_warm", side_effect=RuntimeError("boom")):
+    with mock.patch.object(runner, "run_warm", side_effect=RuntimeError("boom")):
         assert operator_client.post(warm_url("products")).status_code == 302
-        assert dashboard.wait_for_background_warms(timeout=10)
+        assert runner.wait_for_background_warms(timeout=10)
     assert "cache warmer products: admin run failed" in caplog.text
 
 

@@ -19,7 +19,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 import django_cachewarmers
-from django_cachewarmers import dashboard, trackers
+from django_cachewarmers import runner, tracking
 from django_cachewarmers.models import Trigger, WarmingRun
 from tests import runs
 from tests.redis_server import require_binary
@@ -91,7 +91,7 @@ def seed_history() -> None:
     run("categories", 95, 35, trigger=Trigger.STARTUP)
     # The failing warmer's last run: a real one, one key's loader raises.
     django_cachewarmers.warm("inventory", trigger="schedule")
-    tracker = trackers.get_tracker("browser-test")
+    tracker = tracking.get_tracker("browser-test")
     for key, count in HOT.items():
         for _ in range(count):
             tracker.record_access(key)
@@ -123,11 +123,11 @@ def test_warm_now_in_a_browser(live_server: Any, django_user_model: Any, tmp_pat
                     drive(browser, live_server.url, tmp_path)
                 finally:
                     browser.close()
-            assert dashboard.wait_for_background_warms(timeout=30)
+            assert runner.wait_for_background_warms(timeout=30)
             run = WarmingRun.objects.get(warmer="reports")
         finally:
-            dashboard.wait_for_background_warms(timeout=30)
-            trackers.get_tracker("browser-test").clear()
+            runner.wait_for_background_warms(timeout=30)
+            tracking.get_tracker("browser-test").clear()
     assert run.trigger == "admin"
     assert run.keys_warmed == 20
     assert SCREENSHOT.stat().st_size > 10_000

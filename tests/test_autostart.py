@@ -21,8 +21,8 @@ from django.core.signals import request_started
 from django.test import override_settings
 from django.test.client import AsyncClientHandler, ClientHandler
 
-from django_cachewarmers.autostart import arms_on_request, detect, program_name, running_tests
-from django_cachewarmers.middleware import RENDER_MARKER
+from django_cachewarmers.autostart import arms_on_request
+from django_cachewarmers.process import RENDER_MARKER, detect, program_name, running_tests
 
 NO_ENV: dict[str, str] = {}
 #: What a server started by a test runner (pytest, pytest-xprocess, Playwright) inherits.

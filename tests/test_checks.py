@@ -20,7 +20,7 @@ from django.test import override_settings
 
 import django_cachewarmers.checks  # registers the checks  # noqa: F401
 from django_cachewarmers.checks import check_cache_warmers
-from django_cachewarmers.config import CACHE_DEFAULT
+from django_cachewarmers.core.config import DEFAULT_TIMEOUT
 from django_cachewarmers.spec import CHECK_IDS, parse_warmer
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -531,9 +531,9 @@ def test_omitted_timeout_gets_the_grace_silently() -> None:
     assert parse_warmer("w", raw).config.cache_timeout == 360
     with override_settings(CACHES=caches_with(LOCMEM, TIMEOUT=3600)):
         raw = {**raw, "cache": "warmed"}
-        assert parse_warmer("w", raw).config.cache_timeout is CACHE_DEFAULT
+        assert parse_warmer("w", raw).config.cache_timeout is DEFAULT_TIMEOUT
     with override_settings(CACHES=caches_with(LOCMEM, TIMEOUT=None)):
-        assert parse_warmer("w", raw).config.cache_timeout is CACHE_DEFAULT
+        assert parse_warmer("w", raw).config.cache_timeout is DEFAULT_TIMEOUT
     with override_settings(CACHES=caches_with(LOCMEM, TIMEOUT=10)):
         assert parse_warmer("w", raw).config.cache_timeout == 360
 

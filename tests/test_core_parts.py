@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from django_cachewarmers import (
-    CACHE_DEFAULT,
+    DEFAULT_TIMEOUT,
     AccessTracker,
     AdaptiveKeyProvider,
     BatchValueLoader,
@@ -46,11 +46,11 @@ def test_import_works_without_django_configured() -> None:
 
 def test_config_defaults() -> None:
     config = WarmingConfig()
-    assert config.strategy is WarmingStrategy.LAZY
+    assert config.strategy is WarmingStrategy.EAGER  # as a warmer declared in settings
     assert (config.batch_size, config.max_workers, config.max_retries) == (100, 4, 3)
     assert (config.refresh_interval_s, config.warmup_timeout_s) == (300.0, 60.0)
     assert config.retry_on_failure is True
-    assert config.cache_timeout is CACHE_DEFAULT
+    assert config.cache_timeout is DEFAULT_TIMEOUT
     assert config.attempts == 4
     assert WarmingConfig(retry_on_failure=False).attempts == 1
 
@@ -64,19 +64,19 @@ def test_strategy_values_and_strings() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("batch_size", 0, "batch_size: must be at least 1"),
-        ("batch_size", 2.5, "batch_size: must be an integer"),
-        ("max_workers", 0, "max_workers: must be at least 1"),
-        ("max_retries", -1, "max_retries: must not be negative"),
+        ("batch_size", 0, "batch_size: must be an integer >= 1, got 0"),
+        ("batch_size", 2.5, "batch_size: must be an integer >= 1, got 2.5"),
+        ("max_workers", 0, "max_workers: must be an integer >= 1"),
+        ("max_retries", -1, "max_retries: must be an integer >= 0"),
         ("max_retries", True, "max_retries: must be an integer"),
-        ("refresh_interval_s", 0, "refresh_interval_s: must be greater than 0"),
-        ("refresh_interval_s", -5.0, "refresh_interval_s: must be greater than 0"),
-        ("warmup_timeout_s", -1, "warmup_timeout_s: must be greater than 0"),
+        ("refresh_interval_s", 0, "refresh_interval_s: must be a finite number of seconds > 0"),
+        ("refresh_interval_s", -5.0, "refresh_interval_s: must be a finite number of seconds > 0"),
+        ("warmup_timeout_s", -1, "warmup_timeout_s: must be a finite number of seconds > 0"),
         ("warmup_timeout_s", float("inf"), "warmup_timeout_s: must be a finite number"),
-        ("cache_timeout", -1, "cache_timeout: must be at least 0"),
+        ("cache_timeout", -1, "cache_timeout: must be a finite number of seconds >= 0"),
         ("cache_timeout", "10", "cache_timeout: must be a finite number"),
-        ("timeout_jitter", -0.1, "timeout_jitter: must be at least 0"),
-        ("retry_backoff_s", -1, "retry_backoff_s: must be at least 0"),
+        ("timeout_jitter", -0.1, "timeout_jitter: must be a finite number of seconds >= 0"),
+        ("retry_backoff_s", -1, "retry_backoff_s: must be a finite number of seconds >= 0"),
         ("retry_on_failure", "yes", "retry_on_failure: must be True or False"),
         ("strategy", "sometimes", "strategy: 'sometimes' is not a warming strategy"),
     ],
@@ -92,7 +92,6 @@ def test_config_accepts_edge_values() -> None:
     config = WarmingConfig(max_retries=0, cache_timeout=0, retry_backoff_s=0)
     assert config.cache_timeout == 0
     assert WarmingConfig(cache_timeout=None).cache_timeout is None
-    assert "cache_timeout" in WarmingConfig.field_names()
 
 
 # -- WarmingStats ----------------------------------------------------------------------------
@@ -106,7 +105,7 @@ def test_stats_success_rate() -> None:
 
 def test_stats_to_dict_is_json_ready() -> None:
     stats = WarmingStats(keys_warmed=2, keys_failed=1, total_time_ms=12.3456)
-    stats.last_warming = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    stats.finished_at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     stats.add_error("k", "boom")
     data = json.loads(json.dumps(stats.to_dict()))
     assert data == {
@@ -114,7 +113,7 @@ def test_stats_to_dict_is_json_ready() -> None:
         "keys_failed": 1,
         "success_rate": pytest.approx(2 / 3),
         "total_time_ms": 12.346,
-        "last_warming": "2026-01-02T03:04:05+00:00",
+        "finished_at": "2026-01-02T03:04:05+00:00",
         "errors": ["k: boom"],
         "errors_omitted": 0,
         "run_error": None,

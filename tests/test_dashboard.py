@@ -19,7 +19,9 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from django_cachewarmers import dashboard, registry
+from django_cachewarmers import probe as probe_module
+from django_cachewarmers import registry
+from django_cachewarmers.backends import max_entries
 from django_cachewarmers.runner import run_warm
 from tests import runs
 
@@ -60,7 +62,7 @@ def clean() -> Iterator[None]:
     yield
     registry.reset()
     caches["default"].clear()
-    dashboard._samples.clear()
+    probe_module._samples.clear()
     KEY_CALLS.clear()
 
 
@@ -101,9 +103,9 @@ def test_probe_reads_a_bounded_sample(admin_client: Client) -> None:
     keys = [f"many:{i}" for i in range(1000)]
     with override_settings(CACHE_WARMERS={"w": {"keys": keys, "loader": load}}):
         caches["default"].set_many(dict.fromkeys(keys[:250], 1))
-        presence = dashboard.probe("w", registry.get_warmer("w"))
+        presence = probe_module.probe("w", registry.get_warmer("w"))
         row = text(row_html(overview(admin_client), "w"))
-    assert presence.checked == dashboard.PROBE_SAMPLE == 100
+    assert presence.checked == probe_module.PROBE_SAMPLE == 100
     assert presence.present == 25  # spread evenly over the keys, not the first 100
     assert presence.total == 1000
     assert "25 of 100 sampled keys cached" in row
@@ -176,10 +178,10 @@ def test_max_entries_helper() -> None:
     from django.core.cache.backends.db import DatabaseCache
     from django.core.cache.backends.locmem import LocMemCache
 
-    assert dashboard.max_entries(LocMemCache("x", {})) == 300  # Django's default
-    assert dashboard.max_entries(LocMemCache("x", {"OPTIONS": {"MAX_ENTRIES": 7}})) == 7
-    assert dashboard.max_entries(DatabaseCache("t", {"OPTIONS": {"MAX_ENTRIES": 9}})) == 9
-    assert dashboard.max_entries(object()) is None
+    assert max_entries(LocMemCache("x", {})) == 300  # Django's default
+    assert max_entries(LocMemCache("x", {"OPTIONS": {"MAX_ENTRIES": 7}})) == 7
+    assert max_entries(DatabaseCache("t", {"OPTIONS": {"MAX_ENTRIES": 9}})) == 9
+    assert max_entries(object()) is None
 
 
 @pytest.mark.django_db

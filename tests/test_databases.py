@@ -25,7 +25,7 @@ from django.core.management import call_command
 call_command("migrate", database="primary", verbosity=0)
 
 import django_cachewarmers
-from django_cachewarmers import trackers
+from django_cachewarmers import tracking
 from django_cachewarmers.hotkeys import persist
 
 problems = []
@@ -41,7 +41,7 @@ for key, times in {"product:1": 5, "product:2": 3, "product:3": 1}.items():
     for _ in range(times):
         django_cachewarmers.track(key)
 saved = persist("keys", claim=False)
-trackers.reset()  # a restart: what is hot now comes from the saved hot set only
+tracking.reset()  # a restart: what is hot now comes from the saved hot set only
 stats = django_cachewarmers.warm("hot")
 print(json.dumps({"saved": saved, "warmed": stats.keys_warmed, "problems": problems}))
 """

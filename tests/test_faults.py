@@ -189,7 +189,7 @@ def test_a_cache_outage_is_one_error_line_per_run(
     from django.core.cache.backends.redis import RedisCache
 
     from django_cachewarmers import CacheWarmer, CallableValueLoader, StaticKeyProvider
-    from django_cachewarmers.config import WarmingConfig
+    from django_cachewarmers.core.config import WarmingConfig
 
     cache = RedisCache(f"{private_redis.url}/0", {})
 
@@ -230,7 +230,7 @@ def test_runs_cut_short_by_a_hung_loader_leave_nothing_behind(release: threading
     import tracemalloc
 
     from django_cachewarmers import CacheWarmer, CallableValueLoader, StaticKeyProvider
-    from django_cachewarmers.config import WarmingConfig
+    from django_cachewarmers.core.config import WarmingConfig
 
     def hang(key: str) -> str:
         release.wait()
@@ -467,7 +467,7 @@ def test_soak_a_busy_gunicorn_for_60_seconds(
     ticker = {"keys": ["tick:1", "tick:2", "tick:3"], "loader": "tests.testapp.warming.load_item",
               "strategy": "scheduled", "refresh_interval": 1}  # fmt: skip
     hot_pages = {"keys": {"adaptive": {"tracker": "pages", "threshold": 3}},
-                 "loader": "django_cachewarmers.loaders.render_page",
+                 "loader": "django_cachewarmers.pages.render_page",
                  "strategy": "adaptive", "refresh_interval": 2}  # fmt: skip
     p = project(
         redis_server,

@@ -18,9 +18,9 @@ from django.test import RequestFactory, override_settings
 from django.urls import reverse
 
 from django_cachewarmers.admin import WarmingRunAdmin
+from django_cachewarmers.core.stats import WarmingStats
 from django_cachewarmers.history import last_runs, record_run
 from django_cachewarmers.models import WarmingRun
-from django_cachewarmers.stats import WarmingStats
 from tests import runs
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=timezone.utc)
@@ -52,7 +52,7 @@ def test_record_run_stores_every_field() -> None:
         keys_warmed=7,
         keys_failed=2,
         total_time_ms=1234.5,
-        last_warming=at(1),
+        finished_at=at(1),
         errors=["item:1: boom", "item:2: timed out"],
         errors_omitted=3,
         run_error=None,

@@ -11,7 +11,7 @@ from django.core.cache import caches
 from django.test import override_settings
 from django.utils import timezone
 
-from django_cachewarmers import claims, hotkeys, trackers
+from django_cachewarmers import claims, hotkeys, tracking
 from django_cachewarmers.hotkeys import (
     ClusterKeyProvider,
     Publisher,
@@ -26,10 +26,10 @@ from tests.processes import wait_until
 
 @pytest.fixture(autouse=True)
 def fresh() -> Iterator[None]:
-    trackers.reset()
+    tracking.reset()
     caches["default"].clear()
     yield
-    trackers.reset()
+    tracking.reset()
     caches["default"].clear()
 
 
@@ -42,7 +42,7 @@ def other_process(tracker: str, items: list[Any], slot: int = 40, **extra: Any) 
 
 def hit(key: str, times: int, tracker: str = "pages") -> None:
     for _ in range(times):
-        trackers.get_tracker(tracker).record_access(key)
+        tracking.get_tracker(tracker).record_access(key)
 
 
 def test_own_counts_plus_other_processes_snapshots() -> None:
@@ -55,7 +55,7 @@ def test_own_counts_plus_other_processes_snapshots() -> None:
 def test_publish_then_merge_in_another_process_and_own_snapshot_not_double_counted() -> None:
     hit("/a", 5)
     publisher = Publisher()
-    assert publisher.publish("pages", trackers.get_tracker("pages").top(10))
+    assert publisher.publish("pages", tracking.get_tracker("pages").top(10))
     # This process reads its own live counts, not its published copy of them.
     assert cluster_counts("pages") == {"/a": 5}
     stored = caches["default"].get(hotkeys._slot_key("pages", publisher._slots["pages"]))
@@ -65,7 +65,7 @@ def test_publish_then_merge_in_another_process_and_own_snapshot_not_double_count
 
 @override_settings(CACHE_WARMERS_SNAPSHOT_INTERVAL=0, CACHE_WARMERS_PERSIST_INTERVAL=3600)
 def test_the_publisher_thread_counts_the_backlogs_also_when_only_persisting() -> None:
-    tracker = trackers.get_tracker("pages")
+    tracker = tracking.get_tracker("pages")
     tracker.record_access_later("/quiet")  # one access: far from the backlog's limit
     publisher = Publisher()
     publisher.start()
@@ -136,7 +136,7 @@ def test_reading_the_hot_set_creates_no_tracker_in_a_process_that_counts_nothing
     assert provider.get_keys() == ["product:2"]
     assert provider.top() == [("product:2", 9)]
     assert cluster_counts("pages") == {}
-    assert trackers.all_trackers() == {}
+    assert tracking.all_trackers() == {}
 
 
 @pytest.mark.django_db
@@ -149,7 +149,7 @@ def test_persist_and_read_back_decayed_and_never_compounding() -> None:
     assert persist("pages", claim=False) == 2
     assert dict(HotKey.objects.values_list("key", "count")) == {"/a": 8.0, "/b": 4.0}
     # After a restart: no live counts, the persisted ones (decayed by age) stand in.
-    trackers.reset()
+    tracking.reset()
     caches["default"].clear()
     HotKey.objects.update(updated_at=timezone.now() - timedelta(hours=1))
     assert persisted_counts("pages") == pytest.approx({"/a": 4.0, "/b": 2.0})
@@ -173,7 +173,7 @@ def test_an_adaptive_warmer_warms_from_the_persisted_hot_set_after_a_restart() -
     hit("product:1", 5, "keys")
     hit("product:2", 5, "keys")
     persist("keys", claim=False)
-    trackers.reset()  # the restart: this process has seen nothing yet
+    tracking.reset()  # the restart: this process has seen nothing yet
     warming.CALLS.clear()
     warmers = {
         "hot_products": {

@@ -17,14 +17,13 @@ from django.http import HttpRequest, HttpResponse
 from django.http.cookie import parse_cookie
 from django.test import AsyncClient, Client, RequestFactory, override_settings
 
-from django_cachewarmers import NO_STORE, trackers
-from django_cachewarmers.loaders import render_page
+from django_cachewarmers import STORED_BY_LOADER, tracking
 from django_cachewarmers.middleware import (
     MAX_KNOWN_PAGES,
     AccessTrackingMiddleware,
     tracking_settings,
 )
-from django_cachewarmers.pages import PageNotWarmed
+from django_cachewarmers.pages import PageNotWarmed, render_page
 from tests.testapp import views
 
 TRACKING = "django_cachewarmers.middleware.AccessTrackingMiddleware"
@@ -39,17 +38,17 @@ SITE_CACHE = [
 
 @pytest.fixture(autouse=True)
 def fresh() -> Iterator[None]:
-    trackers.reset()
+    tracking.reset()
     views.EXECUTIONS.clear()
     caches["default"].clear()
     with override_settings(MIDDLEWARE=WITH_TRACKING):
         yield
-    trackers.reset()
+    tracking.reset()
     caches["default"].clear()
 
 
 def counted() -> dict[Any, int]:
-    return dict(trackers.get_tracker("pages").top(1000))
+    return dict(tracking.get_tracker("pages").top(1000))
 
 
 # -- what is counted ----------------------------------------------------------------------------
@@ -272,7 +271,7 @@ def test_a_flood_of_unique_urls_keeps_memory_bounded_and_hot_pages_hot() -> None
     for _ in range(30):
         for path in hot:
             middleware(get(path))
-    tracker = trackers.get_tracker("pages")
+    tracker = tracking.get_tracker("pages")
     tracemalloc.start()
     try:
         for i in range(50_000):
@@ -295,7 +294,7 @@ def test_a_flood_of_unique_urls_keeps_memory_bounded_and_hot_pages_hot() -> None
 
 @pytest.mark.django_db
 def test_render_page_makes_the_next_real_request_a_cache_hit_for_cache_page() -> None:
-    assert render_page("http://testserver/products/7/") is NO_STORE
+    assert render_page("http://testserver/products/7/") is STORED_BY_LOADER
     assert views.EXECUTIONS["product:7"] == 1
     response = Client().get("/products/7/")
     assert response.content == b"product 7"
@@ -337,7 +336,7 @@ def test_an_adaptive_page_warmer_warms_the_hot_pages() -> None:
     warmers = {
         "hot_pages": {
             "keys": {"adaptive": {"tracker": "pages", "threshold": 2}},
-            "loader": "django_cachewarmers.loaders.render_page",
+            "loader": "django_cachewarmers.pages.render_page",
             "strategy": "adaptive",
         }
     }

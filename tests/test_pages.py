@@ -16,10 +16,9 @@ from django.conf import settings
 from django.core.cache import caches
 from django.test import Client, override_settings
 
-from django_cachewarmers import NO_STORE, trackers
-from django_cachewarmers.loaders import render_page
+from django_cachewarmers import STORED_BY_LOADER, tracking
 from django_cachewarmers.middleware import SCRIPT_NAMES_SEEN
-from django_cachewarmers.pages import PageNotWarmed
+from django_cachewarmers.pages import PageNotWarmed, render_page
 from tests.redis_server import RedisServer
 from tests.testapp import views
 
@@ -47,12 +46,12 @@ def page_cache(request: pytest.FixtureRequest) -> Iterator[str]:
         default = LOCMEM
     with override_settings(CACHES={**settings.CACHES, "default": default}):
         caches["default"].clear()  # the suite's own redis-server, a database of its own
-        trackers.reset()
+        tracking.reset()
         SCRIPT_NAMES_SEEN.clear()
         views.EXECUTIONS.clear()
         yield request.param
         caches["default"].clear()
-    trackers.reset()
+    tracking.reset()
 
 
 def hit(path: str, **extra: Any) -> bool:
@@ -85,7 +84,7 @@ def test_a_page_counts_as_warmed_only_when_the_next_anonymous_get_is_a_hit(
     path = f"/shaped/{kind_}/" if where == "per-site" else f"/cached/{kind_}/"
     with override_settings(MIDDLEWARE=PER_SITE if where == "per-site" else PER_VIEW):
         if kind is None:
-            assert render_page(f"http://testserver{path}") is NO_STORE
+            assert render_page(f"http://testserver{path}") is STORED_BY_LOADER
             assert hit(path)
         else:
             with pytest.raises(PageNotWarmed, match=re.escape(NOT_STORED[kind])) as failed:
@@ -93,7 +92,7 @@ def test_a_page_counts_as_warmed_only_when_the_next_anonymous_get_is_a_hit(
             assert "the next anonymous GET would run the view" in str(failed.value)
             assert not hit(path)
     # Neither the render nor its check counted as a visit; the real GET did.
-    assert dict(trackers.get_tracker("pages").top(10)) == {f"http://testserver{path}": 1}
+    assert dict(tracking.get_tracker("pages").top(10)) == {f"http://testserver{path}": 1}
 
 
 @pytest.mark.django_db
@@ -109,7 +108,7 @@ def test_cache_page_stores_max_age_0_so_it_is_warmed(page_cache: str) -> None:
     # cache_page's own timeout takes precedence over the response's max-age (Django's rule): the
     # page is stored, and the truth is the cache's, not the header's.
     with override_settings(MIDDLEWARE=PER_VIEW):
-        assert render_page("http://testserver/cached/max-age-0/") is NO_STORE
+        assert render_page("http://testserver/cached/max-age-0/") is STORED_BY_LOADER
         assert hit("/cached/max-age-0/")
 
 
@@ -120,7 +119,7 @@ def test_cache_page_without_csrf_protect_stores_the_csrf_page_so_it_is_warmed(
     # Django's documented pitfall: cache_page stores the view's response before
     # CsrfViewMiddleware adds the cookie. The next anonymous GET is a hit, so it is warmed.
     with override_settings(MIDDLEWARE=PER_VIEW):
-        assert render_page("http://testserver/cached-bare/csrf/") is NO_STORE
+        assert render_page("http://testserver/cached-bare/csrf/") is STORED_BY_LOADER
         assert hit("/cached-bare/csrf/")
 
 
@@ -170,7 +169,7 @@ def test_a_page_cache_timeout_of_0_is_not_warmed(page_cache: str) -> None:
 def test_a_page_already_cached_counts_as_warmed_without_running_the_view(page_cache: str) -> None:
     with override_settings(MIDDLEWARE=PER_SITE):
         assert hit("/shaped/plain/") is False  # a real visit cached it
-        assert render_page("http://testserver/shaped/plain/") is NO_STORE
+        assert render_page("http://testserver/shaped/plain/") is STORED_BY_LOADER
         assert views.EXECUTIONS["shaped:plain"] == 1
         assert hit("/shaped/plain/")
 
@@ -185,7 +184,7 @@ def test_a_warm_reports_the_uncacheable_pages_as_failed_keys_with_their_reasons(
     warmers = {
         "pages": {
             "keys": [f"http://testserver/shaped/{kind}/" for kind in kinds],
-            "loader": "django_cachewarmers.loaders.render_page",
+            "loader": "django_cachewarmers.pages.render_page",
             "max_retries": 0,
         }
     }

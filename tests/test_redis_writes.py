@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from django_cachewarmers import CacheWarmer, CallableValueLoader, StaticKeyProvider, WarmingConfig
-from django_cachewarmers.writers import is_django_redis_cache
+from django_cachewarmers.backends.redis import RedisAdapter
+from django_cachewarmers.core.backends import BackendAdapter, adapter_for
 from tests.redis_server import RedisServer, close_redis
 
 KEYS = [f"item:{i}" for i in range(250)]
@@ -30,8 +31,8 @@ def ttl(cache: Any, key: str) -> int:
 
 
 def test_the_redis_backend_is_recognised(redis_cache: Any) -> None:
-    assert is_django_redis_cache(redis_cache)
-    assert not is_django_redis_cache({})
+    assert isinstance(adapter_for(redis_cache), RedisAdapter)
+    assert type(adapter_for({})) is BackendAdapter
 
 
 def test_values_written_by_the_pipeline_read_back_through_django(redis_cache: Any) -> None:
@@ -55,7 +56,7 @@ def test_ttl_jitter_is_per_key_and_within_bounds(redis_cache: Any) -> None:
 def test_never_expire_and_the_caches_default(redis_cache: Any) -> None:
     warm(redis_cache, keys=["forever"], cache_timeout=None)
     assert ttl(redis_cache, "forever") == -1  # no expiry
-    warm(redis_cache, keys=["default"])  # CACHE_DEFAULT: the cache's own TIMEOUT (300 s)
+    warm(redis_cache, keys=["default"])  # DEFAULT_TIMEOUT: the cache's own TIMEOUT (300 s)
     assert 295 <= ttl(redis_cache, "default") <= 300
 
 

@@ -53,7 +53,7 @@ def test_no_secret_or_cookie_reaches_a_stored_key_a_row_or_a_log_line(
 ) -> None:
     hot_pages = {
         "keys": {"adaptive": {"tracker": "pages", "threshold": 2}},
-        "loader": "django_cachewarmers.loaders.render_page",
+        "loader": "django_cachewarmers.pages.render_page",
         "strategy": "adaptive",
         "refresh_interval": 1,
     }
@@ -170,7 +170,7 @@ def test_forged_snapshots_reach_neither_foreign_hosts_nor_another_trackers_warme
 ) -> None:
     hot_pages = {
         "keys": {"adaptive": {"tracker": "pages", "threshold": 3}},
-        "loader": "django_cachewarmers.loaders.render_page",
+        "loader": "django_cachewarmers.pages.render_page",
         "strategy": "adaptive",
         "refresh_interval": 1,
     }

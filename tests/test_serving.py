@@ -249,7 +249,7 @@ django.setup()
 
 from django.test import Client
 
-from django_cachewarmers.loaders import render_page
+from django_cachewarmers.pages import render_page
 from tests.testapp import warming
 
 render_page("http://127.0.0.1/pages/home/")

@@ -18,7 +18,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from django_cachewarmers.conf import Settings, conf
-from django_cachewarmers.config import CACHE_DEFAULT, WarmingStrategy
+from django_cachewarmers.core.config import DEFAULT_TIMEOUT, WarmingStrategy
 from django_cachewarmers.spec import (
     ADAPTIVE_FIELDS,
     DEFAULTS,
@@ -159,7 +159,7 @@ def test_parse_defaults() -> None:
     assert config.max_retries == 3
     assert config.refresh_interval_s == 300.0
     assert config.warmup_timeout_s == 60.0
-    assert config.cache_timeout is CACHE_DEFAULT
+    assert config.cache_timeout is DEFAULT_TIMEOUT
     assert config.timeout_jitter == 0.0
     assert config.retry_backoff_s == 0.1
     assert config.retry_backoff_max_s == 10.0
@@ -169,7 +169,7 @@ def test_parse_defaults() -> None:
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        ({}, CACHE_DEFAULT),
+        ({}, DEFAULT_TIMEOUT),
         ({"timeout": None}, None),
         ({"timeout": 600}, 600),
         ({"timeout": 0.5}, 0.5),
@@ -177,7 +177,7 @@ def test_parse_defaults() -> None:
 )
 def test_timeout(extra: dict[str, Any], expected: object) -> None:
     spec = parse_warmer("w", {**VALID, **extra})
-    if expected is CACHE_DEFAULT or expected is None:
+    if expected is DEFAULT_TIMEOUT or expected is None:
         assert spec.config.cache_timeout is expected
     else:
         assert spec.config.cache_timeout == expected
@@ -492,9 +492,9 @@ def test_valid_definitions_parse(raw: dict[str, Any]) -> None:
         if raised:
             assert config.cache_timeout == floor
         else:
-            assert config.cache_timeout == raw.get("timeout", CACHE_DEFAULT)
+            assert config.cache_timeout == raw.get("timeout", DEFAULT_TIMEOUT)
     else:
-        assert config.cache_timeout == raw.get("timeout", CACHE_DEFAULT)
+        assert config.cache_timeout == raw.get("timeout", DEFAULT_TIMEOUT)
     # Only an explicit timeout that was raised is reported (W003); an omitted one silently.
     expected = ["django_cachewarmers.W003"] if raised and "timeout" in raw else []
     assert [m.id for m in messages] == expected

@@ -21,10 +21,9 @@ from django.test import Client, RequestFactory, override_settings
 from django.test.utils import override_script_prefix
 from django.urls import get_script_prefix
 
-from django_cachewarmers import NO_STORE, trackers
-from django_cachewarmers.loaders import render_page
+from django_cachewarmers import STORED_BY_LOADER, tracking
 from django_cachewarmers.middleware import SCRIPT_NAMES_SEEN, AccessTrackingMiddleware
-from django_cachewarmers.pages import PageNotWarmed, split_script_name
+from django_cachewarmers.pages import PageNotWarmed, render_page, split_script_name
 from tests.processes import PYTHON, Project, http_get, started_at, wait_until
 from tests.redis_server import RedisServer, free_port
 from tests.testapp import views
@@ -41,20 +40,20 @@ PER_SITE = [
 
 @pytest.fixture(autouse=True)
 def fresh() -> Iterator[None]:
-    trackers.reset()
+    tracking.reset()
     SCRIPT_NAMES_SEEN.clear()  # what this process's real requests taught it (a global)
     views.EXECUTIONS.clear()
     caches["default"].clear()
     # startproject's STATIC_URL (relative); MEDIA_URL stays Django's default "".
     with override_settings(MIDDLEWARE=PER_VIEW, STATIC_URL="static/"):
         yield
-    trackers.reset()
+    tracking.reset()
     caches["default"].clear()
     SCRIPT_NAMES_SEEN.clear()
 
 
 def counted() -> dict[Any, int]:
-    return dict(trackers.get_tracker("pages").top(1000))
+    return dict(tracking.get_tracker("pages").top(1000))
 
 
 # -- counting -------------------------------------------------------------------------------------
@@ -126,7 +125,7 @@ def test_render_page_fills_the_entry_a_request_under_the_script_name_reads(
     middleware: list[str], path: str, view: str
 ) -> None:
     with override_settings(MIDDLEWARE=middleware):
-        assert render_page(f"http://testserver/shop{path}") is NO_STORE
+        assert render_page(f"http://testserver/shop{path}") is STORED_BY_LOADER
         assert views.EXECUTIONS[view] == 1
         assert get_script_prefix() == "/"  # the loader thread's own prefix is back
         response = Client(SCRIPT_NAME="/shop").get(path)
@@ -153,7 +152,7 @@ def test_once_real_requests_were_counted_their_script_name_is_used_not_a_guess()
 @pytest.mark.django_db
 def test_render_page_under_force_script_name() -> None:
     with override_settings(FORCE_SCRIPT_NAME="/shop"):
-        assert render_page("http://testserver/shop/products/7/") is NO_STORE
+        assert render_page("http://testserver/shop/products/7/") is STORED_BY_LOADER
         assert Client().get("/products/7/").content == b"product 7"
         assert views.EXECUTIONS["product:7"] == 1
         with pytest.raises(PageNotWarmed, match="not under FORCE_SCRIPT_NAME"):
@@ -170,7 +169,7 @@ def test_a_url_outside_every_prefix_is_a_404() -> None:
 
 HOT_PAGES = {
     "keys": {"adaptive": {"tracker": "pages", "threshold": 3}},
-    "loader": "django_cachewarmers.loaders.render_page",
+    "loader": "django_cachewarmers.pages.render_page",
     "strategy": "adaptive",
     "refresh_interval": 1,
 }

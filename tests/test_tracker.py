@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks.streams import true_top, zipf_stream
 from benchmarks.tracker_bench import TrimHalfTracker
-from django_cachewarmers.tracker import BACKLOG_LIMIT, AccessTracker
+from django_cachewarmers.core.tracker import BACKLOG_LIMIT, AccessTracker
 
 
 class FakeClock:

@@ -20,8 +20,8 @@ from django.db.models.signals import post_save
 from django.test import override_settings
 
 import django_cachewarmers
+from django_cachewarmers.core.stats import WarmingStats
 from django_cachewarmers.models import WarmingRun
-from django_cachewarmers.stats import WarmingStats
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -17,6 +17,7 @@ from django.template.response import TemplateResponse
 from django.test import RequestFactory
 
 from django_cachewarmers import CacheWarmer, CallableValueLoader, StaticKeyProvider, WarmingConfig
+from django_cachewarmers.backends.redis import RedisAdapter
 from tests.memcached_server import MemcachedServer
 from tests.redis_server import RedisServer, close_redis
 
@@ -100,8 +101,8 @@ def run(name: str, cache: Any, bad_value: Any) -> Any:
     warmer = warm(cache, "k3", bad_value)
     if name == "redis-pipeline":
         # The path taken when the server refuses scripts (see test_redis_writes.py for that server).
-        assert warmer._redis_writer is not None
-        warmer._redis_writer.use_script = False
+        assert isinstance(warmer.backend, RedisAdapter)
+        warmer.backend.use_script = False
     return warmer.warm()
 
 

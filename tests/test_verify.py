@@ -20,15 +20,16 @@ from django.core.management.base import CommandError
 from django.test import override_settings
 
 from django_cachewarmers import (
-    NO_STORE,
+    STORED_BY_LOADER,
     CacheWarmer,
     CallableValueLoader,
     StaticKeyProvider,
     WarmingConfig,
 )
+from django_cachewarmers.backends import max_entries as cache_max_entries
 from django_cachewarmers.claims import CacheUnreachable, Claims
+from django_cachewarmers.core.collector import VERIFY_ALL_UP_TO
 from django_cachewarmers.runner import run_warm
-from django_cachewarmers.warmer import VERIFY_ALL_UP_TO, cache_max_entries
 from tests.redis_server import RedisServer
 
 
@@ -170,7 +171,7 @@ def test_no_store_keys_are_read_back_too() -> None:
     def load(key: str) -> Any:
         if key == "honest":
             cache.set(key, "stored by the loader")
-        return NO_STORE
+        return STORED_BY_LOADER
 
     stats = warmer(cache, ["honest", "forgetful"], loader=load).warm()
     assert (stats.keys_warmed, stats.keys_failed, stats.keys_verified) == (1, 1, 2)

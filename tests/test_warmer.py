@@ -20,7 +20,8 @@ from django_cachewarmers import (
     StaticKeyProvider,
     WarmingConfig,
 )
-from django_cachewarmers.warmer import backoff_delay, wait_until
+from django_cachewarmers.core.pool import backoff_delay
+from django_cachewarmers.core.schedule import wait_until
 from tests.conftest import RecordingCache, cached
 
 KEYS = [f"item:{i}" for i in range(25)]
@@ -60,7 +61,7 @@ def test_warms_every_key(backend: Any) -> None:
     stats = make_warmer(backend).warm()
     assert (stats.keys_warmed, stats.keys_failed, stats.success_rate) == (25, 0, 1.0)
     assert stats.ok
-    assert stats.last_warming is not None
+    assert stats.finished_at is not None
     assert stats.total_time_ms > 0
     for key in KEYS:
         assert cached(backend, key) == value_of(key)
@@ -626,7 +627,7 @@ def test_progress_reports_done_and_total() -> None:
 
 
 def test_no_store_counts_as_warmed_and_writes_nothing() -> None:
-    from django_cachewarmers import NO_STORE
+    from django_cachewarmers import STORED_BY_LOADER
 
     cache = RecordingCache(caches["default"])
     caches["default"].clear()
@@ -634,7 +635,7 @@ def test_no_store_counts_as_warmed_and_writes_nothing() -> None:
     def load(key: str) -> Any:
         if key.endswith("1"):
             caches["default"].set(key, "stored by the loader")  # it warms the key itself
-            return NO_STORE
+            return STORED_BY_LOADER
         return value_of(key)
 
     stats = make_warmer(cache, keys=["k1", "k2", "k11"], loader=CallableValueLoader(load)).warm()
@@ -644,10 +645,10 @@ def test_no_store_counts_as_warmed_and_writes_nothing() -> None:
 
 
 def test_no_store_keys_the_loader_did_not_store_fail_the_read_back() -> None:
-    from django_cachewarmers import NO_STORE
+    from django_cachewarmers import STORED_BY_LOADER
 
     caches["default"].clear()
-    loader = CallableValueLoader(lambda k: NO_STORE if k.endswith("1") else value_of(k))
+    loader = CallableValueLoader(lambda k: STORED_BY_LOADER if k.endswith("1") else value_of(k))
     stats = make_warmer(caches["default"], keys=["k1", "k2", "k11"], loader=loader).warm()
     assert (stats.keys_warmed, stats.keys_failed, stats.keys_lost) == (1, 2, 2)
     assert stats.run_error is None  # k2 reads back: the run is failing, not a failed run
@@ -673,11 +674,11 @@ def test_keys_a_django_cache_would_reject_are_failed_keys(alias: str) -> None:
 
 
 def test_a_long_key_the_loader_stores_itself_is_not_refused() -> None:
-    from django_cachewarmers import NO_STORE
+    from django_cachewarmers import STORED_BY_LOADER
 
     url = "http://example.com/" + "p" * 400  # a page URL: render_page stores under its own key
     stats = make_warmer(
-        caches["default"], keys=[url], loader=CallableValueLoader(lambda k: NO_STORE)
+        caches["default"], keys=[url], loader=CallableValueLoader(lambda k: STORED_BY_LOADER)
     ).warm()
     assert (stats.keys_warmed, stats.keys_failed) == (1, 0)
 

@@ -109,7 +109,7 @@ CACHE_WARMERS = {
     # before the next visitor asks. The hot set is saved in the database and warmed at next start.
     "hot_pages": {
         "keys": {"adaptive": {"tracker": "pages", "threshold": 3, "limit": 100}},
-        "loader": "django_cachewarmers.loaders.render_page",
+        "loader": "django_cachewarmers.pages.render_page",
         "strategy": "adaptive",
         "refresh_interval": 30,
         "optional": True,

@@ -12,8 +12,8 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
+from django_cachewarmers.core.stats import WarmingStats, format_duration
 from django_cachewarmers.registry import UnknownWarmer, get_entry, names
-from django_cachewarmers.stats import WarmingStats
 
 
 class ProgressBar:
@@ -160,7 +160,7 @@ class Command(BaseCommand):
         if modes:
             flags = " and ".join("--" + m.replace("_", "-") for m in modes)
             raise CommandError(f"--celery cannot be combined with {flags}.")
-        from django_cachewarmers.distributed import CeleryUnavailable, require_celery
+        from django_cachewarmers.celery_app import CeleryUnavailable, require_celery
 
         try:
             require_celery()
@@ -212,7 +212,7 @@ class Command(BaseCommand):
                     )
                 )
         if options["json"]:
-            self.stdout.write(json.dumps({n: _stats_json(s) for n, s in results.items()}))
+            self.stdout.write(json.dumps({n: s.to_dict() for n, s in results.items()}))
         problems = []
         if failed_required:
             problems.append(f"keys failed in required warmer(s): {', '.join(failed_required)}")
@@ -222,13 +222,8 @@ class Command(BaseCommand):
             raise CommandError("; ".join(problems), returncode=1)
 
     def _celery_runner(self, options: dict[str, Any]) -> _Runner:
-        from django_cachewarmers.distributed import (
-            CeleryUnavailable,
-            UnsendableKeys,
-            WarmerBusy,
-            fan_out,
-            resolve_app,
-        )
+        from django_cachewarmers.celery_app import CeleryUnavailable, resolve_app
+        from django_cachewarmers.distributed import UnsendableKeys, WarmerBusy, fan_out
 
         try:
             app = resolve_app(options.get("celery_app"))
@@ -255,7 +250,7 @@ class Command(BaseCommand):
     def _summary(self, name: str, stats: WarmingStats, *, optional: bool) -> str:
         line = (
             f"{name}: {stats.keys_warmed} warmed, {stats.keys_failed} failed, "
-            f"success rate {stats.success_rate:.1%}, {_duration(stats.total_time_ms)}"
+            f"success rate {stats.success_rate:.1%}, {format_duration(stats.total_time_ms)}"
         )
         if stats.ok:
             return self.style.SUCCESS(line)
@@ -355,7 +350,7 @@ class _Busy(Exception):
 
 
 def _is_per_process(cache: object) -> bool:
-    from django_cachewarmers.dashboard import is_per_process
+    from django_cachewarmers.backends import is_per_process
 
     return is_per_process(cache)
 
@@ -391,26 +386,3 @@ def _positive_seconds(text: str) -> float:
 def _isatty(stream: Any) -> bool:
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
-
-
-def _duration(ms: float) -> str:
-    return f"{ms:.0f} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
-
-
-def _stats_json(stats: WarmingStats) -> dict[str, Any]:
-    data = stats.to_dict()
-    return {
-        key: data[key]
-        for key in (
-            "keys_warmed",
-            "keys_failed",
-            "success_rate",
-            "total_time_ms",
-            "errors",
-            "errors_omitted",
-            "run_error",
-            "last_warming",
-            "keys_verified",
-            "keys_lost",
-        )
-    }

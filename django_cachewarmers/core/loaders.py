@@ -9,26 +9,28 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Final
 
 
-class _NoStore:
-    """The type of ``NO_STORE``."""
+class _StoredByLoader:
+    """The type of ``STORED_BY_LOADER``."""
 
-    _instance: _NoStore | None = None
+    _instance: _StoredByLoader | None = None
 
-    def __new__(cls) -> _NoStore:
+    def __new__(cls) -> _StoredByLoader:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
 
     def __repr__(self) -> str:
-        return "NO_STORE"
+        return "STORED_BY_LOADER"
 
     def __reduce__(self) -> str:
-        return "NO_STORE"
+        return "STORED_BY_LOADER"
 
 
-#: A loader returns this when loading the key warmed the cache by itself (``render_page`` makes
-#: ``cache_page`` store the response): the key counts as warmed and nothing more is written.
-NO_STORE: Final = _NoStore()
+#: A loader returns this when loading the key stored it in the cache by itself
+#: (``pages.render_page`` makes ``cache_page`` store the response): nothing more is written, and
+#: the key counts as warmed once it reads back (under ``loader.stored_key(key)`` when the loader
+#: or its function defines that hook).
+STORED_BY_LOADER: Final = _StoredByLoader()
 
 
 class ValueLoader(abc.ABC):
@@ -109,28 +111,3 @@ class BatchValueLoader(ValueLoader):
 
     def __repr__(self) -> str:
         return f"BatchValueLoader({getattr(self.batch_func, '__qualname__', self.batch_func)!r})"
-
-
-def render_page(url: str) -> _NoStore:
-    """A loader for page URLs (``"loader": "django_cachewarmers.loaders.render_page"``).
-
-    Renders ``url`` through the project's own request handler (full middleware stack, no network)
-    as an anonymous visitor, so that ``cache_page`` views and the per-site cache store the response
-    under exactly the key a real request looks up. Returns ``NO_STORE`` only when a second anonymous
-    GET right after the render is answered by Django's page cache; else raises
-    ``pages.PageNotWarmed`` saying why (not 2xx, no page cache, a response the page cache does not
-    store, or did not keep): a failed key. A site under a sub-path gets ``SCRIPT_NAME`` split off
-    the URL's path (``pages.split_script_name``).
-    """
-    from django_cachewarmers.pages import render  # the Django layer; the core imports no Django
-
-    render(url)
-    return NO_STORE
-
-
-def _page_entry_not_under_url(url: str) -> None:
-    """The page is cached under the cache middleware's own key, not under ``url``: the warmer's
-    read-back cannot look it up by the URL (see ``CacheWarmer`` read-back, ``stored_key``)."""
-
-
-render_page.stored_key = _page_entry_not_under_url  # type: ignore[attr-defined]

@@ -6,8 +6,8 @@ alone), so for Django's own ``RedisCache`` a batch goes out as ONE call of a sma
 runs ``SET key value EX ttl`` for every key on the server: one command and one reply per batch, and
 a TTL of its own per key (so jitter spreads expiry key by key). Where the server refuses scripts
 (some managed Redis services), a non-transactional pipeline of ``SET ... EX`` is used instead. The
-backend is recognised by its class, without importing Django; anything unexpected falls back to
-``set_many``.
+adapter is registered for Django's ``RedisCache`` (and its subclasses); anything unexpected falls
+back to ``set_many``.
 
 Whatever a value raises on its way into the cache (pickling, a size limit, a server's "no" to that
 one item) fails that key alone; only a cache that no longer answers stops a run. The warmer tells
@@ -17,21 +17,14 @@ the two apart with a probe (``CacheWarmer._cache_answers``), not with a list of 
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Hashable, Mapping
 from typing import Any
 
+from django_cachewarmers.backends.base import DjangoCacheAdapter
+from django_cachewarmers.core.config import DEFAULT_TIMEOUT
+from django_cachewarmers.core.engine import jittered, not_cacheable
+
 logger = logging.getLogger("django_cachewarmers")
-
-
-def not_cacheable(exc: BaseException) -> str:
-    """A failed key's reason when its value could not be stored."""
-    return f"value not cacheable: {type(exc).__name__}: {exc}"
-
-
-def jittered(timeout: float, jitter: float) -> float:
-    """``timeout`` stretched by a random share of up to ``jitter`` (0.1: up to 10% longer)."""
-    return timeout * (1.0 + random.uniform(0.0, jitter))
 
 
 #: KEYS: the full cache keys; ARGV: value, ttl pairs (ttl 0: no expiry).
@@ -48,19 +41,12 @@ return #KEYS
 """
 
 
-def is_django_redis_cache(cache: object) -> bool:
-    """True for ``django.core.cache.backends.redis.RedisCache`` (and subclasses)."""
-    return any(
-        cls.__module__ == "django.core.cache.backends.redis" and cls.__name__ == "RedisCache"
-        for cls in type(cache).__mro__
-    )
-
-
-class RedisWriter:
-    """Writes batches to one Django ``RedisCache``: a Lua script call per batch, else a pipeline."""
+class RedisAdapter(DjangoCacheAdapter):
+    """Writes batches to one Django ``RedisCache``: a Lua script call per batch, else a pipeline;
+    reads them back with EXISTS."""
 
     def __init__(self, cache: Any) -> None:
-        self.cache = cache
+        super().__init__(cache)
         self.use_script = True
         # Django builds a new redis.Redis per get_client() call; one per writer will do (they share
         # the connection pool, which is thread-safe and renews itself after a fork).
@@ -70,16 +56,19 @@ class RedisWriter:
     def write(
         self,
         values: Mapping[Any, Any],
-        timeout: float | None,
+        timeout: object,
         jitter: float,
         full_keys: Mapping[Any, str] | None = None,
     ) -> dict[Hashable, str] | None:
         """Write ``values``; return the keys that failed, or None to ask for ``set_many``.
 
-        ``timeout`` is the backend timeout in seconds (None: never expire); ``full_keys`` the keys
-        as the cache made them, if the caller has them already. Raises what redis-py raises when
-        the server cannot be reached.
+        ``timeout``: seconds, None (never expire) or ``DEFAULT_TIMEOUT`` (the cache's own);
+        ``full_keys`` the keys as the cache made them, if the caller has them already. Raises
+        what redis-py raises when the server cannot be reached.
         """
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self.cache.get_backend_timeout()
+        assert timeout is None or isinstance(timeout, (int, float))
         client_wrapper = getattr(self.cache, "_cache", None)
         serializer = getattr(client_wrapper, "_serializer", None)
         get_client = getattr(client_wrapper, "get_client", None)

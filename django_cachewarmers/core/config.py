@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Final, Literal
 
 
@@ -20,20 +20,20 @@ class WarmingStrategy(str, enum.Enum):
         return self.value
 
 
-class _CacheDefault(enum.Enum):
+class _DefaultTimeout(enum.Enum):
     """Sentinel type: write entries with the cache's own default timeout."""
 
-    TOKEN = "CACHE_DEFAULT"
+    TOKEN = "DEFAULT_TIMEOUT"
 
     def __repr__(self) -> str:
-        return "CACHE_DEFAULT"
+        return "DEFAULT_TIMEOUT"
 
 
-#: ``WarmingConfig.cache_timeout`` value meaning "use the cache's own default TTL".
-#: (``None`` keeps its Django meaning: never expire.)
-CACHE_DEFAULT: Final = _CacheDefault.TOKEN
+#: ``WarmingConfig.cache_timeout`` value meaning "use the cache's own default TTL" (Django's
+#: ``DEFAULT_TIMEOUT``). ``None`` keeps its Django meaning: never expire.
+DEFAULT_TIMEOUT: Final = _DefaultTimeout.TOKEN
 
-CacheTimeout = float | None | Literal[_CacheDefault.TOKEN]
+CacheTimeout = float | None | Literal[_DefaultTimeout.TOKEN]
 
 
 #: The longest interval or timeout accepted, in seconds.
@@ -46,14 +46,14 @@ REFRESH_INTERVAL_RANGE: Final = (0.001, ONE_YEAR_S)
 class WarmingConfig:
     """How a ``CacheWarmer`` runs: batch size, parallelism, retries, deadlines and entry TTL."""
 
-    strategy: WarmingStrategy = WarmingStrategy.LAZY
+    strategy: WarmingStrategy = WarmingStrategy.EAGER
     batch_size: int = 100
     max_workers: int = 4
     refresh_interval_s: float = 300.0
     warmup_timeout_s: float = 60.0
     retry_on_failure: bool = True
     max_retries: int = 3
-    cache_timeout: CacheTimeout = CACHE_DEFAULT
+    cache_timeout: CacheTimeout = DEFAULT_TIMEOUT
     #: Each written batch gets a TTL up to this fraction longer (0.1 = up to +10%), so that entries
     #: warmed together do not all expire in the same second.
     timeout_jitter: float = 0.0
@@ -69,31 +69,24 @@ class WarmingConfig:
             raise ValueError(
                 f"strategy: {self.strategy!r} is not a warming strategy (choose from {choices})"
             ) from None
-        for name in ("batch_size", "max_workers", "max_retries"):
+        for name, minimum in (("batch_size", 1), ("max_workers", 1), ("max_retries", 0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name}: must be an integer, got {value!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size: must be at least 1, got {self.batch_size}")
-        if self.max_workers < 1:
-            raise ValueError(f"max_workers: must be at least 1, got {self.max_workers}")
-        if self.max_retries < 0:
-            raise ValueError(f"max_retries: must not be negative, got {self.max_retries}")
-        for name in ("refresh_interval_s", "warmup_timeout_s", "retry_backoff_s"):
-            _check_seconds(name, getattr(self, name), positive=name != "retry_backoff_s")
-        _check_seconds("retry_backoff_max_s", self.retry_backoff_max_s, positive=False)
+            if not is_int_at_least(value, minimum):
+                raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+        for name, positive in (
+            ("refresh_interval_s", True),
+            ("warmup_timeout_s", True),
+            ("retry_backoff_s", False),
+            ("retry_backoff_max_s", False),
+            ("timeout_jitter", False),
+        ):
+            _check_seconds(name, getattr(self, name), positive=positive)
         if not isinstance(self.retry_on_failure, bool):
             raise ValueError(
                 f"retry_on_failure: must be True or False, got {self.retry_on_failure!r}"
             )
-        if self.cache_timeout is not CACHE_DEFAULT and self.cache_timeout is not None:
+        if self.cache_timeout is not DEFAULT_TIMEOUT and self.cache_timeout is not None:
             _check_seconds("cache_timeout", self.cache_timeout, positive=False)
-        _check_seconds("timeout_jitter", self.timeout_jitter, positive=False)
-
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        """The names of every configurable field."""
-        return tuple(f.name for f in fields(cls))
 
     @property
     def attempts(self) -> int:
@@ -101,9 +94,30 @@ class WarmingConfig:
         return 1 + self.max_retries if self.retry_on_failure else 1
 
 
+def is_int_at_least(value: object, minimum: int) -> bool:
+    """An int (not a bool) >= ``minimum``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def number_problem(value: object, *, positive: bool) -> str:
+    """Why ``value`` is not a finite number (> 0 if ``positive``, else >= 0); "" if it is."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "not a number"
+    try:
+        as_float = float(value)
+    except OverflowError:
+        return "too large"
+    if not math.isfinite(as_float):
+        return "not finite"
+    if as_float < 0 or (positive and as_float == 0):
+        return "not > 0" if positive else "negative"
+    return ""
+
+
 def _check_seconds(name: str, value: object, *, positive: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}: must be a finite number of seconds, got {value!r}")
-    if value < 0 or (positive and value == 0):
-        bound = "greater than 0" if positive else "at least 0"
-        raise ValueError(f"{name}: must be {bound}, got {value!r}")
+    problem = number_problem(value, positive=positive)
+    if problem:
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(
+            f"{name}: must be a finite number of seconds {bound}, got {value!r} ({problem})"
+        )

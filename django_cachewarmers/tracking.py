@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 from django_cachewarmers.conf import conf
-from django_cachewarmers.tracker import AccessTracker
+from django_cachewarmers.core.forks import after_fork_in_child
+from django_cachewarmers.core.tracker import AccessTracker
 
 #: The tracker the access-tracking middleware feeds with page URLs.
 PAGES = "pages"
@@ -16,6 +16,7 @@ KEYS = "keys"
 
 _lock = threading.Lock()
 _trackers: dict[str, AccessTracker] = {}
+_on_created: list[Callable[[], None]] = []
 
 
 def get_tracker(name: str = PAGES) -> AccessTracker:
@@ -27,10 +28,16 @@ def get_tracker(name: str = PAGES) -> AccessTracker:
         tracker = _trackers.get(name)
         if tracker is None:
             tracker = _trackers[name] = AccessTracker(max_keys=conf.TRACKER_MAX_KEYS)
-    from django_cachewarmers.hotkeys import ensure_publisher
-
-    ensure_publisher()
+    for callback in list(_on_created):
+        callback()
     return tracker
+
+
+def on_tracker_created(callback: Callable[[], None]) -> None:
+    """Call ``callback()`` whenever a tracker is created (``hotkeys`` starts publishing its counts
+    then: a process that counts nothing publishes nothing)."""
+    if callback not in _on_created:
+        _on_created.append(callback)
 
 
 def all_trackers() -> dict[str, AccessTracker]:
@@ -53,12 +60,9 @@ def reset() -> None:
         _trackers.clear()
 
 
+@after_fork_in_child
 def _reset_after_fork() -> None:
     # A child's traffic is its own: counts copied from the parent would be published twice.
     global _lock
     _lock = threading.Lock()
     _trackers.clear()
-
-
-if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
-    os.register_at_fork(after_in_child=_reset_after_fork)

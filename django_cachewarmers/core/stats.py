@@ -17,7 +17,8 @@ class WarmingStats:
     keys_warmed: int = 0
     keys_failed: int = 0
     total_time_ms: float = 0.0
-    last_warming: datetime | None = None
+    #: When the run ended (UTC), as ``WarmingRun.finished_at``.
+    finished_at: datetime | None = None
     #: "key: message" strings, at most ``MAX_ERRORS`` of them (``errors_omitted`` counts the rest).
     errors: list[str] = field(default_factory=list)
     errors_omitted: int = 0
@@ -69,7 +70,7 @@ class WarmingStats:
             "keys_failed": self.keys_failed,
             "success_rate": self.success_rate,
             "total_time_ms": round(self.total_time_ms, 3),
-            "last_warming": self.last_warming.isoformat() if self.last_warming else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "errors": list(self.errors),
             "errors_omitted": self.errors_omitted,
             "run_error": self.run_error,
@@ -81,3 +82,10 @@ class WarmingStats:
 def _short(key: object, limit: int = 200) -> str:
     text = key if isinstance(key, str) else repr(key)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def format_duration(ms: float) -> str:
+    """A run's duration for people: ``850 ms`` below a second, ``12.35 s`` from one second on."""
+    if round(ms) < 1000:
+        return f"{ms:.0f} ms"
+    return f"{ms / 1000:.2f} s"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Hashable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from django_cachewarmers.tracker import AccessTracker
+    from django_cachewarmers.core.tracker import AccessTracker
 
 
 class KeyProvider(abc.ABC):
@@ -48,10 +48,18 @@ class CallableKeyProvider(KeyProvider):
         return f"CallableKeyProvider({getattr(self.func, '__qualname__', self.func)!r})"
 
 
+#: Defaults of the hot-key providers: the least access count of a hot key, and the most keys a
+#: run warms (the ``{"adaptive": {...}}`` settings default to these too).
+DEFAULT_THRESHOLD = 5
+DEFAULT_LIMIT = 100
+
+
 class AdaptiveKeyProvider(KeyProvider):
     """The hottest keys an ``AccessTracker`` has seen."""
 
-    def __init__(self, tracker: AccessTracker, threshold: int = 5, limit: int = 1000) -> None:
+    def __init__(
+        self, tracker: AccessTracker, threshold: int = DEFAULT_THRESHOLD, limit: int = DEFAULT_LIMIT
+    ) -> None:
         check_threshold_and_limit(threshold, limit)
         self.tracker = tracker
         self.threshold = threshold
@@ -75,3 +83,16 @@ def check_threshold_and_limit(threshold: int, limit: int) -> None:
         raise ValueError(f"threshold: must not be negative, got {threshold}")
     if limit < 1:
         raise ValueError(f"limit: must be at least 1, got {limit}")
+
+
+def unique_keys(keys: Iterable[Any]) -> tuple[list[Hashable], list[Any]]:
+    """``keys`` without repeats, in first-seen order, and the keys that are not hashable (which
+    no cache can take)."""
+    unique: dict[Hashable, None] = {}
+    unhashable: list[Any] = []
+    for key in keys:
+        try:
+            unique[key] = None
+        except TypeError:
+            unhashable.append(key)
+    return list(unique), unhashable

@@ -1,0 +1,293 @@
+"""One run of the engine: hands out work, gathers results, writes batches, reads them back."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import random
+import time
+from collections import deque
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
+
+from django_cachewarmers.core.loaders import STORED_BY_LOADER, BatchValueLoader
+from django_cachewarmers.core.pool import Run
+from django_cachewarmers.core.stats import WarmingStats
+
+if TYPE_CHECKING:
+    from django_cachewarmers.core.engine import CacheWarmer
+
+logger = logging.getLogger("django_cachewarmers")
+
+#: A worker signals the collector after this many results (and when it runs out of keys) ...
+WAKE_EVERY = 1000
+#: ... and the collector looks for results at least this often anyway.
+_POLL_S = 0.05
+#: Read-back verification checks every written key of a run up to this many; above it, a random
+#: sample of this many (docs/guarantees.md, "Read-back verification").
+VERIFY_ALL_UP_TO = 10_000
+#: Keys per read-back round trip (one EXISTS or get_many call): what is cheapest per key while a
+#: reply (get_many returns the values) stays small.
+VERIFY_CHUNK = 1000
+
+
+class Collector:
+    """Runs one warm: hands out work, gathers results, writes batches, keeps the deadline."""
+
+    def __init__(self, warmer: CacheWarmer, run: Run, stats: WarmingStats, deadline: float) -> None:
+        self.warmer = warmer
+        self.run = run
+        self.stats = stats
+        self.deadline = deadline
+        self.pending: dict[Hashable, Any] = {}
+        self.finished: set[Hashable] = set()
+        self.received = 0
+        self.collect_keys: list[Hashable] = []
+        self.todo: deque[Hashable] = deque()
+        self.write_failed = False
+        #: Keys this run wrote (or the loader stored itself), for the read-back verification.
+        self.written: list[Hashable] = []
+        self.alias: dict[Hashable, Hashable] = {}  # read-back key -> warmer key (``stored_key``)
+        self.key_problem = warmer.backend.key_problem
+
+    def collect(self, keys: list[Hashable]) -> None:
+        self.collect_keys = keys
+        warmer, run = self.warmer, self.run
+        config = warmer.config
+        loader = warmer.value_loader
+        if isinstance(loader, BatchValueLoader):
+            size = config.batch_size
+            tasks = [
+                warmer._batch_task(run, self.deadline, keys[i : i + size], loader)
+                for i in range(0, len(keys), size)
+            ]
+        else:
+            todo = deque(keys)
+            self.todo = todo
+            tasks = [
+                warmer._drain_task(run, self.deadline, todo)
+                for _ in range(min(config.max_workers, len(keys)))
+            ]
+        warmer._pool.submit_many(run, tasks)
+        expected = len(keys)
+        while self.received < expected and not run.cancelled.is_set():
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                run.cancel(f"timed out after {config.warmup_timeout_s:g}s")
+                break
+            with contextlib.suppress(queue.Empty):
+                run.wake.get(timeout=min(remaining, _POLL_S))
+            self._take_results()
+        self._take_results()  # what finished before a cut-off counts, a hung worker's too
+        self._flush()
+        self._verify()  # after the run's last write: culling caused by later batches counts
+        self._report_progress(expected)
+        # Nothing of this run may outlive it: tasks no thread took, and keys a hung worker holds.
+        warmer._pool.discard(run)
+        self.todo.clear()
+        if len(self.finished) < expected:
+            run.cancel(run.cancel_reason)  # stop workers still busy with this run
+            for key in keys:
+                if key not in self.finished:
+                    self._fail(key, f"not warmed: {run.cancel_reason}")
+
+    def _take_results(self) -> None:
+        results = self.run.results
+        if not results:
+            return
+        while results:
+            self._handle(results.popleft())
+        self._report_progress(len(self.collect_keys))
+
+    def _report_progress(self, total: int) -> None:
+        progress = self.run.progress
+        if progress is None:
+            return
+        try:
+            progress(min(self.received, total), total)
+        except Exception:
+            logger.exception("cache warmer %s: progress callback failed", self.warmer.name)
+
+    def _handle(self, item: tuple[Any, ...]) -> None:
+        kind, subject, ok, payload = item
+        if kind == "key":
+            self.received += 1
+            if ok:
+                self.pending[subject] = payload
+                if len(self.pending) >= self.warmer.config.batch_size:
+                    self._flush()
+            else:
+                self._fail(subject, exception_text(payload))
+            return
+        batch: list[Hashable] = subject
+        self.received += len(batch)
+        if not ok:
+            message = f"batch load failed: {exception_text(payload)}"
+            for key in batch:
+                self._fail(key, message)
+            return
+        values: dict[Hashable, Any] = payload
+        for key in batch:
+            if key in values:
+                self.pending[key] = values[key]
+            else:
+                self._fail(key, "batch loader returned no value for this key")
+        self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        values, self.pending = self.pending, {}
+        for key in [k for k, v in values.items() if v is STORED_BY_LOADER]:
+            del values[key]  # the loader warmed it itself: nothing to write, but verified too
+            self._stored_by_loader(key)
+        full_keys: dict[Hashable, str] | None = None
+        make_key = getattr(self.warmer.cache, "make_key", None)
+        if make_key is not None:  # a Django cache; a plain mapping takes any hashable key
+            full_keys = {}
+            for key in list(values):
+                if isinstance(key, str):
+                    full = full_keys[key] = make_key(key)  # made once, for the check and the write
+                    problem = self.key_problem(full)
+                else:
+                    problem = f"keys of a Django cache must be strings, got {type(key).__name__}"
+                if problem is not None:
+                    del values[key]
+                    self._fail(key, f"invalid cache key: {problem}")
+        if not values:
+            return
+        if self.write_failed:
+            for key in values:
+                self._fail(key, "not written: the cache was unavailable earlier in this run")
+            return
+        if self.warmer._explicit_ttl_zero():
+            # Django reads TTL 0 as "don't cache" and DELETES the key: keep the good old value.
+            for key in values:
+                self._fail(key, f"not written: {_TTL_ZERO}")
+            self.stats.run_error = f"nothing was cached: {_TTL_ZERO}"
+            return
+        try:
+            refused = self.warmer._write(values, full_keys)
+        except Exception as exc:
+            self.write_failed = True
+            reason = f"cache write failed: {type(exc).__name__}: {exc}"
+            self.stats.run_error = f"the cache was unavailable ({reason})"
+            # One clear line per run for an outage, not a traceback and not a line per key.
+            logger.error("cache warmer %s: %s; stopping this run", self.warmer.name, reason)
+            logger.debug("cache warmer %s: cache write failure", self.warmer.name, exc_info=True)
+            for key in values:
+                self._fail(key, reason)
+            self.run.cancel("the cache was unavailable")
+            return
+        for key in values:
+            if key in refused:
+                self._fail(key, refused[key])
+            else:
+                self._written(key)
+
+    def _stored_by_loader(self, key: Hashable) -> None:
+        """A ``STORED_BY_LOADER`` key: read back under the key the loader says it stored (by
+        default the warmer's key; a loader, or its function, may define ``stored_key(key)``
+        returning another key of the same cache, or None when the entry cannot be looked up
+        there)."""
+        loader = self.warmer.value_loader
+        hook = getattr(loader, "stored_key", None) or getattr(
+            getattr(loader, "func", None), "stored_key", None
+        )
+        target = hook(key) if callable(hook) else key
+        make_key = getattr(self.warmer.cache, "make_key", None)
+        # A key this cache cannot address (too long, not a string) was stored elsewhere.
+        if (
+            make_key is not None
+            and target is not None
+            and (not isinstance(target, str) or self.key_problem(make_key(target)))
+        ):
+            target = None
+        if target is None:
+            self.finished.add(key)
+            self.stats.keys_warmed += 1
+            return
+        self._written(target)
+        if target != key:  # a failed read-back must name the warmer's key
+            self.alias[target] = key
+
+    def _written(self, key: Hashable) -> None:
+        self.finished.add(key)
+        self.stats.keys_warmed += 1
+        self.written.append(key)
+
+    def _verify(self) -> None:
+        """Read the written keys back; the ones a real read would miss become failed keys.
+
+        Every key up to ``VERIFY_ALL_UP_TO``, a random sample of that many above it, in round
+        trips of ``VERIFY_CHUNK`` keys. When nothing reads back, every
+        written key fails and the run gets a ``run_error``.
+        """
+        written = self.written
+        if not written:
+            return
+        stats, warmer = self.stats, self.warmer
+        sample = (
+            written
+            if len(written) <= VERIFY_ALL_UP_TO
+            else random.sample(written, VERIFY_ALL_UP_TO)
+        )
+        chunk = VERIFY_CHUNK
+        lost: list[Hashable] = []
+        error: str | None = None
+        for start in range(0, len(sample), chunk):
+            part = sample[start : start + chunk]
+            try:
+                lost.extend(warmer._missing(part))
+            except Exception as exc:
+                error = f"the read-back failed: {exception_text(exc)}"
+                logger.debug("cache warmer %s: read-back failed", warmer.name, exc_info=True)
+                lost.extend(sample[start:])
+                break
+        stats.keys_verified += len(sample)
+        if not lost:
+            return
+        lost_in_sample = len(lost)
+        stats.keys_lost += lost_in_sample
+        cause = error or warmer._loss_cause(len(written))
+        reason = f"not in the cache when read back: {cause}"
+        if lost_in_sample == len(sample):
+            # Nothing reads back: no written key can be counted warmed, sampled or not.
+            if stats.run_error is None:  # an outage seen while writing keeps its own message
+                stats.run_error = f"nothing read back: {cause}"
+            lost = written
+        if len(sample) < len(written) and len(lost) < len(written):
+            # First, so that the bounded error list always keeps it.
+            estimate = round(len(lost) * len(written) / len(sample))
+            stats.add_error_text(
+                f"read-back sample: {len(lost)} of {len(sample)} checked keys were lost, so about "
+                f"{estimate} of the {len(written)} written keys are not cached"
+            )
+        for key in lost:
+            stats.keys_warmed -= 1
+            stats.keys_failed += 1
+            stats.add_error(self.alias.get(key, key), reason)
+        if not self.write_failed:  # an outage already had its one line
+            logger.warning(
+                "cache warmer %s: %d of %d keys read back were not in the cache: %s",
+                warmer.name,
+                lost_in_sample,
+                len(sample),
+                cause,
+            )
+
+    def _fail(self, key: Hashable, message: str) -> None:
+        if key in self.finished:
+            return
+        self.finished.add(key)
+        self.stats.keys_failed += 1
+        self.stats.add_error(key, message)
+
+
+_TTL_ZERO = "timeout 0 means don't cache (None means never expire)"
+
+
+def exception_text(exc: BaseException) -> str:
+    """``"TypeName: message"``, how a failed key's exception is reported."""
+    return f"{type(exc).__name__}: {exc}"
