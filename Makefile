@@ -44,7 +44,7 @@ run: $(RUN_STAMP)
 ## Install what the tests need and run the whole suite.
 test: $(STAMP)
 	$(BIN)/python -c 'import django, sys; print(f"Python {sys.version.split()[0]}, Django {django.__version__}")'
-	$(BIN)/python -m pytest; status=$$?; \
+	$(BIN)/python -m pytest --cov=django_cachewarmers --cov-report=term:skip-covered --cov-fail-under=90; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a broken suite" >&2; exit 1; fi; \
 	exit $$status
 

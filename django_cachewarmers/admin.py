@@ -25,14 +25,14 @@ from django.utils.translation import gettext_lazy as _
 
 from django_cachewarmers import dashboard
 from django_cachewarmers.core.stats import format_duration
-from django_cachewarmers.models import CacheWarmer, WarmingRun
+from django_cachewarmers.models import Warmer, WarmingRun
 from django_cachewarmers.registry import UnknownWarmer, names
 from django_cachewarmers.runner import start_in_background
 from django_cachewarmers.spec import get_specs
 
 if TYPE_CHECKING:
     _ModelAdmin = admin.ModelAdmin[WarmingRun]
-    _OverviewAdmin = admin.ModelAdmin[CacheWarmer]
+    _OverviewAdmin = admin.ModelAdmin[Warmer]
 else:
     _ModelAdmin = _OverviewAdmin = admin.ModelAdmin
 
@@ -110,8 +110,8 @@ class WarmingRunAdmin(_ModelAdmin):
         return format_html_join("\n", "<div>{}</div>", lines)
 
 
-@admin.register(CacheWarmer)
-class CacheWarmerAdmin(_OverviewAdmin):
+@admin.register(Warmer)
+class WarmerAdmin(_OverviewAdmin):
     """The overview of every declared warmer, with "Warm now" for those allowed to warm.
 
     Its "changelist" is the overview page; there is nothing to add, change or delete. Seeing it

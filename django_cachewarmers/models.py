@@ -117,11 +117,12 @@ class WarmingRun(models.Model):
         return self.finished_at - self.started_at
 
 
-class CacheWarmer(WarmingRun):
-    """The admin's "Cache warmers" overview: a proxy of ``WarmingRun`` with its own admin entry.
+class Warmer(WarmingRun):
+    """The admin's "Cache warmers" overview: a proxy of ``WarmingRun`` with its own admin entry
+    (named apart from the engine's ``CacheWarmer``).
 
     No table of its own; it gives the overview a place in the admin index and its own ``view``
-    permission (``django_cachewarmers.view_cachewarmer``).
+    permission (``django_cachewarmers.view_warmer``).
     """
 
     class Meta:

@@ -45,7 +45,7 @@ WARMERS: dict[str, dict[str, object]] = {
     "broken": {**ITEMS, "cache": "no-such-cache"},
 }
 
-OVERVIEW = "admin:django_cachewarmers_cachewarmer_changelist"
+OVERVIEW = "admin:django_cachewarmers_warmer_changelist"
 
 
 def overview_url() -> str:
@@ -53,11 +53,11 @@ def overview_url() -> str:
 
 
 def warm_url(name: str) -> str:
-    return reverse("admin:django_cachewarmers_cachewarmer_warm", args=[name])
+    return reverse("admin:django_cachewarmers_warmer_warm", args=[name])
 
 
 def warm_all_url() -> str:
-    return reverse("admin:django_cachewarmers_cachewarmer_warm_all")
+    return reverse("admin:django_cachewarmers_warmer_warm_all")
 
 
 def make_run(warmer: str, minutes_ago: float = 0, **fields: Any) -> WarmingRun:
@@ -87,7 +87,7 @@ def staff_user(django_user_model: Any, *, warm: bool, view: bool = True) -> User
     user: User = django_user_model.objects.create_user(
         "operator", password="a-long-password-1", is_staff=True
     )
-    codenames = (["view_cachewarmer"] if view else []) + (["warm_cache"] if warm else [])
+    codenames = (["view_warmer"] if view else []) + (["warm_cache"] if warm else [])
     user.user_permissions.add(
         *Permission.objects.filter(
             content_type__app_label="django_cachewarmers", codename__in=codenames
@@ -126,7 +126,7 @@ def test_index_links_to_the_overview(admin_client: Client) -> None:
     content = admin_client.get(reverse("admin:index")).content.decode()
     assert overview_url() in content
     assert "Cache warmers" in content
-    assert overview_url() == "/admin/django_cachewarmers/cachewarmer/"
+    assert overview_url() == "/admin/django_cachewarmers/warmer/"
     app_page = admin_client.get(reverse("admin:app_list", args=["django_cachewarmers"]))
     assert overview_url() in app_page.content.decode()
 
@@ -390,7 +390,7 @@ def test_operator_sees_buttons(operator_client: Client) -> None:
 
 @pytest.mark.django_db
 def test_overview_is_read_only(admin_client: Client) -> None:
-    base = "/admin/django_cachewarmers/cachewarmer/"
+    base = "/admin/django_cachewarmers/warmer/"
     for url in (base + "add/", base + "1/change/", base + "1/delete/", base + "1/history/"):
         assert admin_client.get(url).status_code == 404
 

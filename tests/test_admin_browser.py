@@ -25,7 +25,7 @@ from tests import runs
 from tests.redis_server import require_binary
 
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "img" / "admin-overview.png"
-OVERVIEW = "/admin/django_cachewarmers/cachewarmer/"
+OVERVIEW = "/admin/django_cachewarmers/warmer/"
 PASSWORD = "a-long-password-for-the-browser-test"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -107,7 +107,7 @@ def test_warm_now_in_a_browser(live_server: Any, django_user_model: Any, tmp_pat
     user.user_permissions.add(
         *Permission.objects.filter(
             content_type__app_label="django_cachewarmers",
-            codename__in=["view_cachewarmer", "view_warmingrun", "warm_cache"],
+            codename__in=["view_warmer", "view_warmingrun", "warm_cache"],
         )
     )
     with override_settings(CACHE_WARMERS=SHOWCASE):

@@ -27,7 +27,7 @@ from tests import runs
 
 LOCMEM = "django.core.cache.backends.locmem.LocMemCache"
 FILE_BASED = "django.core.cache.backends.filebased.FileBasedCache"
-OVERVIEW = "admin:django_cachewarmers_cachewarmer_changelist"
+OVERVIEW = "admin:django_cachewarmers_warmer_changelist"
 
 KEY_CALLS: list[int] = []
 

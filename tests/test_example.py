@@ -177,12 +177,12 @@ def test_example_shop_sets_up_warms_and_serves_warm_pages(example: Example) -> N
             "csrfmiddlewaretoken": token.group(1).decode(),
             "username": "demo",
             "password": "cachewarmers",
-            "next": "/admin/django_cachewarmers/cachewarmer/",
+            "next": "/admin/django_cachewarmers/warmer/",
         }
     ).encode()
     with opener.open(example.url("/admin/login/"), data=form, timeout=10) as response:
         assert response.status == 200
-        assert response.url.endswith("/admin/django_cachewarmers/cachewarmer/"), response.url
+        assert response.url.endswith("/admin/django_cachewarmers/warmer/"), response.url
         overview = response.read().decode()
     for name in ("products", "categories", "hot_pages", "catalogue_stats"):
         assert name in overview
