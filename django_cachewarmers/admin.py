@@ -26,9 +26,9 @@ from django.utils.translation import gettext_lazy as _
 from django_cachewarmers import dashboard
 from django_cachewarmers.core.stats import format_duration
 from django_cachewarmers.models import Warmer, WarmingRun
+from django_cachewarmers.parsing import get_specs
 from django_cachewarmers.registry import UnknownWarmer, names
 from django_cachewarmers.runner import start_in_background
-from django_cachewarmers.spec import get_specs
 
 if TYPE_CHECKING:
     _ModelAdmin = admin.ModelAdmin[WarmingRun]

@@ -167,8 +167,8 @@ def start() -> None:
 
 def _start(reason: str) -> None:
     global _scheduler, _settled
+    from django_cachewarmers.parsing import get_specs
     from django_cachewarmers.scheduler import WarmingScheduler
-    from django_cachewarmers.spec import get_specs
 
     _settled = True  # the first request's safety net has nothing left to do here
     specs = get_specs()
@@ -190,7 +190,7 @@ def _report_invalid_warmers(valid: Mapping[str, object]) -> None:
     # Servers other than runserver run no system checks: name what will not run, once, clearly.
     from django.core.exceptions import ImproperlyConfigured
 
-    from django_cachewarmers.spec import parse_warmer
+    from django_cachewarmers.parsing import parse_warmer
 
     declared = conf.CACHE_WARMERS
     if not isinstance(declared, Mapping):  # as get_specs() reads it

@@ -47,7 +47,7 @@ class Settings:
 
     @property
     def CACHE_WARMERS(self) -> object:
-        """The ``CACHE_WARMERS`` setting as given (default ``{}``); see ``spec.get_specs()``."""
+        """The ``CACHE_WARMERS`` setting as given (default ``{}``); see ``parsing.get_specs()``."""
         value: object = getattr(settings, "CACHE_WARMERS", {})
         return value
 

@@ -33,7 +33,12 @@ from django.utils import timezone
 from django_cachewarmers import claims
 from django_cachewarmers.conf import conf
 from django_cachewarmers.core.forks import after_fork_in_child
-from django_cachewarmers.core.providers import KeyProvider, check_threshold_and_limit
+from django_cachewarmers.core.providers import (
+    DEFAULT_LIMIT,
+    DEFAULT_THRESHOLD,
+    KeyProvider,
+    check_threshold_and_limit,
+)
 from django_cachewarmers.core.tracker import DEFAULT_HALF_LIFE_S
 from django_cachewarmers.tracking import all_trackers, on_tracker_created
 
@@ -343,7 +348,9 @@ class ClusterKeyProvider(KeyProvider):
     worker, ``warm_cache``, the admin) counts nothing, so it starts no tracker and no publisher.
     """
 
-    def __init__(self, tracker: str, threshold: int = 5, limit: int = 1000) -> None:
+    def __init__(
+        self, tracker: str, threshold: int = DEFAULT_THRESHOLD, limit: int = DEFAULT_LIMIT
+    ) -> None:
         check_threshold_and_limit(threshold, limit)
         self.tracker_name = tracker
         self.threshold = threshold

@@ -17,7 +17,8 @@ from django_cachewarmers.core.engine import CacheWarmer
 from django_cachewarmers.core.forks import after_fork_in_child
 from django_cachewarmers.core.loaders import BatchValueLoader, CallableValueLoader, ValueLoader
 from django_cachewarmers.core.providers import CallableKeyProvider, KeyProvider, StaticKeyProvider
-from django_cachewarmers.spec import AdaptiveKeys, WarmerSpec, get_specs, parse_warmer
+from django_cachewarmers.parsing import get_specs, parse_warmer
+from django_cachewarmers.spec import AdaptiveKeys, WarmerSpec
 
 
 class UnknownWarmer(KeyError):

@@ -12,9 +12,10 @@ from django.db import close_old_connections, connections
 
 from django_cachewarmers.core.schedule import next_slot, wait_until
 from django_cachewarmers.core.threads import ThreadPerName
+from django_cachewarmers.parsing import get_specs
 from django_cachewarmers.registry import UnknownWarmer, get_entry
 from django_cachewarmers.runner import ClaimKind, Trigger, run_warm
-from django_cachewarmers.spec import WarmerSpec, get_specs
+from django_cachewarmers.spec import WarmerSpec
 
 logger = logging.getLogger("django_cachewarmers")
 

@@ -29,7 +29,8 @@ from django_cachewarmers import (
     StaticKeyProvider,
     WarmingConfig,
 )
-from django_cachewarmers.spec import AdaptiveKeys, WarmerSpec, parse_warmer, validate_warmers
+from django_cachewarmers.parsing import parse_warmer, validate_warmers
+from django_cachewarmers.spec import AdaptiveKeys, WarmerSpec
 from tests.processes import Project
 from tests.test_spec import JSON_LIKE, WARMERS
 
@@ -189,7 +190,7 @@ APP_SETTINGS: dict[str, tuple[str, Callable[[object], bool]]] = {
 @PROPERTIES
 @given(st.sampled_from(sorted(APP_SETTINGS)), ANY_VALUE)
 def test_every_app_setting_is_either_valid_or_reported(setting: str, value: object) -> None:
-    from django_cachewarmers.spec import validate_app_settings
+    from django_cachewarmers.checks import validate_app_settings
 
     code, valid = APP_SETTINGS[setting]
     with override_settings(**{setting: value}):
@@ -205,7 +206,7 @@ def test_every_app_setting_is_either_valid_or_reported(setting: str, value: obje
 @given(JSON_LIKE | WARMERS)
 def test_a_server_start_names_each_invalid_warmer_and_never_raises(raw: object) -> None:
     from django_cachewarmers.autostart import _report_invalid_warmers
-    from django_cachewarmers.spec import get_specs
+    from django_cachewarmers.parsing import get_specs
 
     records: list[logging.LogRecord] = []
 

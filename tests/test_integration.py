@@ -17,9 +17,9 @@ from django.test import override_settings
 import django_cachewarmers
 from django_cachewarmers import CacheWarmer, WarmingStats
 from django_cachewarmers.models import WarmingRun
+from django_cachewarmers.parsing import get_specs, validate_warmers
 from django_cachewarmers.registry import UnknownWarmer
 from django_cachewarmers.signals import warming_finished, warming_started
-from django_cachewarmers.spec import get_specs, validate_warmers
 from tests.testapp import warming
 
 ITEMS = {

@@ -17,9 +17,9 @@ from django.test import override_settings
 
 from django_cachewarmers import registry
 from django_cachewarmers.core.schedule import next_slot
+from django_cachewarmers.parsing import get_specs, parse_warmer
 from django_cachewarmers.runner import ClaimKind, Trigger
 from django_cachewarmers.scheduler import WarmingScheduler, first_slots
-from django_cachewarmers.spec import get_specs, parse_warmer
 from tests.processes import Project, started_at, wait_until
 from tests.redis_server import RedisServer, close_redis
 

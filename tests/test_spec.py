@@ -17,19 +17,17 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from django_cachewarmers.checks import validate_app_settings
 from django_cachewarmers.conf import Settings, conf
 from django_cachewarmers.core.config import DEFAULT_TIMEOUT, WarmingStrategy
+from django_cachewarmers.parsing import get_specs, parse_warmer, validate_warmers
 from django_cachewarmers.spec import (
     ADAPTIVE_FIELDS,
     DEFAULTS,
     FIELDS,
     AdaptiveKeys,
     WarmerSpec,
-    get_specs,
-    parse_warmer,
     refresh_ttl,
-    validate_app_settings,
-    validate_warmers,
 )
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"

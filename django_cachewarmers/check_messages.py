@@ -1,0 +1,145 @@
+"""System-check messages: every check ID this app reports, and how a message is worded."""
+
+from __future__ import annotations
+
+import difflib
+import reprlib
+from collections.abc import Iterable
+from typing import Final
+
+from django.core import checks
+
+__all__ = [
+    "CHECK_IDS",
+    "Report",
+    "describe_value",
+    "did_you_mean",
+    "error",
+    "error_text",
+    "format_message",
+    "internal_error",
+    "setting_path",
+    "short_repr",
+    "warning",
+]
+
+_ID = "django_cachewarmers."
+
+#: Every check ID this app reports, with a one-line meaning (docs/checks.md has the fixes).
+CHECK_IDS: Final[dict[str, str]] = {
+    "django_cachewarmers.E001": "CACHE_WARMERS is not a dict.",
+    "django_cachewarmers.E002": "A warmer's name is not a non-empty string without whitespace, or "
+    "its definition is not a dict.",
+    "django_cachewarmers.E003": "A warmer has an unknown field.",
+    "django_cachewarmers.E004": "A warmer's 'cache' is not an alias in CACHES.",
+    "django_cachewarmers.E005": "A warmer sets both or neither of 'loader' and 'batch_loader'.",
+    "django_cachewarmers.E006": "A callable field (keys, loader, batch_loader) cannot be imported "
+    "or is not callable.",
+    "django_cachewarmers.E007": "A warmer's 'keys' is missing or invalid.",
+    "django_cachewarmers.E008": "A warmer's 'strategy' is unknown.",
+    "django_cachewarmers.E009": "A numeric field is not a valid number.",
+    "django_cachewarmers.E010": "A warmer's 'optional' is not True or False.",
+    "django_cachewarmers.E011": "A warmer's adaptive keys options are invalid.",
+    "django_cachewarmers.E012": "An 'adaptive' warmer's keys are not adaptive.",
+    "django_cachewarmers.E013": "CACHE_WARMERS_AUTOSTART is not True or False.",
+    "django_cachewarmers.E014": "CACHE_WARMERS_HISTORY_LIMIT is not an integer >= 1.",
+    "django_cachewarmers.E015": "CACHE_WARMERS_STARTUP_WINDOW is not a number > 0.",
+    "django_cachewarmers.E016": "CACHE_WARMERS_KEY_PREFIX is not a non-empty string without "
+    "whitespace.",
+    "django_cachewarmers.E017": "The setting could not be validated at all.",
+    "django_cachewarmers.E018": "CACHE_WARMERS_TRACKER_MAX_KEYS is not an integer >= 1.",
+    "django_cachewarmers.E019": "CACHE_WARMERS_TRACK_AUTHENTICATED is not a bool.",
+    "django_cachewarmers.E020": "CACHE_WARMERS_TRACK_EXCLUDE is not a list of valid regexes.",
+    "django_cachewarmers.E021": "CACHE_WARMERS_TRACK_SAMPLE_RATE is not a number from 0 to 1.",
+    "django_cachewarmers.E022": "CACHE_WARMERS_SNAPSHOT_CACHE is not an alias in CACHES.",
+    "django_cachewarmers.E023": "CACHE_WARMERS_SNAPSHOT_INTERVAL or CACHE_WARMERS_PERSIST_INTERVAL "
+    "is not a number >= 0.",
+    "django_cachewarmers.E024": "CACHE_WARMERS_SNAPSHOT_SIZE is not an integer >= 1.",
+    "django_cachewarmers.W001": "A scheduled or adaptive warmer uses a FileBasedCache, which "
+    "cannot coordinate processes.",
+    "django_cachewarmers.W002": "A warmer uses a DummyCache, which stores nothing.",
+    "django_cachewarmers.E025": "A warmer's 'timeout' is 0 (Django: don't cache).",
+    "django_cachewarmers.W003": "A scheduled or adaptive warmer's 'timeout' is shorter than "
+    "refresh_interval + warmup_timeout; its entries get the longer TTL.",
+}
+
+_repr = reprlib.Repr()
+_repr.maxstring = 120
+_repr.maxother = 80
+_repr.maxlong = 60
+
+
+def short_repr(value: object) -> str:
+    """A short repr that never raises."""
+    try:
+        return _repr.repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
+
+
+def describe_value(value: object) -> str:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return short_repr(value)
+    return f"{type(value).__name__} {short_repr(value)}"
+
+
+def error_text(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    text = text.strip().rstrip(".")
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
+
+
+def setting_path(name: object, *path: object) -> str:
+    return f"CACHE_WARMERS[{short_repr(name)}]" + "".join(f"[{short_repr(p)}]" for p in path)
+
+
+def error(code: int, msg: str, hint: str) -> checks.CheckMessage:
+    return checks.Error(msg, hint=hint, id=f"{_ID}E{code:03d}")
+
+
+def warning(code: int, msg: str, hint: str) -> checks.CheckMessage:
+    return checks.Warning(msg, hint=hint, id=f"{_ID}W{code:03d}")
+
+
+def internal_error(where: str, exc: Exception) -> checks.CheckMessage:
+    return error(
+        17,
+        f"{where}: could not be validated ({error_text(exc)}).",
+        "Use plain dicts, lists and values in these settings. If they are plain, this is a bug "
+        "in django-cachewarmers: please report it with the setting's value.",
+    )
+
+
+def format_message(message: checks.CheckMessage) -> str:
+    text = f"({message.id}) {message.msg}"
+    if message.hint:
+        text += f" HINT: {message.hint}"
+    return text
+
+
+def did_you_mean(word: object, choices: Iterable[str]) -> str:
+    if not isinstance(word, str):
+        return ""
+    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"Did you mean {matches[0]!r}? " if matches else ""
+
+
+class Report:
+    """The messages found so far in one warmer's definition."""
+
+    def __init__(self) -> None:
+        self.messages: list[checks.CheckMessage] = []
+
+    def error(self, code: int, msg: str, hint: str) -> None:
+        self.messages.append(error(code, msg, hint))
+
+    def warning(self, code: int, msg: str, hint: str) -> None:
+        self.messages.append(warning(code, msg, hint))
+
+    @property
+    def has_errors(self) -> bool:
+        return any(m.is_serious() for m in self.messages)
