@@ -44,6 +44,27 @@ def make_warmer(
     )
 
 
+class _WatchedEvent(threading.Event):
+    """An Event that tells (``waiting``) when a thread starts waiting on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()
+        return super().wait(timeout)
+
+
+def watch_waiters(warmer: CacheWarmer) -> threading.Event:
+    """Set once another call waits for the run in flight (which must not have finished)."""
+    run = warmer._current
+    assert run is not None
+    watched = _WatchedEvent()
+    run.done = watched  # nothing waits on it yet: the run's own thread only sets it at its end
+    return watched.waiting
+
+
 def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
     """Poll until predicate() is true; returns its final value (not a timing assertion)."""
     deadline = time.monotonic() + timeout
@@ -407,12 +428,12 @@ def test_hung_loaders_do_not_pile_up_threads(release: threading.Event) -> None:
         release.wait()
         return key
 
-    warmer = make_warmer(
+    warmer = CacheWarmer(
         {},
-        keys=["a", "b", "c"],
-        loader=CallableValueLoader(load),
-        max_workers=2,
-        warmup_timeout_s=0.05,
+        StaticKeyProvider(["a", "b", "c"]),
+        CallableValueLoader(load),
+        WarmingConfig(max_workers=2, warmup_timeout_s=0.05, retry_backoff_s=0.0),
+        idle_timeout=0.05,  # the released threads exit at once, not after the default 5 s
     )
     before = threading.active_count()
     for _ in range(10):
@@ -432,8 +453,8 @@ def test_idle_worker_threads_exit_and_run_the_exit_hook() -> None:
         CallableValueLoader(value_of),
         WarmingConfig(max_workers=2),
         on_thread_exit=lambda: exited.append(threading.current_thread().name),
+        idle_timeout=0.05,
     )
-    warmer._pool.idle_timeout = 0.05
     assert warmer.warm().keys_warmed == 2
     assert wait_for(lambda: len(exited) == 2)
     assert warmer._pool.alive == 0
@@ -459,8 +480,9 @@ def test_concurrent_warms_share_one_run() -> None:
     threads = [threading.Thread(target=lambda: results.append(warmer.warm())) for _ in range(2)]
     threads[0].start()
     assert wait_for(lambda: warmer.is_warming)
+    joined = watch_waiters(warmer)
     threads[1].start()
-    time.sleep(0.05)  # give the second caller time to join (the loader is still gated)
+    assert joined.wait(10)  # the second caller waits for the run in flight (still gated)
     gate.set()
     for t in threads:
         t.join(10)
@@ -482,8 +504,9 @@ def test_warm_for_other_keys_waits_then_runs() -> None:
     warmer = make_warmer({}, keys=["first"], loader=CallableValueLoader(load))
     first = warmer.warm_async()
     assert wait_for(lambda: warmer.is_warming)
+    queued = watch_waiters(warmer)
     second = warmer.warm_async(["second"])
-    time.sleep(0.05)
+    assert queued.wait(10)  # the second call waits for the run in flight to end
     assert order == []  # the second run has not started while the first is in flight
     gate.set()
     assert first.result(10).keys_warmed == 1
