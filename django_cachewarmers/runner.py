@@ -198,19 +198,20 @@ def start_in_background(name: str, trigger: Trigger = "admin") -> bool:
     """
     get_entry(name)
     return _background.start(
-        name, _warm_in_background, name, trigger, thread_name=f"cachewarmer[{name}]-{trigger}"
+        name, run_logged, name, trigger, thread_name=f"cachewarmer[{name}]-{trigger}"
     )
 
 
-def _warm_in_background(name: str, trigger: Trigger) -> None:
+def run_logged(name: str, trigger: Trigger, claim: ClaimKind | None = None) -> None:
+    """``run_warm`` on a thread of its own: a failure is logged, never raised, and the thread's
+    database connections are closed at the end (nothing else would ever close them)."""
     try:
-        run_warm(name, trigger=trigger)
+        run_warm(name, trigger=trigger, claim=claim)
     except (UnknownWarmer, ImproperlyConfigured) as exc:
         logger.error("cache warmer %s: %s run skipped: %s", name, trigger, exc)
     except Exception:
         logger.exception("cache warmer %s: %s run failed", name, trigger)
     finally:
-        # This thread's own database connections: nothing else would ever close them.
         connections.close_all()
 
 

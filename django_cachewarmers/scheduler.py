@@ -7,14 +7,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from django.core.exceptions import ImproperlyConfigured
-from django.db import close_old_connections, connections
+from django.db import close_old_connections
 
 from django_cachewarmers.core.schedule import next_slot, wait_until
 from django_cachewarmers.core.threads import ThreadPerName
 from django_cachewarmers.parsing import get_specs
-from django_cachewarmers.registry import UnknownWarmer, get_entry
-from django_cachewarmers.runner import ClaimKind, Trigger, run_warm
+from django_cachewarmers.registry import get_entry
+from django_cachewarmers.runner import ClaimKind, Trigger, run_logged
 from django_cachewarmers.spec import WarmerSpec
 
 logger = logging.getLogger("django_cachewarmers")
@@ -117,15 +116,8 @@ class WarmingScheduler:
 
     def _run_one(self, name: str, trigger: Trigger, claim: ClaimKind) -> None:
         close_old_connections()
-        try:
-            if not self._stop.is_set():
-                run_warm(name, trigger=trigger, claim=claim)
-        except (UnknownWarmer, ImproperlyConfigured) as exc:
-            logger.error("cache warmer %s: %s run skipped: %s", name, trigger, exc)
-        except Exception:
-            logger.exception("cache warmer %s: %s run failed", name, trigger)
-        finally:
-            connections.close_all()
+        if not self._stop.is_set():
+            run_logged(name, trigger, claim)
 
     def request_stop(self) -> None:
         """Ask the schedule to end soon; safe to call from a signal handler."""

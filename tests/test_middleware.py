@@ -24,16 +24,11 @@ from django_cachewarmers.middleware import (
     tracking_settings,
 )
 from django_cachewarmers.pages import PageNotWarmed, render_page
+from tests.middleware_stacks import PER_SITE, PER_VIEW
 from tests.testapp import views
 
-TRACKING = "django_cachewarmers.middleware.AccessTrackingMiddleware"
-WITH_TRACKING = [TRACKING, *settings.MIDDLEWARE]
-SITE_CACHE = [
-    "django.middleware.cache.UpdateCacheMiddleware",
-    TRACKING,
-    *settings.MIDDLEWARE,
-    "django.middleware.cache.FetchFromCacheMiddleware",
-]
+WITH_TRACKING = PER_VIEW
+SITE_CACHE = PER_SITE
 
 
 @pytest.fixture(autouse=True)

@@ -19,17 +19,10 @@ from django.test import Client, override_settings
 from django_cachewarmers import STORED_BY_LOADER, tracking
 from django_cachewarmers.middleware import SCRIPT_NAMES_SEEN
 from django_cachewarmers.pages import PageNotWarmed, render_page
+from tests.middleware_stacks import PER_SITE, PER_VIEW
 from tests.redis_server import RedisServer
 from tests.testapp import views
 
-TRACKING = "django_cachewarmers.middleware.AccessTrackingMiddleware"
-PER_VIEW = [TRACKING, *settings.MIDDLEWARE]
-PER_SITE = [
-    "django.middleware.cache.UpdateCacheMiddleware",
-    TRACKING,
-    *settings.MIDDLEWARE,
-    "django.middleware.cache.FetchFromCacheMiddleware",
-]
 LOCMEM = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "pages"}
 
 

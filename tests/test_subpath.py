@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.core.cache import caches
 from django.http import HttpResponse
 from django.test import Client, RequestFactory, override_settings
@@ -24,18 +23,10 @@ from django.urls import get_script_prefix
 from django_cachewarmers import STORED_BY_LOADER, tracking
 from django_cachewarmers.middleware import SCRIPT_NAMES_SEEN, AccessTrackingMiddleware
 from django_cachewarmers.pages import PageNotWarmed, render_page, split_script_name
+from tests.middleware_stacks import PER_SITE, PER_VIEW
 from tests.processes import PYTHON, Project, http_get, started_at, wait_until
 from tests.redis_server import RedisServer, free_port
 from tests.testapp import views
-
-TRACKING = "django_cachewarmers.middleware.AccessTrackingMiddleware"
-PER_VIEW = [TRACKING, *settings.MIDDLEWARE]
-PER_SITE = [
-    "django.middleware.cache.UpdateCacheMiddleware",
-    TRACKING,
-    *settings.MIDDLEWARE,
-    "django.middleware.cache.FetchFromCacheMiddleware",
-]
 
 
 @pytest.fixture(autouse=True)
