@@ -21,8 +21,8 @@ from collections.abc import Hashable, Mapping
 from typing import Any
 
 from django_cachewarmers.backends.base import DjangoCacheAdapter
+from django_cachewarmers.core.cache_io import jittered, not_cacheable
 from django_cachewarmers.core.config import DEFAULT_TIMEOUT
-from django_cachewarmers.core.engine import jittered, not_cacheable
 
 logger = logging.getLogger("django_cachewarmers")
 

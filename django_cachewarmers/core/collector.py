@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from django_cachewarmers.core.loaders import STORED_BY_LOADER, BatchValueLoader
 from django_cachewarmers.core.pool import Run
-from django_cachewarmers.core.stats import WarmingStats
+from django_cachewarmers.core.stats import WarmingStats, exception_text
 
 if TYPE_CHECKING:
     from django_cachewarmers.core.engine import CacheWarmer
@@ -59,14 +59,14 @@ class Collector:
         if isinstance(loader, BatchValueLoader):
             size = config.batch_size
             tasks = [
-                warmer._batch_task(run, self.deadline, keys[i : i + size], loader)
+                warmer._work.batch_task(run, self.deadline, keys[i : i + size], loader)
                 for i in range(0, len(keys), size)
             ]
         else:
             todo = deque(keys)
             self.todo = todo
             tasks = [
-                warmer._drain_task(run, self.deadline, todo)
+                warmer._work.drain_task(run, self.deadline, todo)
                 for _ in range(min(config.max_workers, len(keys)))
             ]
         warmer._pool.submit_many(run, tasks)
@@ -161,14 +161,14 @@ class Collector:
             for key in values:
                 self._fail(key, "not written: the cache was unavailable earlier in this run")
             return
-        if self.warmer._explicit_ttl_zero():
+        if self.warmer.io.explicit_ttl_zero():
             # Django reads TTL 0 as "don't cache" and DELETES the key: keep the good old value.
             for key in values:
                 self._fail(key, f"not written: {_TTL_ZERO}")
             self.stats.run_error = f"nothing was cached: {_TTL_ZERO}"
             return
         try:
-            refused = self.warmer._write(values, full_keys)
+            refused = self.warmer.io.write(values, full_keys)
         except Exception as exc:
             self.write_failed = True
             reason = f"cache write failed: {type(exc).__name__}: {exc}"
@@ -239,7 +239,7 @@ class Collector:
         for start in range(0, len(sample), chunk):
             part = sample[start : start + chunk]
             try:
-                lost.extend(warmer._missing(part))
+                lost.extend(warmer.io.missing(part))
             except Exception as exc:
                 error = f"the read-back failed: {exception_text(exc)}"
                 logger.debug("cache warmer %s: read-back failed", warmer.name, exc_info=True)
@@ -250,7 +250,7 @@ class Collector:
             return
         lost_in_sample = len(lost)
         stats.keys_lost += lost_in_sample
-        cause = error or warmer._loss_cause(len(written))
+        cause = error or warmer.io.loss_cause(len(written))
         reason = f"not in the cache when read back: {cause}"
         if lost_in_sample == len(sample):
             # Nothing reads back: no written key can be counted warmed, sampled or not.
@@ -286,8 +286,3 @@ class Collector:
 
 
 _TTL_ZERO = "timeout 0 means don't cache (None means never expire)"
-
-
-def exception_text(exc: BaseException) -> str:
-    """``"TypeName: message"``, how a failed key's exception is reported."""
-    return f"{type(exc).__name__}: {exc}"

@@ -2,54 +2,28 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
-import random
 import threading
 import time
 import weakref
-from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, MutableMapping
 from concurrent.futures import Future
 from datetime import datetime, timezone
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from django_cachewarmers.core.backends import adapter_for
-from django_cachewarmers.core.collector import WAKE_EVERY, Collector, exception_text
-from django_cachewarmers.core.config import DEFAULT_TIMEOUT, WarmingConfig
+from django_cachewarmers.core.cache_io import Cache, CacheIO, SupportsSetMany
+from django_cachewarmers.core.collector import Collector
+from django_cachewarmers.core.config import WarmingConfig
 from django_cachewarmers.core.forks import after_fork_in_child
-from django_cachewarmers.core.loaders import BatchValueLoader, ValueLoader
-from django_cachewarmers.core.pool import IDLE_TIMEOUT_S, Run, WorkerPool, backoff_delay
+from django_cachewarmers.core.loaders import ValueLoader
+from django_cachewarmers.core.pool import IDLE_TIMEOUT_S, Run, WorkerPool
 from django_cachewarmers.core.providers import KeyProvider, unique_keys
 from django_cachewarmers.core.schedule import next_slot, wait_until
 from django_cachewarmers.core.stats import WarmingStats
+from django_cachewarmers.core.work import Work
 
 logger = logging.getLogger("django_cachewarmers")
-
-
-@runtime_checkable
-class SupportsSetMany(Protocol):
-    """A Django-style cache: anything with ``set_many`` (and ``set`` for single keys)."""
-
-    def set_many(self, data: dict[Any, Any], *args: Any, **kwargs: Any) -> Any: ...
-
-    def set(self, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any: ...
-
-
-Cache = SupportsSetMany | MutableMapping[Any, Any]
-
-_MISSING = object()
-
-
-def jittered(timeout: float, jitter: float) -> float:
-    """``timeout`` stretched by a random share of up to ``jitter`` (0.1: up to 10% longer)."""
-    return timeout * (1.0 + random.uniform(0.0, jitter))
-
-
-def not_cacheable(exc: BaseException) -> str:
-    """A failed key's reason when its value could not be stored."""
-    return f"value not cacheable: {exception_text(exc)}"
 
 
 _instances: weakref.WeakSet[CacheWarmer] = weakref.WeakSet()
@@ -105,11 +79,14 @@ class CacheWarmer:
         #: What this cache's backend does beyond ``set_many`` (core.backends): e.g. Django's
         #: RedisCache gets one script call per batch, memcached its byte-counted key limit.
         self.backend = adapter_for(cache)
+        #: How this warmer writes its cache and reads it back.
+        self.io = CacheIO(cache, self.config, self.backend, self.name)
         #: Level of the one summary line logged when a run has failed keys.
         self.failure_log_level = logging.WARNING
         self._on_thread_exit = on_thread_exit
         self._idle_timeout = idle_timeout
         self._before_load = before_load
+        self._work = Work(self)
         self._init_state()
         _instances.add(self)
 
@@ -349,263 +326,4 @@ class CacheWarmer:
             stats.keys_warmed,
             stats.keys_failed,
             stats.total_time_ms,
-        )
-
-    # -- loading (on worker threads) -------------------------------------------------------
-
-    def _prepare_load(self) -> None:
-        """Call the ``before_load`` hook; its failure is logged, the load goes ahead."""
-        if self._before_load is None:
-            return
-        try:
-            self._before_load()
-        except Exception:
-            logger.exception("cache warmer %s: before_load hook failed", self.name)
-
-    def _retry(
-        self, run: Run, deadline: float, label: object, func: Callable[[], Any], error: Exception
-    ) -> Any:
-        """After ``func`` failed with ``error``: retry with backoff; raise the last error."""
-        config = self.config
-        attempt = 1
-        while True:
-            if attempt >= config.attempts or run.cancelled.is_set():
-                raise error
-            delay = backoff_delay(attempt, config.retry_backoff_s, config.retry_backoff_max_s)
-            if time.monotonic() + delay >= deadline:
-                raise error
-            logger.debug(
-                "cache warmer %s: retrying %r in %.3fs (attempt %d of %d): %s",
-                self.name,
-                label,
-                delay,
-                attempt + 1,
-                config.attempts,
-                error,
-            )
-            attempt += 1
-            if run.cancelled.wait(delay):
-                raise error
-            self._prepare_load()  # e.g. replace the database connection that just failed
-            try:
-                return func()
-            except Exception as exc:
-                error = exc
-
-    def _drain_task(self, run: Run, deadline: float, todo: deque[Hashable]) -> Callable[[], None]:
-        """A worker's share of a per-key run: load keys from ``todo`` until it is empty."""
-        load = self.value_loader.load
-        append = run.results.append
-        cancelled = run.cancelled.is_set
-
-        def task() -> None:
-            done = 0
-            prepare = True
-            try:
-                while not cancelled():
-                    try:
-                        key = todo.popleft()
-                    except IndexError:
-                        return
-                    if prepare:  # at the start, and after a failed key
-                        self._prepare_load()
-                        prepare = False
-                    try:
-                        value = load(key)
-                    except Exception as exc:
-                        try:
-                            value = self._retry(
-                                run, deadline, key, functools.partial(load, key), exc
-                            )
-                        except Exception as final:
-                            logger.debug("cache warmer %s: loading %r failed", self.name, key)
-                            append(("key", key, False, final))
-                            prepare = True
-                            continue
-                    append(("key", key, True, value))
-                    done += 1
-                    if done % WAKE_EVERY == 0:
-                        run.wake.put(True)
-            finally:
-                run.wake.put(True)
-
-        return task
-
-    def _batch_task(
-        self, run: Run, deadline: float, batch: list[Hashable], loader: BatchValueLoader
-    ) -> Callable[[], None]:
-        def task() -> None:
-            if run.cancelled.is_set():
-                return
-            label = f"batch of {len(batch)}"
-            self._prepare_load()
-            try:
-                try:
-                    values = loader.load_batch(batch)
-                except Exception as exc:
-                    values = self._retry(
-                        run, deadline, label, lambda: loader.load_batch(batch), exc
-                    )
-            except Exception as final:
-                logger.debug("cache warmer %s: %s failed", self.name, label)
-                run.results.append(("batch", batch, False, final))
-            else:
-                run.results.append(("batch", batch, True, values))
-            run.wake.put(True)
-
-        return task
-
-    # -- writing (on the calling thread) ----------------------------------------------------
-
-    def _timeout_kwargs(self) -> dict[str, Any]:
-        timeout = self.config.cache_timeout
-        if timeout is DEFAULT_TIMEOUT:
-            return {}
-        if timeout is not None and timeout > 0 and self.config.timeout_jitter > 0:
-            timeout = jittered(timeout, self.config.timeout_jitter)
-            return {"timeout": int(timeout) if timeout >= 1 else timeout}
-        return {"timeout": timeout}
-
-    def _explicit_ttl_zero(self) -> bool:
-        """True when entries would be written with TTL 0, which Django treats as "don't cache"."""
-        timeout = self.config.cache_timeout
-        if timeout is DEFAULT_TIMEOUT:
-            timeout = getattr(self.cache, "default_timeout", None)
-        return timeout is not None and timeout <= 0
-
-    def _write(
-        self, values: dict[Hashable, Any], full_keys: Mapping[Hashable, str] | None = None
-    ) -> dict[Hashable, str]:
-        """Write one batch; return the keys that were not stored, with the reason.
-
-        ``full_keys`` are the keys as the cache made them (prefix, version), when already known.
-        Whatever exception a batch write raises, its keys are written again one by one, and a key
-        whose write raises while the cache still answers a probe (``_cache_answers``) fails alone
-        ("value not cacheable"). Raises only when the cache itself no longer answers (unreachable,
-        erroring): the caller stops the run.
-        """
-        cache = self.cache
-        if not isinstance(cache, SupportsSetMany):
-            cache.update(values)
-            return {}
-        try:
-            return self._write_batch(cache, values, full_keys)
-        except Exception as exc:
-            batch_error = exc
-        # Ask the cache first: when it is down, stop now rather than wait out one timeout per key.
-        if not self._cache_answers():
-            raise batch_error
-        logger.debug(
-            "cache warmer %s: a batch write raised %s; writing its keys one by one",
-            self.name,
-            exception_text(batch_error),
-        )
-        return self._write_one_by_one(cache, values)
-
-    def _write_batch(
-        self,
-        cache: SupportsSetMany,
-        values: dict[Hashable, Any],
-        full_keys: Mapping[Hashable, str] | None,
-    ) -> dict[Hashable, str]:
-        failed = self.backend.write(
-            values, self.config.cache_timeout, self.config.timeout_jitter, full_keys
-        )
-        if failed is not None:
-            return failed
-        refused = cache.set_many(values, **self._timeout_kwargs()) or []
-        return dict.fromkeys(refused, "the cache refused the value")
-
-    def _write_one_by_one(
-        self, cache: SupportsSetMany, values: dict[Hashable, Any]
-    ) -> dict[Hashable, str]:
-        failed: dict[Hashable, str] = {}
-        for key, value in values.items():
-            try:
-                cache.set(key, value, **self._timeout_kwargs())
-            except Exception as exc:
-                if not self._cache_answers():
-                    raise
-                failed[key] = not_cacheable(exc)
-        return failed
-
-    def _cache_answers(self) -> bool:
-        """Whether the cache stores and returns a tiny value right now (write, read, delete).
-
-        This is what tells a value's fault from an outage: after a write raised, a cache that
-        still answers this probe refused that value, not the connection. A cache that swallows
-        its errors (django-redis ``IGNORE_EXCEPTIONS``) or stores nothing fails the probe.
-        """
-        cache = self.cache
-        if not isinstance(cache, SupportsSetMany):
-            return True
-        # No warmer name in it: the key must be valid on every backend (memcached: no spaces).
-        key = f"cachewarmers:probe:{os.getpid()}:{threading.get_ident()}:{id(self):x}"
-        token = f"{time.time_ns()}:{random.random()}"
-        try:
-            cache.set(key, token, timeout=30)
-            get = getattr(cache, "get", None)
-            answered = get is None or get(key) == token
-            delete = getattr(cache, "delete", None)
-            if delete is not None:
-                delete(key)
-        except Exception:
-            logger.debug("cache warmer %s: the cache probe failed", self.name, exc_info=True)
-            return False
-        return bool(answered)
-
-    # -- read-back verification (on the calling thread, after the run's last write) ---------
-
-    def _missing(self, keys: Sequence[Hashable]) -> list[Hashable]:
-        """The ``keys`` a read through the cache would miss right now (one or two round trips).
-
-        The backend adapter's own read when it has one (Django's RedisCache: a multi-key EXISTS);
-        else ``get_many`` (what a request reads through); a mapping: ``in``. Raises what the
-        cache raises.
-        """
-        cache = self.cache
-        if not isinstance(cache, SupportsSetMany):
-            return [key for key in keys if key not in cache]
-        make_key = getattr(cache, "make_key", None)
-        if make_key is not None:
-            absent = self.backend.missing([make_key(key) for key in keys])
-            if absent is not None:
-                return [keys[i] for i in absent]
-        get_many = getattr(cache, "get_many", None)
-        if get_many is not None:
-            found = get_many(list(keys))
-            return [key for key in keys if key not in found]
-        get = getattr(cache, "get", None)
-        if get is None:
-            return []  # a write-only cache: nothing to read back through
-        return [key for key in keys if get(key, _MISSING) is _MISSING]
-
-    def _loss_cause(self, written: int) -> str:
-        """The likely reason written keys did not read back (computed once per run)."""
-        cache = self.cache
-        if self.backend.stores_nothing():
-            return f"the cache is a no-op ({type(cache).__name__}): it stores nothing"
-        if self._explicit_ttl_zero():
-            return "TTL 0: timeout 0 means don't cache (None means never expire)"
-        limit = self.backend.max_entries()
-        if limit is not None:
-            # Before any probe: a probe write into a full culling cache would cull it once more.
-            # These backends raise when unreachable (the read-back then fails on its own).
-            if written < limit:
-                return (
-                    f"culled by the cache's MAX_ENTRIES ({limit}) with the other entries it "
-                    f"holds (this run wrote {written} keys), or expired before the read-back"
-                )
-            return (
-                f"culled by the cache's MAX_ENTRIES ({limit}): it drops a share of its entries "
-                f"whenever it is full (this run wrote {written} keys); raise OPTIONS['MAX_ENTRIES']"
-            )
-        if not self._cache_answers():
-            return (
-                "the cache is unreachable, or silently ignores its errors (e.g. django-redis "
-                "IGNORE_EXCEPTIONS), or stores nothing"
-            )
-        return (
-            "evicted or expired before the read-back (a TTL shorter than the run, memory "
-            "eviction, or another process deleted it)"
         )

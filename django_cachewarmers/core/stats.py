@@ -89,3 +89,8 @@ def format_duration(ms: float) -> str:
     if round(ms) < 1000:
         return f"{ms:.0f} ms"
     return f"{ms / 1000:.2f} s"
+
+
+def exception_text(exc: BaseException) -> str:
+    """``"TypeName: message"``, how a failed key's exception is reported."""
+    return f"{type(exc).__name__}: {exc}"

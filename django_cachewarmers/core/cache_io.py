@@ -1,0 +1,205 @@
+"""How the engine writes one cache and reads it back (on the run's calling thread)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Hashable, Mapping, MutableMapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from django_cachewarmers.core.backends import BackendAdapter
+from django_cachewarmers.core.config import DEFAULT_TIMEOUT, WarmingConfig
+from django_cachewarmers.core.stats import exception_text
+
+logger = logging.getLogger("django_cachewarmers")
+
+
+@runtime_checkable
+class SupportsSetMany(Protocol):
+    """A Django-style cache: anything with ``set_many`` (and ``set`` for single keys)."""
+
+    def set_many(self, data: dict[Any, Any], *args: Any, **kwargs: Any) -> Any: ...
+
+    def set(self, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any: ...
+
+
+Cache = SupportsSetMany | MutableMapping[Any, Any]
+
+_MISSING = object()
+
+
+def jittered(timeout: float, jitter: float) -> float:
+    """``timeout`` stretched by a random share of up to ``jitter`` (0.1: up to 10% longer)."""
+    return timeout * (1.0 + random.uniform(0.0, jitter))
+
+
+def not_cacheable(exc: BaseException) -> str:
+    """A failed key's reason when its value could not be stored."""
+    return f"value not cacheable: {exception_text(exc)}"
+
+
+class CacheIO:
+    """Writes batches to one cache and reads them back: through the backend's adapter when it has
+    a faster way, else ``set_many`` / ``get_many`` (a plain mapping: item access)."""
+
+    def __init__(
+        self, cache: Cache, config: WarmingConfig, backend: BackendAdapter, name: str
+    ) -> None:
+        self.cache = cache
+        self.config = config
+        self.backend = backend
+        self.name = name
+
+    def timeout_kwargs(self) -> dict[str, Any]:
+        timeout = self.config.cache_timeout
+        if timeout is DEFAULT_TIMEOUT:
+            return {}
+        if timeout is not None and timeout > 0 and self.config.timeout_jitter > 0:
+            timeout = jittered(timeout, self.config.timeout_jitter)
+            return {"timeout": int(timeout) if timeout >= 1 else timeout}
+        return {"timeout": timeout}
+
+    def explicit_ttl_zero(self) -> bool:
+        """True when entries would be written with TTL 0, which Django treats as "don't cache"."""
+        timeout = self.config.cache_timeout
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = getattr(self.cache, "default_timeout", None)
+        return timeout is not None and timeout <= 0
+
+    def write(
+        self, values: dict[Hashable, Any], full_keys: Mapping[Hashable, str] | None = None
+    ) -> dict[Hashable, str]:
+        """Write one batch; return the keys that were not stored, with the reason.
+
+        ``full_keys`` are the keys as the cache made them (prefix, version), when already known.
+        Whatever exception a batch write raises, its keys are written again one by one, and a key
+        whose write raises while the cache still answers a probe (``_cache_answers``) fails alone
+        ("value not cacheable"). Raises only when the cache itself no longer answers (unreachable,
+        erroring): the caller stops the run.
+        """
+        cache = self.cache
+        if not isinstance(cache, SupportsSetMany):
+            cache.update(values)
+            return {}
+        try:
+            return self._write_batch(cache, values, full_keys)
+        except Exception as exc:
+            batch_error = exc
+        # Ask the cache first: when it is down, stop now rather than wait out one timeout per key.
+        if not self.answers():
+            raise batch_error
+        logger.debug(
+            "cache warmer %s: a batch write raised %s; writing its keys one by one",
+            self.name,
+            exception_text(batch_error),
+        )
+        return self._write_one_by_one(cache, values)
+
+    def _write_batch(
+        self,
+        cache: SupportsSetMany,
+        values: dict[Hashable, Any],
+        full_keys: Mapping[Hashable, str] | None,
+    ) -> dict[Hashable, str]:
+        failed = self.backend.write(
+            values, self.config.cache_timeout, self.config.timeout_jitter, full_keys
+        )
+        if failed is not None:
+            return failed
+        refused = cache.set_many(values, **self.timeout_kwargs()) or []
+        return dict.fromkeys(refused, "the cache refused the value")
+
+    def _write_one_by_one(
+        self, cache: SupportsSetMany, values: dict[Hashable, Any]
+    ) -> dict[Hashable, str]:
+        failed: dict[Hashable, str] = {}
+        for key, value in values.items():
+            try:
+                cache.set(key, value, **self.timeout_kwargs())
+            except Exception as exc:
+                if not self.answers():
+                    raise
+                failed[key] = not_cacheable(exc)
+        return failed
+
+    def answers(self) -> bool:
+        """Whether the cache stores and returns a tiny value right now (write, read, delete).
+
+        This is what tells a value's fault from an outage: after a write raised, a cache that
+        still answers this probe refused that value, not the connection. A cache that swallows
+        its errors (django-redis ``IGNORE_EXCEPTIONS``) or stores nothing fails the probe.
+        """
+        cache = self.cache
+        if not isinstance(cache, SupportsSetMany):
+            return True
+        # No warmer name in it: the key must be valid on every backend (memcached: no spaces).
+        key = f"cachewarmers:probe:{os.getpid()}:{threading.get_ident()}:{id(self):x}"
+        token = f"{time.time_ns()}:{random.random()}"
+        try:
+            cache.set(key, token, timeout=30)
+            get = getattr(cache, "get", None)
+            answered = get is None or get(key) == token
+            delete = getattr(cache, "delete", None)
+            if delete is not None:
+                delete(key)
+        except Exception:
+            logger.debug("cache warmer %s: the cache probe failed", self.name, exc_info=True)
+            return False
+        return bool(answered)
+
+    def missing(self, keys: Sequence[Hashable]) -> list[Hashable]:
+        """The ``keys`` a read through the cache would miss right now (one or two round trips).
+
+        The backend adapter's own read when it has one (Django's RedisCache: a multi-key EXISTS);
+        else ``get_many`` (what a request reads through); a mapping: ``in``. Raises what the
+        cache raises.
+        """
+        cache = self.cache
+        if not isinstance(cache, SupportsSetMany):
+            return [key for key in keys if key not in cache]
+        make_key = getattr(cache, "make_key", None)
+        if make_key is not None:
+            absent = self.backend.missing([make_key(key) for key in keys])
+            if absent is not None:
+                return [keys[i] for i in absent]
+        get_many = getattr(cache, "get_many", None)
+        if get_many is not None:
+            found = get_many(list(keys))
+            return [key for key in keys if key not in found]
+        get = getattr(cache, "get", None)
+        if get is None:
+            return []  # a write-only cache: nothing to read back through
+        return [key for key in keys if get(key, _MISSING) is _MISSING]
+
+    def loss_cause(self, written: int) -> str:
+        """The likely reason written keys did not read back (computed once per run)."""
+        cache = self.cache
+        if self.backend.stores_nothing():
+            return f"the cache is a no-op ({type(cache).__name__}): it stores nothing"
+        if self.explicit_ttl_zero():
+            return "TTL 0: timeout 0 means don't cache (None means never expire)"
+        limit = self.backend.max_entries()
+        if limit is not None:
+            # Before any probe: a probe write into a full culling cache would cull it once more.
+            # These backends raise when unreachable (the read-back then fails on its own).
+            if written < limit:
+                return (
+                    f"culled by the cache's MAX_ENTRIES ({limit}) with the other entries it "
+                    f"holds (this run wrote {written} keys), or expired before the read-back"
+                )
+            return (
+                f"culled by the cache's MAX_ENTRIES ({limit}): it drops a share of its entries "
+                f"whenever it is full (this run wrote {written} keys); raise OPTIONS['MAX_ENTRIES']"
+            )
+        if not self.answers():
+            return (
+                "the cache is unreachable, or silently ignores its errors (e.g. django-redis "
+                "IGNORE_EXCEPTIONS), or stores nothing"
+            )
+        return (
+            "evicted or expired before the read-back (a TTL shorter than the run, memory "
+            "eviction, or another process deleted it)"
+        )
