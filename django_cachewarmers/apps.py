@@ -15,8 +15,8 @@ class CacheWarmersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # checks register on import; hotkeys publishes the trackers' counts once one exists.
-        from django_cachewarmers import autostart, backends, checks, hotkeys  # noqa: F401
+        # checks register on import; the publisher starts with the process's first tracker.
+        from django_cachewarmers import autostart, backends, checks, publisher  # noqa: F401
 
         backends.register()  # the engine's adapters for Django's cache backends
         autostart.arm()

@@ -1,8 +1,8 @@
 """The cluster's hot set: snapshots shared through a cache, merged, and persisted in the database.
 
-Each process sees only its share of the traffic. Every ``CACHE_WARMERS_SNAPSHOT_INTERVAL`` seconds
-(off the request path, also when nothing changed) it publishes each tracker's top keys with their
-counts under an expiring key of its own in the shared snapshot cache. An adaptive warmer merges
+Each process sees only its share of the traffic, and publishes it (``publisher``): each tracker's
+top keys with their counts under an expiring key of its own in the shared snapshot cache. An
+adaptive warmer merges
 every live snapshot with its own process's counts, so its hot set is the cluster's. A dead process's
 snapshot expires. Snapshots are namespaced by tracker and validated when merged, so whatever is
 written there cannot put keys into another tracker's warmer.
@@ -14,25 +14,18 @@ the tracker's half-life) so that what was hot before a deploy is warm right afte
 
 from __future__ import annotations
 
-import atexit
 import heapq
 import logging
-import os
-import sys
-import threading
-import time
-import zlib
 from collections.abc import Hashable
 from operator import itemgetter
 
 from django.core.cache import caches
-from django.db import DatabaseError, close_old_connections, connections, router, transaction
+from django.db import DatabaseError, router, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from django_cachewarmers import claims
 from django_cachewarmers.conf import conf
-from django_cachewarmers.core.forks import after_fork_in_child
 from django_cachewarmers.core.providers import (
     DEFAULT_LIMIT,
     DEFAULT_THRESHOLD,
@@ -40,7 +33,7 @@ from django_cachewarmers.core.providers import (
     check_threshold_and_limit,
 )
 from django_cachewarmers.core.tracker import DEFAULT_HALF_LIFE_S
-from django_cachewarmers.tracking import all_trackers, on_tracker_created
+from django_cachewarmers.tracking import all_trackers
 
 logger = logging.getLogger("django_cachewarmers")
 
@@ -57,11 +50,11 @@ HALF_LIFE_S = DEFAULT_HALF_LIFE_S
 Counts = dict[Hashable, float]
 
 
-def _slot_key(tracker: str, slot: int) -> str:
+def slot_key(tracker: str, slot: int) -> str:
     return f"{conf.KEY_PREFIX}:hot:{tracker}:{slot}"
 
 
-def _snapshot_ttl() -> int:
+def snapshot_ttl() -> int:
     return max(5, int(conf.SNAPSHOT_INTERVAL * 3) + 1)
 
 
@@ -91,152 +84,6 @@ def _valid_items(record: object, tracker: str) -> list[tuple[str, int]]:
     return valid
 
 
-class Publisher:
-    """This process's publisher thread: snapshots every interval, the hot set now and then."""
-
-    def __init__(self) -> None:
-        self._stop = threading.Event()
-        self._slots: dict[str, int] = {}
-        self._thread: threading.Thread | None = None
-        self._last_persist = time.monotonic()
-        #: Failed attempts in a row (an outage is logged once, when it starts).
-        self._failures = 0
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="cachewarmer-hotkeys", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(conf.SNAPSHOT_INTERVAL or 1.0):
-            try:
-                # Count what the request path left in the backlogs, also when only persisting, so
-                # a count lands (and is timed) within this interval even in a quiet process.
-                for tracker in all_trackers().values():
-                    tracker.flush()
-                close_old_connections()
-                if conf.SNAPSHOT_INTERVAL > 0:
-                    self.publish_all()
-                interval = conf.PERSIST_INTERVAL
-                if interval > 0 and time.monotonic() - self._last_persist >= interval:
-                    self._last_persist = time.monotonic()
-                    for name in all_trackers():
-                        persist(name, claim=True)
-            except Exception as exc:
-                self._failed(exc)
-            else:
-                self._succeeded()
-            finally:
-                connections.close_all()
-
-    def _failed(self, exc: Exception) -> None:
-        # An outage of the snapshot cache (Redis down) fails every attempt until it ends: one
-        # warning line per outage, not a traceback every interval; the details are at DEBUG.
-        self._failures += 1
-        if self._failures == 1:
-            logger.warning(
-                "hot keys: publishing failed (%s); retrying every %gs, quietly until it works",
-                " ".join(f"{type(exc).__name__}: {exc}".split()),
-                conf.SNAPSHOT_INTERVAL or 1.0,
-            )
-        logger.debug("hot keys: publishing failed", exc_info=exc)
-
-    def _succeeded(self) -> None:
-        if self._failures:
-            logger.info("hot keys: publishing again after %d failed attempts", self._failures)
-            self._failures = 0
-
-    def publish_all(self) -> None:
-        for name, tracker in all_trackers().items():
-            self.publish(name, tracker.top(conf.SNAPSHOT_SIZE))
-
-    def publish(self, tracker: str, top: list[tuple[Hashable, int]]) -> bool:
-        """Write this process's snapshot of ``tracker``; False if no slot could be had."""
-        cache = caches[conf.SNAPSHOT_CACHE]
-        record = {
-            "v": SNAPSHOT_VERSION,
-            "tracker": tracker,
-            "owner": claims.OWNER,
-            "at": time.time(),
-            "items": [
-                [key, int(count)]
-                for key, count in top
-                if isinstance(key, str) and len(key) <= MAX_KEY_LENGTH and count >= 1
-            ],
-        }
-        ttl = _snapshot_ttl()
-        slot = self._slots.get(tracker)
-        if slot is not None:
-            current = cache.get(_slot_key(tracker, slot))
-            if current is None or (
-                isinstance(current, dict) and current.get("owner") == claims.OWNER
-            ):
-                cache.set(_slot_key(tracker, slot), record, ttl)
-                return True
-            del self._slots[tracker]  # our slot expired and another process took it
-        start = zlib.crc32(claims.OWNER.encode()) % SLOTS
-        for offset in range(SLOTS):
-            slot = (start + offset) % SLOTS
-            if cache.add(_slot_key(tracker, slot), record, ttl):
-                self._slots[tracker] = slot
-                return True
-        logger.warning("hot keys: all %d snapshot slots of %r are taken", SLOTS, tracker)
-        return False
-
-
-_lock = threading.Lock()
-_publisher: Publisher | None = None
-
-
-def ensure_publisher() -> None:
-    """Start this process's publisher thread once (not under tests: they start it themselves)."""
-    global _publisher
-    if _publisher is not None and _publisher.running:
-        return
-    if conf.SNAPSHOT_INTERVAL <= 0 and conf.PERSIST_INTERVAL <= 0:
-        return
-    from django_cachewarmers.process import running_tests
-
-    if running_tests(sys.argv, os.environ):
-        return
-    with _lock:
-        if _publisher is not None and _publisher.running:
-            return
-        _publisher = Publisher()
-        _publisher.start()
-    atexit.register(_persist_at_exit)
-
-
-on_tracker_created(ensure_publisher)
-
-
-def _persist_at_exit() -> None:
-    # A clean shutdown (gunicorn's SIGTERM, Ctrl+C) saves what this process knows of the hot set.
-    if _publisher is not None:
-        _publisher.stop()
-    if conf.PERSIST_INTERVAL <= 0:
-        return
-    for name in all_trackers():
-        try:
-            persist(name, claim=False)
-        except Exception:
-            logger.exception("hot keys: could not save the hot set of %r at exit", name)
-    connections.close_all()
-
-
-@after_fork_in_child
-def _reset_after_fork() -> None:
-    global _lock, _publisher
-    _lock = threading.Lock()
-    _publisher = None
-
-
 # -- reading the cluster's hot set --------------------------------------------------------------
 
 
@@ -248,7 +95,7 @@ def cluster_counts(tracker: str) -> Counts:
         counts[key] = counts.get(key, 0.0) + count
     try:
         records = caches[conf.SNAPSHOT_CACHE].get_many(
-            [_slot_key(tracker, slot) for slot in range(SLOTS)]
+            [slot_key(tracker, slot) for slot in range(SLOTS)]
         )
     except Exception as exc:
         logger.warning("hot keys: snapshots unreadable (%s: %s)", type(exc).__name__, exc)
@@ -377,9 +224,7 @@ class ClusterKeyProvider(KeyProvider):
 
 __all__ = [
     "ClusterKeyProvider",
-    "Publisher",
     "cluster_counts",
-    "ensure_publisher",
     "hot_counts",
     "persist",
     "persisted_counts",

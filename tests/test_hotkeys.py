@@ -14,13 +14,13 @@ from django.utils import timezone
 from django_cachewarmers import claims, hotkeys, tracking
 from django_cachewarmers.hotkeys import (
     ClusterKeyProvider,
-    Publisher,
     cluster_counts,
     hot_counts,
     persist,
     persisted_counts,
 )
 from django_cachewarmers.models import HotKey
+from django_cachewarmers.publisher import Publisher
 from tests.processes import wait_until
 
 
@@ -37,7 +37,7 @@ def other_process(tracker: str, items: list[Any], slot: int = 40, **extra: Any) 
     """Write a snapshot as another process would."""
     record = {"v": 1, "tracker": tracker, "owner": f"host:{slot}:x", "at": 0.0, "items": items}
     record.update(extra)
-    caches["default"].set(hotkeys._slot_key(tracker, slot), record, 60)
+    caches["default"].set(hotkeys.slot_key(tracker, slot), record, 60)
 
 
 def hit(key: str, times: int, tracker: str = "pages") -> None:
@@ -58,7 +58,7 @@ def test_publish_then_merge_in_another_process_and_own_snapshot_not_double_count
     assert publisher.publish("pages", tracking.get_tracker("pages").top(10))
     # This process reads its own live counts, not its published copy of them.
     assert cluster_counts("pages") == {"/a": 5}
-    stored = caches["default"].get(hotkeys._slot_key("pages", publisher._slots["pages"]))
+    stored = caches["default"].get(hotkeys.slot_key("pages", publisher._slots["pages"]))
     assert stored["owner"] == claims.OWNER
     assert stored["items"] == [["/a", 5]]
 
@@ -106,7 +106,7 @@ def test_publishing_reuses_its_slot_and_moves_when_taken_over() -> None:
     ],
 )
 def test_malformed_or_foreign_snapshots_are_ignored(record: Any) -> None:
-    caches["default"].set(hotkeys._slot_key("pages", 7), record, 60)
+    caches["default"].set(hotkeys.slot_key("pages", 7), record, 60)
     assert cluster_counts("pages") == {}
 
 
