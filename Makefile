@@ -25,13 +25,15 @@ $(RUN_STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[redis]' $(if $(DJANGO),"Django$(DJANGO)")
 	touch $(RUN_STAMP)
 
-## Set up the example shop and serve it: migrate, create a catalogue, warm every warmer and list
-## them, create the demo staff login, then runserver (startup warming and the scheduler on).
+## Set up the example shop and serve it: migrate, create a catalogue, list the warmers, create the
+## demo staff login, then runserver, which warms its own cache at start and on schedule. With
+## REDIS_URL set, `warm_cache` first fills the shared Redis; without it the cache is LocMem, one per
+## process, so a `warm_cache` run would fill a copy that is gone when the command exits.
 ## `PORT=8001 make run` serves on another port.
 run: $(RUN_STAMP)
 	$(EXAMPLE) migrate --noinput
 	$(EXAMPLE) generate_catalogue
-	EXAMPLE_LOG_LEVEL=WARNING $(EXAMPLE) warm_cache
+	$(if $(REDIS_URL),EXAMPLE_LOG_LEVEL=WARNING $(EXAMPLE) warm_cache)
 	$(EXAMPLE) warm_cache --list
 	$(EXAMPLE) ensure_demo_staff
 	@echo

@@ -1,4 +1,4 @@
-"""Rendering a page through the project's own request handler, for ``loaders.render_page``.
+"""Rendering a page through the project's own request handler, for ``render_page``.
 
 A render counts as a warm only when a second anonymous GET of the same URL, right after it, is
 answered by a page cache (``cache_page`` or the per-site cache middleware) without running the view:

@@ -62,16 +62,17 @@ def running_tests(
 
 def _gunicorn_on_stack(frame: FrameType | None) -> str | None:
     # The server code loading the application right now: a fact of this process, whatever its
-    # argv (gunicorn embedded in a script of your own is still gunicorn).
-    package = os.sep + "gunicorn" + os.sep
-    workers = package + "workers" + os.sep
+    # argv (gunicorn embedded in a script of your own is still gunicorn). Known by the module
+    # each frame runs in (its ``__name__``), never by file paths: a script or a virtualenv in a
+    # folder named "gunicorn" is not gunicorn.
     found = None
     while frame is not None:
-        filename = frame.f_code.co_filename
-        if workers in filename:
-            return "worker"
-        if package in filename:
-            found = "master"
+        module = frame.f_globals.get("__name__")
+        if isinstance(module, str):
+            if module.startswith("gunicorn.workers."):
+                return "worker"
+            if module == "gunicorn" or module.startswith("gunicorn."):
+                found = "master"
         frame = frame.f_back
     return found
 

@@ -30,9 +30,10 @@ RUNNER_ENV = {"PYTEST_VERSION": "9.2.0", "PYTEST_CURRENT_TEST": "tests/test_e2e.
 PYTEST = "_pytest.main"
 
 
-def frame_in(filename: str) -> FrameType:
-    """A real frame whose code lives in ``filename`` (as gunicorn's modules would be)."""
-    namespace: dict[str, object] = {}
+def frame_in(stack: tuple[str, str]) -> FrameType:
+    """A real frame of module ``stack[0]`` whose code lives in file ``stack[1]``."""
+    module, filename = stack
+    namespace: dict[str, object] = {"__name__": module}
     exec(compile("import sys\nframe = sys._getframe()", filename, "exec"), namespace)
     frame = namespace["frame"]
     assert isinstance(frame, FrameType)
@@ -49,9 +50,13 @@ TEST_ENVIRONMENT: dict[str, object] = {
     "django.test.utils": SimpleNamespace(_TestState=SimpleNamespace(saved_data=object()))
 }
 
-ANYWHERE = "/srv/app/run.py"
-WORKER = "/venv/lib/python3/site-packages/gunicorn/workers/sync.py"
-ARBITER = "/venv/lib/python3/site-packages/gunicorn/arbiter.py"
+# The code on the stack while the app loads: (module, file).
+ANYWHERE = ("__main__", "/srv/app/run.py")
+WORKER = ("gunicorn.workers.sync", "/venv/lib/python3/site-packages/gunicorn/workers/sync.py")
+ARBITER = ("gunicorn.arbiter", "/venv/lib/python3/site-packages/gunicorn/arbiter.py")
+#: Not gunicorn, though in folders named so: a cron script, and a Celery worker in such a venv.
+IN_A_GUNICORN_FOLDER = ("__main__", "/srv/gunicorn/nightly_report.py")
+CELERY_IN_A_GUNICORN_VENV = ("celery.worker", "/opt/gunicorn/venv/lib/python3/celery/worker.py")
 
 # The first request: request_started's sender and the WSGI environ (None for ASGI).
 WSGI = (WSGIHandler, {"PATH_INFO": "/"})
@@ -64,8 +69,8 @@ NO_REQUEST = None
 
 Request = tuple[type, dict[str, Any] | None] | None
 
-# (argv, environ, modules, file on the stack, first request) -> (at start, at first request)
-CASES: list[tuple[str, list[str], dict[str, str], dict[str, object], str, Request, str | None, bool]] = [
+# (argv, environ, modules, code on the stack, first request) -> (at start, at first request)
+CASES: list[tuple[str, list[str], dict[str, str], dict[str, object], tuple[str, str], Request, str | None, bool]] = [
     # runserver: the autoreloader's child, or --noreload; never the parent.
     ("runserver child", ["manage.py", "runserver"], {"RUN_MAIN": "true"}, {}, ANYWHERE, WSGI, "runserver", True),
     ("runserver parent", ["manage.py", "runserver"], NO_ENV, {}, ANYWHERE, NO_REQUEST, None, False),
@@ -108,6 +113,8 @@ CASES: list[tuple[str, list[str], dict[str, str], dict[str, object], str, Reques
     # A job that serves nothing never warms, whatever it imported or is called.
     ("a cron job with daphne installed", ["/srv/app/cron.py"], NO_ENV, loaded("daphne", "uvicorn", "gunicorn.arbiter"), ANYWHERE, NO_REQUEST, None, False),
     ("a script named after a server", ["/srv/app/reindex_daphne_rooms.py"], NO_ENV, {}, ANYWHERE, NO_REQUEST, None, False),
+    ("a script in a folder named gunicorn", ["/srv/gunicorn/nightly_report.py"], NO_ENV, {}, IN_A_GUNICORN_FOLDER, NO_REQUEST, None, False),
+    ("Celery from a venv in a folder named gunicorn", ["/opt/gunicorn/venv/bin/celery", "-A", "proj", "worker"], NO_ENV, {}, CELERY_IN_A_GUNICORN_VENV, NO_REQUEST, None, False),
     ("a wrapper named after a server", ["/srv/bin/uvicorn-check"], NO_ENV, {}, ANYWHERE, NO_REQUEST, None, False),
     ("a Celery worker rendering pages", ["/venv/bin/celery", "-A", "proj", "worker"], RUNNER_ENV, {}, ANYWHERE, RENDER, None, False),
     # pytest's own process and manage.py test: never, live_server included.
@@ -129,7 +136,7 @@ def test_which_processes_warm(
     argv: list[str],
     environ: dict[str, str],
     modules: dict[str, object],
-    stack: str,
+    stack: tuple[str, str],
     request_: Request,
     at_start: str | None,
     at_first_request: bool,

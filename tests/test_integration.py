@@ -228,7 +228,9 @@ def test_command_named_warmers_print_one_line_each_and_exit_0() -> None:
     assert lines[1].startswith("batched: 3 warmed, 0 failed")
     # Nothing else on stderr than the warning that a LocMem cache is this process's own copy.
     assert [line for line in err.splitlines() if "is a LocMemCache, local to" not in line] == []
-    assert err.count("is a LocMemCache, local to each process") == 2
+    # Once per cache, naming both of its warmers.
+    assert err.count("is a LocMemCache, local to each process") == 1
+    assert "Warning: items, batched: cache 'default' is a LocMemCache" in err
 
 
 def test_command_optional_failure_does_not_fail_the_exit_status() -> None:

@@ -9,6 +9,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
@@ -178,6 +179,7 @@ class Command(BaseCommand):
         results: dict[str, WarmingStats] = {}
         failed_required: list[str] = []
         busy: list[str] = []
+        per_process: dict[str, list[str]] = {}
         for name in targets:
             spec, warmer = self._entry(name)
             bar = ProgressBar(self.stderr, name) if show_progress else None
@@ -200,11 +202,15 @@ class Command(BaseCommand):
                     self.stderr.write(f"  {error}")
                 if stats.run_error:
                     self.stderr.write(f"  {stats.run_error}")
-            if options["verbosity"] > 0 and _is_per_process(warmer.cache):
+            if _is_per_process(warmer.cache):
+                per_process.setdefault(spec.cache, []).append(name)
+        if options["verbosity"] > 0:
+            # Once per cache, after the summaries: every warmer of it shares the same fate.
+            for alias, names in per_process.items():
                 self.stderr.write(
                     self.style.WARNING(
-                        f"Warning: {name}: cache {spec.cache!r} is a "
-                        f"{type(warmer.cache).__name__}, local to each process: this command "
+                        f"Warning: {', '.join(names)}: cache {alias!r} is a "
+                        f"{type(caches[alias]).__name__}, local to each process: this command "
                         f"filled its own copy, which is gone when it exits. The servers' own "
                         f"caches are not the one it filled; they warm themselves at startup and "
                         f"on their schedule. Use a shared cache (Redis, Memcached, database) for "
