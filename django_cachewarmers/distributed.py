@@ -534,8 +534,10 @@ def _chunk_result(value: Any, size: int) -> dict[str, Any]:
             "errors_omitted": int(value.get("errors_omitted", 0)),
             "run_error": value.get("run_error") or None,
             "keys_lost": int(value.get("keys_lost", 0)),
-            # [[read-back key, warmer key], ...]; None from a worker of an older version.
-            "written": [tuple(pair) for pair in written] if isinstance(written, list) else None,
+            # [[read-back key, warmer key] or [key], ...]; None from a worker of an older version.
+            "written": [(pair[0], pair[-1]) for pair in written]
+            if isinstance(written, list)
+            else None,
         }
     if isinstance(value, BaseException):
         message = f"the chunk task failed: {type(value).__name__}: {value}"
@@ -597,8 +599,8 @@ def warm_chunk(name: str, keys: Sequence[Any], run_id: str = "", index: int = 0)
 def _written_pairs(
     warmer: CacheWarmer, keys: Sequence[Any], stats: WarmingStats
 ) -> list[list[Any]]:
-    """``[read-back key, warmer key]`` of the chunk's keys it did not fail, for the fan-out's
-    read-back after the last chunk.
+    """``[read-back key, warmer key]`` (``[key]`` when they are the same) of the chunk's keys it
+    did not fail, for the fan-out's read-back after the last chunk.
 
     The failed keys are the ones its errors name ("key: message"). When more keys failed than
     the bounded error list names, the unnamed ones are sent too, and the fan-out never fails more
@@ -616,8 +618,8 @@ def _written_pairs(
         if key in failed:
             continue
         target = hook(key) if callable(hook) else key
-        if target is not None:
-            pairs.append([target, key])
+        if target is not None:  # [key] when it is read back under itself: half the payload
+            pairs.append([key] if target == key else [target, key])
     return pairs
 
 

@@ -251,3 +251,47 @@ def test_warm_via_celery_with_the_cache_down_returns_the_failed_stats(
     assert not stats.ok
     assert (stats.keys_warmed, stats.keys_failed) == (0, 25)
     assert "the cache is unreachable" in (stats.run_error or "")
+
+
+def store_itself(key: str) -> object:
+    """A loader that writes its own entry, under another key (and forgets one of them)."""
+    from django_cachewarmers import NO_STORE
+
+    if key != "lz:3":
+        caches["default"].set(f"stored:{key}", f"value of {key}")
+    return NO_STORE
+
+
+store_itself.stored_key = lambda key: f"stored:{key}"  # type: ignore[attr-defined]
+
+
+@pytest.mark.django_db
+def test_celery_run_reads_back_what_a_loader_stored_under_its_own_key() -> None:
+    settings = {
+        "CACHE_WARMERS": {
+            "own": {"keys": KEYS[:10], "loader": "tests.test_celery_readback.store_itself"}
+        },
+        "CELERY_TASK_ALWAYS_EAGER": True,
+        "CELERY_BROKER_URL": "memory://",
+    }
+    with override_settings(**settings):
+        caches["default"].clear()
+        out = io.StringIO()
+        with pytest.raises(CommandError):
+            call_command(
+                "warm_cache",
+                "own",
+                "--celery",
+                "--chunk-size",
+                "5",
+                "--json",
+                celery_app=_app("own"),
+                stdout=out,
+                stderr=io.StringIO(),
+            )
+        caches["default"].clear()
+    report = json.loads(out.getvalue())["own"]
+    # Read back under "stored:<key>": the nine it stored are there, the forgotten one is not.
+    assert (report["keys_warmed"], report["keys_failed"]) == (9, 1)
+    assert (report["keys_verified"], report["keys_lost"]) == (10, 1)
+    assert report["errors"][0].startswith("lz:3: not in the cache when read back")
