@@ -31,6 +31,7 @@ from django.utils import timezone as dj_timezone
 from django.utils.timesince import timesince, timeuntil
 from django.utils.translation import gettext, ngettext
 
+from django_cachewarmers import loaders
 from django_cachewarmers.claims import Claims
 from django_cachewarmers.models import WarmingRun
 from django_cachewarmers.providers import CallableKeyProvider, StaticKeyProvider
@@ -50,6 +51,7 @@ __all__ = [
     "Sparkline",
     "WarmerStatus",
     "format_duration",
+    "is_page_warmer",
     "is_per_process",
     "is_warming_in_background",
     "max_entries",
@@ -471,6 +473,8 @@ def probe(name: str, warmer: CacheWarmer, hot: list[Hashable] | None = None) -> 
         return replace(base, note=gettext("keys unavailable: %(error)s") % {"error": exc})
     if not keys:
         return replace(base, total=total, note=note or gettext("no keys"))
+    if is_page_warmer(warmer):
+        return _probe_pages(name, keys, replace(base, total=total))
     try:
         if hasattr(cache, "get_many"):
             found = len(cache.get_many(keys))
@@ -480,6 +484,36 @@ def probe(name: str, warmer: CacheWarmer, hot: list[Hashable] | None = None) -> 
         logger.warning("cache warmer %s: the probe could not read its cache", name, exc_info=True)
         return replace(base, total=total, error=f"{type(exc).__name__}: {exc}")
     return replace(base, checked=len(keys), present=found, total=total)
+
+
+def is_page_warmer(warmer: CacheWarmer) -> bool:
+    """Whether the warmer's keys are page URLs rendered by ``loaders.render_page``: the page
+    cache (``cache_page``, the per-site cache) stores them under its own keys, not the URLs."""
+    return getattr(warmer.value_loader, "func", None) is loaders.render_page
+
+
+def _probe_pages(name: str, urls: list[Hashable], base: Presence) -> Presence:
+    """Ask ``pages.page_is_cached(url)`` (True/False when this process knows which page cache
+    serves the URL, None when it does not) for each sampled URL. Looking the URLs up as cache
+    keys would find none of them, so without an answer nothing is claimed either way."""
+    from django_cachewarmers import pages  # the page renderer: loaded only for page warmers
+
+    not_probed = gettext("pages: not probed in this process")
+    # Provided by pages.py; absent in versions that cannot tell which page cache serves a URL.
+    page_is_cached = getattr(pages, "page_is_cached", None)
+    if not callable(page_is_cached):
+        return replace(base, note=not_probed)
+    try:
+        answers = [page_is_cached(url) for url in urls]
+    except Exception as exc:
+        logger.warning("cache warmer %s: the page probe failed", name, exc_info=True)
+        return replace(base, error=f"{type(exc).__name__}: {exc}")
+    known = [answer for answer in answers if answer is not None]
+    if not known:
+        return replace(base, note=not_probed)
+    # Only the URLs this process could answer for were checked (the display says "sampled"
+    # when that is fewer than the warmer's pages).
+    return replace(base, checked=len(known), present=sum(1 for answer in known if answer))
 
 
 def overview(now: float | None = None) -> list[WarmerStatus]:

@@ -15,6 +15,13 @@ Guarantees:
   ``reject_on_worker_lost``, so a chunk whose worker dies is delivered again. Keys are
   de-duplicated before chunking, so each key is in exactly one chunk, and the fan-out takes one
   result per chunk however often the chunk ran. Warming a key twice writes the same value twice.
+- Read back after the run's last write: once every chunk has returned, the fan-out (in the
+  process that asked) reads the keys the chunks wrote back through the warmer's cache, with the
+  same policy as a run in one process (every key up to ``VERIFY_ALL_UP_TO``, a random sample
+  above), so that what a later chunk's writes culled counts. Keys that do not read back are failed
+  keys with the likely cause; the run's ``keys_verified`` / ``keys_lost`` say what was checked.
+- A cache that cannot be reached when the fan-out starts gives a recorded failed run (every key
+  failed, ``run_error`` saying the cache is unreachable), not an exception.
 
 Nothing here imports Celery until a fan-out (or ``resolve_app``) is actually used.
 """
@@ -25,6 +32,7 @@ import contextlib
 import logging
 import math
 import os
+import random
 import socket
 import time
 import uuid
@@ -39,6 +47,7 @@ from django_cachewarmers.claims import Claims
 from django_cachewarmers.registry import UnknownWarmer, get_entry
 from django_cachewarmers.runner import RUNNING_MARK_MARGIN_S, Trigger, record_and_signal
 from django_cachewarmers.stats import WarmingStats
+from django_cachewarmers.warmer import VERIFY_ALL_UP_TO, VERIFY_CHUNK, CacheWarmer
 
 __all__ = [
     "CHUNK_FACTOR",
@@ -224,7 +233,14 @@ def fan_out(
     requested = None if keys is None else list(keys)
 
     marks = Claims(warmer.cache, name)
-    if not marks.acquire_running(wait_s + RUNNING_MARK_MARGIN_S):
+    try:
+        acquired = marks.acquire_running(wait_s + RUNNING_MARK_MARGIN_S)
+    except Exception as exc:
+        # The running mark lives in the warmer's cache: if it cannot be taken because the cache
+        # is down (or, with django-redis IGNORE_EXCEPTIONS, stores nothing), nothing can be
+        # warmed either. Record a failed run, as a run in this process does, and send nothing.
+        return _unreachable_run(name, warmer, trigger, requested, exc)
+    if not acquired:
         holder = marks.running_holder()
         raise WarmerBusy(
             f"cache warmer {name!r} is already being warmed (its running mark is held by "
@@ -245,13 +261,52 @@ def fan_out(
             warmer,
             trigger,
             requested,
-            lambda: _send_and_collect(celery_app, name, unique, size, wait_s, progress),
+            lambda: _send_and_collect(celery_app, name, warmer, unique, size, wait_s, progress),
         )
     finally:
         try:
             marks.release_running()
         except Exception:
             logger.debug("cache warmer %s: could not release its running mark", name)
+
+
+def _unreachable_run(
+    name: str,
+    warmer: CacheWarmer,
+    trigger: Trigger,
+    requested: list[Hashable] | None,
+    exc: Exception,
+) -> WarmingStats:
+    """Record and return the failed run of a fan-out whose warmer's cache cannot be reached."""
+    reason = f"the cache is unreachable ({type(exc).__name__}: {exc})"
+    # One clear line, as a run in this process logs for an outage; the traceback at DEBUG.
+    logger.error("cache warmer %s: %s; nothing was sent to Celery", name, reason)
+    logger.debug("cache warmer %s: running mark failure", name, exc_info=True)
+
+    def failed() -> WarmingStats:
+        started = time.monotonic()
+        stats = WarmingStats(run_error=reason)
+        try:
+            keys = list(warmer.key_provider.get_keys()) if requested is None else requested
+        except Exception:
+            logger.debug("cache warmer %s: key provider failed too", name, exc_info=True)
+            keys = []
+        for key in _unique_lenient(keys):
+            stats.keys_failed += 1
+            stats.add_error(key, f"not warmed: {reason}")
+        stats.total_time_ms = (time.monotonic() - started) * 1000.0
+        stats.last_warming = _utcnow()
+        return stats
+
+    return record_and_signal(name, warmer, trigger, requested, failed)
+
+
+def _unique_lenient(keys: Iterable[Any]) -> list[Any]:
+    unique: dict[Any, None] = {}
+    for key in keys:
+        with contextlib.suppress(TypeError):
+            unique[key] = None
+    return list(unique)
 
 
 def _is_eager(app: Any) -> bool:
@@ -286,6 +341,7 @@ def _unique(keys: Iterable[Any]) -> list[Any]:
 def _send_and_collect(
     app: Any,
     name: str,
+    warmer: CacheWarmer,
     keys: list[Any],
     size: int,
     wait_s: float,
@@ -349,6 +405,7 @@ def _send_and_collect(
             except Exception:
                 logger.debug("cache warmer %s: could not forget the chunk results", name)
 
+    to_verify: list[tuple[int, list[Any]]] = []
     for i, chunk in enumerate(chunks):
         outcome = done.get(i)
         if outcome is None:
@@ -365,8 +422,17 @@ def _send_and_collect(
         for error in outcome["errors"]:
             stats.add_error_text(error)
         stats.errors_omitted += outcome["errors_omitted"]
+        # What the chunk's own read-back found missing was read back, and lost.
+        stats.keys_verified += outcome["keys_lost"]
+        stats.keys_lost += outcome["keys_lost"]
         if outcome["run_error"] and stats.run_error is None:
             stats.run_error = f"chunk {i}: {outcome['run_error']}"
+        if outcome["keys_warmed"]:
+            written = outcome["written"]
+            if written is None:  # a worker that does not say: every key of the chunk, capped
+                written = [(key, key) for key in chunk]
+            to_verify.append((outcome["keys_warmed"], written))
+    _verify(name, warmer, stats, to_verify)
     stats.total_time_ms = (time.monotonic() - started) * 1000.0
     stats.last_warming = _utcnow()
     logger.info(
@@ -380,6 +446,78 @@ def _send_and_collect(
     return stats
 
 
+def _verify(
+    name: str,
+    warmer: CacheWarmer,
+    stats: WarmingStats,
+    chunks: list[tuple[int, list[tuple[Any, Any]]]],
+) -> None:
+    """Read the chunks' written keys back through ``warmer.cache``, after the run's last write.
+
+    ``chunks``: per returned chunk, its ``keys_warmed`` and its ``(read-back key, warmer key)``
+    pairs. The same policy as ``CacheWarmer``'s read-back (``warmer._Collector._verify``): every
+    key up to ``VERIFY_ALL_UP_TO``, a random sample above it, in round trips of ``VERIFY_CHUNK``
+    keys, through the warmer's own lookup (``CacheWarmer._missing``) and loss diagnosis
+    (``CacheWarmer._loss_cause``). A key that does not read back moves from warmed to failed
+    (never more than its chunk counted warmed); when nothing reads back, every written key fails
+    and the run gets a ``run_error``. Duplicates the core's bookkeeping because the core's
+    read-back works on a run in this process, not on keys other processes wrote.
+    """
+    pairs = [(target, key, index) for index, (_, p) in enumerate(chunks) for target, key in p]
+    if not pairs:
+        return
+    sample = pairs if len(pairs) <= VERIFY_ALL_UP_TO else random.sample(pairs, VERIFY_ALL_UP_TO)
+    missing: list[tuple[Any, Any, int]] = []
+    error: str | None = None
+    for start in range(0, len(sample), VERIFY_CHUNK):
+        part = sample[start : start + VERIFY_CHUNK]
+        try:
+            absent = set(warmer._missing([target for target, _, _ in part]))
+        except Exception as exc:
+            error = f"the read-back failed: {type(exc).__name__}: {exc}"
+            logger.debug("cache warmer %s: read-back failed", name, exc_info=True)
+            missing.extend(sample[start:])
+            break
+        missing.extend(item for item in part if item[0] in absent)
+    stats.keys_verified += len(sample)
+    if not missing:
+        return
+    lost_in_sample = len(missing)
+    # Keys the chunks' own read-backs found lost were written by this run too.
+    cause = error or warmer._loss_cause(len(pairs) + stats.keys_lost)
+    reason = f"not in the cache when read back after the last chunk: {cause}"
+    if lost_in_sample == len(sample):
+        if stats.run_error is None:
+            stats.run_error = f"nothing read back: {cause}"
+        missing = pairs
+    if len(sample) < len(pairs) and len(missing) < len(pairs):
+        estimate = round(len(missing) * len(pairs) / len(sample))
+        stats.add_error_text(
+            f"read-back sample: {len(missing)} of {len(sample)} checked keys were lost, so about "
+            f"{estimate} of the {len(pairs)} written keys are not cached"
+        )
+    # A chunk that could not name all its failed keys sent them too: never fail more keys of
+    # a chunk than it counted warmed.
+    room = [warmed for warmed, _ in chunks]
+    lost = 0
+    for _, key, index in missing:
+        if room[index] == 0:
+            continue
+        room[index] -= 1
+        lost += 1
+        stats.keys_warmed -= 1
+        stats.keys_failed += 1
+        stats.add_error(key, reason)
+    stats.keys_lost += min(lost, lost_in_sample)
+    logger.warning(
+        "cache warmer %s: %d of %d keys read back after the last chunk were not in the cache: %s",
+        name,
+        lost_in_sample,
+        len(sample),
+        cause,
+    )
+
+
 def _task_id(run_id: str, index: int) -> str:
     return f"cachewarmers-{run_id}-{index}"
 
@@ -388,12 +526,18 @@ def _chunk_result(value: Any, size: int) -> dict[str, Any]:
     """A chunk task's return value, checked; a failed task counts its whole chunk as failed."""
     if isinstance(value, dict) and isinstance(value.get("keys_warmed"), int):
         errors = value.get("errors")
+        written = value.get("written")
         return {
             "keys_warmed": int(value["keys_warmed"]),
             "keys_failed": int(value.get("keys_failed", 0)),
             "errors": [str(e) for e in errors] if isinstance(errors, list) else [],
             "errors_omitted": int(value.get("errors_omitted", 0)),
             "run_error": value.get("run_error") or None,
+            "keys_lost": int(value.get("keys_lost", 0)),
+            # [[read-back key, warmer key] or [key], ...]; None from a worker of an older version.
+            "written": [(pair[0], pair[-1]) for pair in written]
+            if isinstance(written, list)
+            else None,
         }
     if isinstance(value, BaseException):
         message = f"the chunk task failed: {type(value).__name__}: {value}"
@@ -405,6 +549,8 @@ def _chunk_result(value: Any, size: int) -> dict[str, Any]:
         "errors": [],
         "errors_omitted": 0,
         "run_error": message,
+        "keys_lost": 0,
+        "written": [],
     }
 
 
@@ -433,6 +579,7 @@ def warm_chunk(name: str, keys: Sequence[Any], run_id: str = "", index: int = 0)
     fan-out records it. Idempotent: running a chunk again writes the same values again.
     """
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    written: list[list[Any]] = []
     try:
         _, warmer = get_entry(name)
     except (UnknownWarmer, ImproperlyConfigured) as exc:
@@ -443,6 +590,53 @@ def warm_chunk(name: str, keys: Sequence[Any], run_id: str = "", index: int = 0)
     else:
         stats = warmer.warm(list(keys))
         logger.debug("cache warmer %s: chunk %d of run %s done on %s", name, index, run_id, worker)
+        written = _written_pairs(warmer, keys, stats)
     data = stats.to_dict()
-    data.update(run_id=run_id, index=index, worker=worker, owner=_claims.OWNER)
+    data.update(run_id=run_id, index=index, worker=worker, owner=_claims.OWNER, written=written)
     return data
+
+
+def _written_pairs(
+    warmer: CacheWarmer, keys: Sequence[Any], stats: WarmingStats
+) -> list[list[Any]]:
+    """``[read-back key, warmer key]`` (``[key]`` when they are the same) of the chunk's keys it
+    did not fail, for the fan-out's read-back after the last chunk.
+
+    The failed keys are the ones its errors name ("key: message"). When more keys failed than
+    the bounded error list names, the unnamed ones are sent too, and the fan-out never fails more
+    of the chunk's keys than it counted warmed. A loader that stores its own entries (``NO_STORE``)
+    under another key says which with ``stored_key(key)`` (None: not addressable, not read back),
+    as for the read-back of a run in one process.
+    """
+    failed = _named_failures(keys, stats.errors) if stats.keys_failed else set()
+    loader = warmer.value_loader
+    hook = getattr(loader, "stored_key", None) or getattr(
+        getattr(loader, "func", None), "stored_key", None
+    )
+    pairs: list[list[Any]] = []
+    for key in keys:
+        if key in failed:
+            continue
+        target = hook(key) if callable(hook) else key
+        if target is not None:  # [key] when it is read back under itself: half the payload
+            pairs.append([key] if target == key else [target, key])
+    return pairs
+
+
+def _named_failures(keys: Sequence[Any], errors: Iterable[str]) -> set[Any]:
+    """The ``keys`` that ``errors`` (``WarmingStats.errors`` lines) name unambiguously."""
+    prefixes: dict[str, list[Any]] = {}
+    for key in keys:
+        probe = WarmingStats()  # the exact "key: " prefix add_error writes for this key
+        probe.add_error(key, "")
+        prefixes.setdefault(probe.errors[0], []).append(key)
+    named: set[Any] = set()
+    for text in errors:
+        matches = []
+        at = text.find(": ")
+        while at != -1:
+            matches.extend(prefixes.get(text[: at + 2], []))
+            at = text.find(": ", at + 1)
+        if len(matches) == 1:
+            named.add(matches[0])
+    return named
