@@ -25,6 +25,7 @@ from django.utils import timezone as dj_timezone
 from django.utils.timesince import timesince, timeuntil
 from django.utils.translation import gettext, ngettext
 
+from django_cachewarmers import pages
 from django_cachewarmers.claims import Claims
 from django_cachewarmers.core.engine import CacheWarmer
 from django_cachewarmers.core.schedule import next_slot
@@ -368,7 +369,23 @@ def _fill_status(row: WarmerStatus, spec: WarmerSpec, warmer: CacheWarmer, now: 
             pairs = []
         row.hot_keys = [(str(key), int(count)) for key, count in pairs[:HOT_KEYS_SHOWN]]
         hot = [key for key, _ in pairs]
-    row.presence = probe(row.name, warmer, hot)
+    if pages.is_page_warmer(warmer):
+        # The page cache stores pages under keys of its own: looking the URLs up as cache keys
+        # would find none of them. Ask the page cache about each URL where that can be done.
+        page_is_cached = getattr(pages, "page_is_cached", None) or _cannot_tell
+        row.presence = probe(
+            row.name,
+            warmer,
+            hot,
+            is_cached=page_is_cached,
+            not_probed=gettext("pages: not probed in this process"),
+        )
+    else:
+        row.presence = probe(row.name, warmer, hot)
+
+
+def _cannot_tell(url: Hashable) -> bool | None:
+    return None
 
 
 def _running_elsewhere(name: str, warmer: CacheWarmer) -> bool:

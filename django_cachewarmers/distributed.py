@@ -15,6 +15,14 @@ Guarantees:
   ``reject_on_worker_lost``, so a chunk whose worker dies is delivered again. Keys are
   de-duplicated before chunking, so each key is in exactly one chunk, and the fan-out takes one
   result per chunk however often the chunk ran. Warming a key twice writes the same value twice.
+- Read back after the run's last write: once every chunk has returned, the fan-out (in the
+  process that asked) reads the keys the chunks wrote back through the warmer's cache, with the
+  same policy as a run in one process (``core.collector.read_back``: every key up to
+  ``VERIFY_ALL_UP_TO``, a random sample above), so that what a later chunk's writes culled counts.
+  Keys that do not read back are failed keys with the likely cause; the run's ``keys_verified`` /
+  ``keys_lost`` say what was checked.
+- A cache that cannot be reached when the fan-out starts gives a recorded failed run (every key
+  failed, ``run_error`` saying the cache is unreachable), not an exception.
 
 Nothing here imports Celery until a fan-out (or ``resolve_app``) is actually used.
 """
@@ -38,6 +46,8 @@ from django_cachewarmers.celery_app import (
     resolve_app,
 )
 from django_cachewarmers.claims import Claims
+from django_cachewarmers.core.collector import read_back
+from django_cachewarmers.core.engine import CacheWarmer
 from django_cachewarmers.core.providers import unique_keys
 from django_cachewarmers.core.stats import WarmingStats
 from django_cachewarmers.registry import get_entry
@@ -151,7 +161,14 @@ def fan_out(
     requested = None if keys is None else list(keys)
 
     marks = Claims(warmer.cache, name)
-    if not marks.acquire_running(wait_s + RUNNING_MARK_MARGIN_S):
+    try:
+        acquired = marks.acquire_running(wait_s + RUNNING_MARK_MARGIN_S)
+    except Exception as exc:
+        # The running mark lives in the warmer's cache: if it cannot be taken because the cache
+        # is down (or, with django-redis IGNORE_EXCEPTIONS, stores nothing), nothing can be
+        # warmed either. Record a failed run, as a run in this process does, and send nothing.
+        return _unreachable_run(name, warmer, trigger, requested, exc)
+    if not acquired:
         holder = marks.running_holder()
         raise WarmerBusy(
             f"cache warmer {name!r} is already being warmed (its running mark is held by "
@@ -172,13 +189,45 @@ def fan_out(
             warmer,
             trigger,
             requested,
-            lambda: _send_and_collect(celery_app, name, unique, size, wait_s, progress),
+            lambda: _send_and_collect(celery_app, name, warmer, unique, size, wait_s, progress),
         )
     finally:
         try:
             marks.release_running()
         except Exception:
             logger.debug("cache warmer %s: could not release its running mark", name)
+
+
+def _unreachable_run(
+    name: str,
+    warmer: CacheWarmer,
+    trigger: Trigger,
+    requested: list[Hashable] | None,
+    exc: Exception,
+) -> WarmingStats:
+    """Record and return the failed run of a fan-out whose warmer's cache cannot be reached."""
+    reason = f"the cache is unreachable ({type(exc).__name__}: {exc})"
+    # One clear line, as a run in this process logs for an outage; the traceback at DEBUG.
+    logger.error("cache warmer %s: %s; nothing was sent to Celery", name, reason)
+    logger.debug("cache warmer %s: running mark failure", name, exc_info=True)
+
+    def failed() -> WarmingStats:
+        started = time.monotonic()
+        stats = WarmingStats(run_error=reason)
+        try:
+            keys = list(warmer.key_provider.get_keys()) if requested is None else requested
+        except Exception:
+            logger.debug("cache warmer %s: key provider failed too", name, exc_info=True)
+            keys = []
+        unique, _ = unique_keys(keys)  # an unhashable key cannot be named as failed either
+        for key in unique:
+            stats.keys_failed += 1
+            stats.add_error(key, f"not warmed: {reason}")
+        stats.total_time_ms = (time.monotonic() - started) * 1000.0
+        stats.finished_at = _utcnow()
+        return stats
+
+    return record_and_signal(name, warmer, trigger, requested, failed)
 
 
 def _failed_run(error: str) -> WarmingStats:
@@ -200,6 +249,7 @@ def _unique(keys: Iterable[Any]) -> list[Any]:
 def _send_and_collect(
     app: Any,
     name: str,
+    warmer: CacheWarmer,
     keys: list[Any],
     size: int,
     wait_s: float,
@@ -263,6 +313,7 @@ def _send_and_collect(
             except Exception:
                 logger.debug("cache warmer %s: could not forget the chunk results", name)
 
+    to_verify: list[tuple[int, list[tuple[Any, Any]]]] = []
     for i, chunk in enumerate(chunks):
         outcome = done.get(i)
         if outcome is None:
@@ -279,8 +330,17 @@ def _send_and_collect(
         for error in outcome["errors"]:
             stats.add_error_text(error)
         stats.errors_omitted += outcome["errors_omitted"]
+        # What the chunk's own read-back found missing was read back, and lost.
+        stats.keys_verified += outcome["keys_lost"]
+        stats.keys_lost += outcome["keys_lost"]
         if outcome["run_error"] and stats.run_error is None:
             stats.run_error = f"chunk {i}: {outcome['run_error']}"
+        if outcome["keys_warmed"]:
+            written = outcome["written"]
+            if written is None:  # a worker that does not say: every key of the chunk, capped
+                written = [(key, key) for key in chunk]
+            to_verify.append((outcome["keys_warmed"], written))
+    _verify(name, warmer, stats, to_verify)
     stats.total_time_ms = (time.monotonic() - started) * 1000.0
     stats.finished_at = _utcnow()
     logger.info(
@@ -294,6 +354,61 @@ def _send_and_collect(
     return stats
 
 
+def _verify(
+    name: str,
+    warmer: CacheWarmer,
+    stats: WarmingStats,
+    chunks: list[tuple[int, list[tuple[Any, Any]]]],
+) -> None:
+    """Read the chunks' written keys back through ``warmer.cache``, after the run's last write.
+
+    ``chunks``: per returned chunk, its ``keys_warmed`` and its ``(read-back key, warmer key)``
+    pairs. Reads with ``core.collector.read_back``, the read-back of a run in one process, and
+    names the cause as it does (``ReadBack.cause``). A key that does not read back moves from
+    warmed to failed (never more than its chunk counted warmed); when nothing reads back, every
+    written key fails and the run gets a ``run_error``.
+    """
+    pairs = [(target, key, index) for index, (_, p) in enumerate(chunks) for target, key in p]
+    if not pairs:
+        return
+    found = read_back(warmer.io, pairs, key=lambda pair: pair[0])
+    stats.keys_verified += len(found.sample)
+    if not found.lost:
+        return
+    lost_in_sample = len(found.lost)
+    # Keys the chunks' own read-backs found lost were written by this run too.
+    cause = found.cause(warmer.io, len(pairs) + stats.keys_lost)
+    reason = f"not in the cache when read back after the last chunk: {cause}"
+    missing = found.lost
+    if found.nothing_read_back:
+        if stats.run_error is None:
+            stats.run_error = f"nothing read back: {cause}"
+        missing = pairs
+    note = found.sample_note(len(pairs))
+    if note is not None:
+        stats.add_error_text(note)
+    # A chunk that could not name all its failed keys sent them too: never fail more keys of
+    # a chunk than it counted warmed.
+    room = [warmed for warmed, _ in chunks]
+    lost = 0
+    for _, key, index in missing:
+        if room[index] == 0:
+            continue
+        room[index] -= 1
+        lost += 1
+        stats.keys_warmed -= 1
+        stats.keys_failed += 1
+        stats.add_error(key, reason)
+    stats.keys_lost += min(lost, lost_in_sample)
+    logger.warning(
+        "cache warmer %s: %d of %d keys read back after the last chunk were not in the cache: %s",
+        name,
+        lost_in_sample,
+        len(found.sample),
+        cause,
+    )
+
+
 def _task_id(run_id: str, index: int) -> str:
     return f"cachewarmers-{run_id}-{index}"
 
@@ -302,12 +417,18 @@ def _chunk_result(value: Any, size: int) -> dict[str, Any]:
     """A chunk task's return value, checked; a failed task counts its whole chunk as failed."""
     if isinstance(value, dict) and isinstance(value.get("keys_warmed"), int):
         errors = value.get("errors")
+        written = value.get("written")
         return {
             "keys_warmed": int(value["keys_warmed"]),
             "keys_failed": int(value.get("keys_failed", 0)),
             "errors": [str(e) for e in errors] if isinstance(errors, list) else [],
             "errors_omitted": int(value.get("errors_omitted", 0)),
             "run_error": value.get("run_error") or None,
+            "keys_lost": int(value.get("keys_lost", 0)),
+            # [[read-back key, warmer key] or [key], ...]; None from a worker of an older version.
+            "written": [(pair[0], pair[-1]) for pair in written]
+            if isinstance(written, list)
+            else None,
         }
     if isinstance(value, BaseException):
         message = f"the chunk task failed: {type(value).__name__}: {value}"
@@ -319,6 +440,8 @@ def _chunk_result(value: Any, size: int) -> dict[str, Any]:
         "errors": [],
         "errors_omitted": 0,
         "run_error": message,
+        "keys_lost": 0,
+        "written": [],
     }
 
 

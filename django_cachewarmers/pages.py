@@ -24,6 +24,7 @@ from django.urls import Resolver404, get_script_prefix, resolve, set_script_pref
 from django.utils.cache import get_max_age, has_vary_header
 from django.utils.encoding import repercent_broken_unicode
 
+from django_cachewarmers.core.engine import CacheWarmer
 from django_cachewarmers.core.loaders import STORED_BY_LOADER
 from django_cachewarmers.middleware import SCRIPT_NAMES_SEEN
 from django_cachewarmers.process import RENDER_MARKER
@@ -331,3 +332,9 @@ def _page_entry_not_under_url(url: str) -> None:
 
 
 render_page.stored_key = _page_entry_not_under_url  # type: ignore[attr-defined]
+
+
+def is_page_warmer(warmer: CacheWarmer) -> bool:
+    """Whether the warmer's keys are page URLs rendered by ``render_page``: the page cache
+    (``cache_page``, the per-site cache) stores them under its own keys, not the URLs."""
+    return getattr(warmer.value_loader, "func", None) is render_page

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -104,12 +104,28 @@ def _sample(
     return [], None, gettext("keys known only at run time")
 
 
-def probe(name: str, warmer: CacheWarmer, hot: list[Hashable] | None = None) -> Presence:
+#: ``is_cached(key)`` for ``probe``: True / False when this process can tell whether the next
+#: real read of the key's entry would hit, None when it cannot.
+EntryLookup = Callable[[Hashable], "bool | None"]
+
+
+def probe(
+    name: str,
+    warmer: CacheWarmer,
+    hot: list[Hashable] | None = None,
+    *,
+    is_cached: EntryLookup | None = None,
+    not_probed: str = "",
+) -> Presence:
     """Read back a sample of the warmer's keys (at most ``PROBE_SAMPLE``, one ``get_many``)
     through the warmer's cache in this process: what a request served here would find.
 
-    ``hot``: an adaptive warmer's hot keys, already read. Never raises: a failing key provider
-    or cache is reported in ``note`` or ``error``.
+    ``hot``: an adaptive warmer's hot keys, already read. ``is_cached``: for a warmer whose
+    entries are not stored under its keys (page warmers: the page cache keys pages its own way),
+    asked for each sampled key instead of looking the keys up; only the keys it answers True or
+    False for are counted, and when it answers None for all, nothing is claimed: the note is
+    ``not_probed``. Never raises: a failing key provider, cache or ``is_cached`` is reported in
+    ``note`` or ``error``.
     """
     # A configured warmer's cache is a Django cache (the core engine also accepts a dict).
     cache: Any = warmer.cache
@@ -125,6 +141,8 @@ def probe(name: str, warmer: CacheWarmer, hot: list[Hashable] | None = None) -> 
         return replace(base, note=gettext("keys unavailable: %(error)s") % {"error": exc})
     if not keys:
         return replace(base, total=total, note=note or gettext("no keys"))
+    if is_cached is not None:
+        return _probe_each(name, keys, replace(base, total=total), is_cached, not_probed)
     try:
         if hasattr(cache, "get_many"):
             found = len(cache.get_many(keys))
@@ -134,6 +152,22 @@ def probe(name: str, warmer: CacheWarmer, hot: list[Hashable] | None = None) -> 
         logger.warning("cache warmer %s: the probe could not read its cache", name, exc_info=True)
         return replace(base, total=total, error=f"{type(exc).__name__}: {exc}")
     return replace(base, checked=len(keys), present=found, total=total)
+
+
+def _probe_each(
+    name: str, keys: list[Hashable], base: Presence, is_cached: EntryLookup, not_probed: str
+) -> Presence:
+    try:
+        answers = [is_cached(key) for key in keys]
+    except Exception as exc:
+        logger.warning("cache warmer %s: the probe failed", name, exc_info=True)
+        return replace(base, error=f"{type(exc).__name__}: {exc}")
+    known = [answer for answer in answers if answer is not None]
+    if not known:
+        return replace(base, note=not_probed)
+    # Only the keys this process could answer for were checked (the display says "sampled"
+    # when that is fewer than the warmer's keys).
+    return replace(base, checked=len(known), present=sum(1 for answer in known if answer))
 
 
 @after_fork_in_child

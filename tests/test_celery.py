@@ -135,6 +135,8 @@ def test_fan_out_of_10000_keys_over_two_workers_records_one_run(cluster: Cluster
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)["bulk"]
     assert (result["keys_warmed"], result["keys_failed"]) == (10_000, 0), result
+    # Read back by this process after the last chunk: every key (10,000 is within the policy).
+    assert (result["keys_verified"], result["keys_lost"]) == (10_000, 0), result
     runs = cluster.runs("bulk")
     assert [(r["trigger"], r["keys_warmed"], r["keys_failed"]) for r in runs] == [
         ("celery", 10_000, 0)
@@ -152,6 +154,8 @@ def test_a_chunk_whose_loader_fails_counts_its_failures_in_the_run(cluster: Clus
     assert "keys failed in required warmer(s): flaky" in done.stderr
     result = json.loads(done.stdout)["flaky"]
     assert (result["keys_warmed"], result["keys_failed"]) == (270, 30), result
+    # The workers named their failed keys: only the 270 written keys are read back.
+    assert (result["keys_verified"], result["keys_lost"]) == (270, 0), result
     assert "flaky:7: LookupError: flaky:7 is missing upstream" in result["errors"]
     runs = cluster.runs("flaky")
     assert [(r["trigger"], r["keys_warmed"], r["keys_failed"]) for r in runs] == [

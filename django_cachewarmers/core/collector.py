@@ -8,14 +8,16 @@ import queue
 import random
 import time
 from collections import deque
-from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from django_cachewarmers.core.loaders import STORED_BY_LOADER, BatchValueLoader
+from django_cachewarmers.core.loaders import STORED_BY_LOADER, BatchValueLoader, stored_key
 from django_cachewarmers.core.pool import Run
 from django_cachewarmers.core.stats import WarmingStats, exception_text
 
 if TYPE_CHECKING:
+    from django_cachewarmers.core.cache_io import CacheIO
     from django_cachewarmers.core.engine import CacheWarmer
 
 logger = logging.getLogger("django_cachewarmers")
@@ -30,6 +32,71 @@ VERIFY_ALL_UP_TO = 10_000
 #: Keys per read-back round trip (one EXISTS or get_many call): what is cheapest per key while a
 #: reply (get_many returns the values) stays small.
 VERIFY_CHUNK = 1000
+
+T = TypeVar("T")
+
+
+@dataclass
+class ReadBack(Generic[T]):
+    """What ``read_back`` found: the items it read back, and those a real read would miss."""
+
+    #: The items read back: every one up to ``VERIFY_ALL_UP_TO``, else a random sample that big.
+    sample: list[T]
+    #: The sampled items not in the cache now; once a round trip raised, it and every later
+    #: item of the sample count as not there.
+    lost: list[T]
+    #: Why a round trip failed ("the read-back failed: ..."), None when every one answered.
+    error: str | None = None
+
+    @property
+    def nothing_read_back(self) -> bool:
+        """True when items were read and not one of them was in the cache."""
+        return bool(self.sample) and len(self.lost) == len(self.sample)
+
+    def cause(self, io: CacheIO, written: int) -> str:
+        """The likely reason for the losses: the read's own failure, else
+        ``CacheIO.loss_cause(written)`` (``written``: how many keys the run wrote)."""
+        return self.error or io.loss_cause(written)
+
+    def sample_note(self, written: int) -> str | None:
+        """For a run's errors when only a sample of its ``written`` keys was read and part of it
+        (not all) was lost: how many of the written keys that suggests are not cached."""
+        if len(self.sample) >= written or not self.lost or self.nothing_read_back:
+            return None
+        estimate = round(len(self.lost) * written / len(self.sample))
+        return (
+            f"read-back sample: {len(self.lost)} of {len(self.sample)} checked keys were lost, "
+            f"so about {estimate} of the {written} written keys are not cached"
+        )
+
+
+def read_back(
+    io: CacheIO, items: Sequence[T], key: Callable[[T], Hashable] | None = None
+) -> ReadBack[T]:
+    """Read written entries back through ``io``'s cache with the read-back policy: every item up
+    to ``VERIFY_ALL_UP_TO``, a random sample of that many above it, in round trips of
+    ``VERIFY_CHUNK`` keys (``CacheIO.missing``: what a request's read would miss).
+
+    ``key(item)``: the cache key an item is read back under (default: the item itself). Used by
+    a run's collector after its last write and by the Celery fan-out after its last chunk, so
+    both count the same way. Never raises: a failing round trip is in ``ReadBack.error``.
+    """
+    key_of = key or (lambda item: cast(Hashable, item))
+    sample = (
+        list(items) if len(items) <= VERIFY_ALL_UP_TO else random.sample(items, VERIFY_ALL_UP_TO)
+    )
+    found = ReadBack(sample=sample, lost=[])
+    for start in range(0, len(sample), VERIFY_CHUNK):
+        part = sample[start : start + VERIFY_CHUNK]
+        try:
+            absent = set(io.missing([key_of(item) for item in part]))
+        except Exception as exc:
+            found.error = f"the read-back failed: {exception_text(exc)}"
+            logger.debug("cache warmer %s: read-back failed", io.name, exc_info=True)
+            found.lost.extend(sample[start:])
+            break
+        found.lost.extend(item for item in part if key_of(item) in absent)
+    return found
 
 
 class Collector:
@@ -191,11 +258,7 @@ class Collector:
         default the warmer's key; a loader, or its function, may define ``stored_key(key)``
         returning another key of the same cache, or None when the entry cannot be looked up
         there)."""
-        loader = self.warmer.value_loader
-        hook = getattr(loader, "stored_key", None) or getattr(
-            getattr(loader, "func", None), "stored_key", None
-        )
-        target = hook(key) if callable(hook) else key
+        target = stored_key(self.warmer.value_loader, key)
         make_key = getattr(self.warmer.cache, "make_key", None)
         # A key this cache cannot address (too long, not a string) was stored elsewhere.
         if (
@@ -218,52 +281,31 @@ class Collector:
         self.written.append(key)
 
     def _verify(self) -> None:
-        """Read the written keys back; the ones a real read would miss become failed keys.
-
-        Every key up to ``VERIFY_ALL_UP_TO``, a random sample of that many above it, in round
-        trips of ``VERIFY_CHUNK`` keys. When nothing reads back, every
-        written key fails and the run gets a ``run_error``.
+        """Read the written keys back (``read_back``); the ones a real read would miss become
+        failed keys. When nothing reads back, every written key fails and the run gets a
+        ``run_error``.
         """
         written = self.written
         if not written:
             return
         stats, warmer = self.stats, self.warmer
-        sample = (
-            written
-            if len(written) <= VERIFY_ALL_UP_TO
-            else random.sample(written, VERIFY_ALL_UP_TO)
-        )
-        chunk = VERIFY_CHUNK
-        lost: list[Hashable] = []
-        error: str | None = None
-        for start in range(0, len(sample), chunk):
-            part = sample[start : start + chunk]
-            try:
-                lost.extend(warmer.io.missing(part))
-            except Exception as exc:
-                error = f"the read-back failed: {exception_text(exc)}"
-                logger.debug("cache warmer %s: read-back failed", warmer.name, exc_info=True)
-                lost.extend(sample[start:])
-                break
-        stats.keys_verified += len(sample)
-        if not lost:
+        found = read_back(warmer.io, written)
+        stats.keys_verified += len(found.sample)
+        if not found.lost:
             return
-        lost_in_sample = len(lost)
+        lost_in_sample = len(found.lost)
         stats.keys_lost += lost_in_sample
-        cause = error or warmer.io.loss_cause(len(written))
+        cause = found.cause(warmer.io, len(written))
         reason = f"not in the cache when read back: {cause}"
-        if lost_in_sample == len(sample):
+        lost = found.lost
+        if found.nothing_read_back:
             # Nothing reads back: no written key can be counted warmed, sampled or not.
             if stats.run_error is None:  # an outage seen while writing keeps its own message
                 stats.run_error = f"nothing read back: {cause}"
             lost = written
-        if len(sample) < len(written) and len(lost) < len(written):
-            # First, so that the bounded error list always keeps it.
-            estimate = round(len(lost) * len(written) / len(sample))
-            stats.add_error_text(
-                f"read-back sample: {len(lost)} of {len(sample)} checked keys were lost, so about "
-                f"{estimate} of the {len(written)} written keys are not cached"
-            )
+        note = found.sample_note(len(written))
+        if note is not None:  # first, so that the bounded error list always keeps it
+            stats.add_error_text(note)
         for key in lost:
             stats.keys_warmed -= 1
             stats.keys_failed += 1
@@ -273,7 +315,7 @@ class Collector:
                 "cache warmer %s: %d of %d keys read back were not in the cache: %s",
                 warmer.name,
                 lost_in_sample,
-                len(sample),
+                len(found.sample),
                 cause,
             )
 

@@ -111,3 +111,16 @@ class BatchValueLoader(ValueLoader):
 
     def __repr__(self) -> str:
         return f"BatchValueLoader({getattr(self.batch_func, '__qualname__', self.batch_func)!r})"
+
+
+def stored_key(loader: ValueLoader, key: Hashable) -> Hashable | None:
+    """The key under which ``loader``'s ``STORED_BY_LOADER`` entry for ``key`` is read back.
+
+    ``stored_key(key)`` of the loader, or of its function (``CallableValueLoader.func``), when
+    either defines that hook: another key of the same cache, or None when the entry cannot be
+    looked up there (not read back). Without the hook: ``key`` itself.
+    """
+    hook = getattr(loader, "stored_key", None) or getattr(
+        getattr(loader, "func", None), "stored_key", None
+    )
+    return hook(key) if callable(hook) else key
