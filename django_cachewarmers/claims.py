@@ -142,6 +142,14 @@ class Claims:
             return float(record["at"])
         return None
 
+    def slot_claimed_at(self, interval: float, now: float | None = None) -> float | None:
+        """When the current slot's claim (``claim_slot``) was taken; None if nobody took it."""
+        now = time.time() if now is None else now
+        record = self.cache.get(self.key("slot", math.floor(now / interval)))
+        if isinstance(record, dict) and isinstance(record.get("at"), (int, float)):
+            return float(record["at"])
+        return None
+
     def record_run_started(self, started: float, ttl: float | None) -> None:
         """Record that a run which started at ``started`` warmed every key.
 

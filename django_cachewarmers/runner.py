@@ -70,7 +70,7 @@ def run_warm(
             try:
                 if claim == "startup":
                     now = time.time()
-                    last_run = claims.last_run_started()
+                    last_run = _last_refresh(claims, spec, now)
                     if _startup_is_covered(spec, warmer, last_run, now):
                         assert last_run is not None  # narrowed for mypy
                         logger.info(
@@ -122,6 +122,22 @@ def entry_ttl(spec: WarmerSpec, warmer: CacheWarmer) -> float | None:
     if timeout is CACHE_DEFAULT:
         timeout = getattr(warmer.cache, "default_timeout", None)
     return None if timeout is None else float(timeout)
+
+
+def _last_refresh(claims: Claims, spec: WarmerSpec, now: float) -> float | None:
+    """When the newest refresh that wrote (or is writing) every key started; None if unknown.
+
+    The last complete run, or the current slot's run while it is in flight: a live process of
+    this cluster (a sibling started a moment before this one) that took the slot after its own
+    startup warm is refreshing now. Read in this order so a run finishing between the reads is
+    still seen: it records its start before it drops its running mark.
+    """
+    slot_at = claims.slot_claimed_at(spec.refresh_interval, now) if spec.is_scheduled else None
+    in_flight = slot_at is not None and claims.running_holder() is not None
+    last_run = claims.last_run_started()
+    if in_flight and slot_at is not None:
+        return slot_at if last_run is None else max(last_run, slot_at)
+    return last_run
 
 
 def _startup_is_covered(

@@ -99,3 +99,28 @@ def test_processes_starting_together_warm_once_even_when_the_last_run_is_stale()
     assert Claims(caches.create_connection("default"), "ticker").claim_startup(stale, 60.0)
     assert run_warm("ticker", trigger="startup", claim="startup") is None
     assert warming.CALLS == {}
+
+
+def _away_from_a_slot_boundary(interval: float = 4.0) -> None:
+    """Sleep past the next boundary if it is less than a second away (the test reads one slot)."""
+    left = interval - time.time() % interval
+    if left < 1.0:
+        time.sleep(left + 0.05)
+
+
+def test_a_sibling_refreshing_the_current_slot_makes_a_new_process_skip() -> None:
+    # A sibling started a moment ago, warmed, and (a slot boundary passed since) took the slot
+    # and is refreshing now: its run is in flight, so this process need not warm at start.
+    other = Claims(caches.create_connection("default"), "ticker")
+    other.record_run_started(time.time() - 10, ttl=None)  # its startup warm, 10 s ago
+    _away_from_a_slot_boundary()
+    assert other.claim_slot(4.0)
+    assert other.acquire_running(ttl=60)
+    try:
+        assert run_warm("ticker", trigger="startup", claim="startup") is None
+        assert warming.CALLS == {}
+    finally:
+        other.release_running()
+    # The same slot claim without a run in flight (cut short, or failed): warm at start.
+    assert run_warm("ticker", trigger="startup", claim="startup") is not None
+    assert caches["default"].get("tick:2") == "value of tick:2"
