@@ -58,9 +58,12 @@ CHECK_IDS: Final[dict[str, str]] = {
     "django_cachewarmers.W001": "A scheduled or adaptive warmer uses a FileBasedCache, which "
     "cannot coordinate processes.",
     "django_cachewarmers.W002": "A warmer uses a DummyCache, which stores nothing.",
-    "django_cachewarmers.E025": "A warmer's 'timeout' is 0 (Django: don't cache).",
+    "django_cachewarmers.E025": "A warmer's 'timeout' is 0 (Django: don't cache), or it is left "
+    "out and its cache's own TIMEOUT is 0 or less.",
     "django_cachewarmers.W003": "A scheduled or adaptive warmer's 'timeout' is shorter than "
     "refresh_interval + warmup_timeout; its entries get the longer TTL.",
+    "django_cachewarmers.W004": "A warmer's TTL ('timeout', or its cache's TIMEOUT) is between 0 "
+    "and 1 second, which Redis and Memcached cannot store as given.",
 }
 
 _repr = reprlib.Repr()

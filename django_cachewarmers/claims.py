@@ -2,9 +2,15 @@
 
 Every claim is a ``cache.add`` (atomic on Redis and Memcached) of a key named for its time window,
 so a key is never reused: on the database cache an expired-but-present key could otherwise give
-several winners or none. A claim also looks at the previous window's claim, so two processes whose
-timers straddle a window boundary by a moment do not both win. With a per-process cache (LocMem)
-each process claims in its own copy, which is right: each process has its own cache to fill.
+several winners or none. A slot claim also looks at the previous window's claim, so two processes
+whose timers straddle a window boundary by a moment do not both win. With a per-process cache
+(LocMem) each process claims in its own copy, which is right: each process has its own cache to
+fill.
+
+Startup warms are skipped only when they are not needed: every complete run records when it
+started (``record_run_started``), and a starting process skips its startup warm only if the
+entries of that run outlive its own first refresh (``startup_is_covered``). Otherwise one of the
+processes starting together warms: they compete for a key named for the last run they saw.
 """
 
 from __future__ import annotations
@@ -38,6 +44,37 @@ class CacheUnreachable(Exception):
     A cache that swallows its errors (django-redis ``IGNORE_EXCEPTIONS``) answers ``add()`` with
     False when it is down, which would otherwise read as "another process has it".
     """
+
+
+def startup_is_covered(
+    last_run: float | None,
+    *,
+    now: float,
+    ttl: float | None,
+    warmup_timeout: float,
+    refresh_interval: float | None,
+    margin: float,
+) -> bool:
+    """Whether a new process may skip its startup warm: the last complete run's entries last.
+
+    ``last_run`` is when the last complete run started (epoch s; its entries were written at or
+    after it), ``ttl`` their TTL in seconds (None: never expire). For a scheduled or adaptive
+    warmer (``refresh_interval`` given) the entries must outlive this process's first refresh,
+    which starts at the next wall-clock slot after ``now`` and writes within ``warmup_timeout``:
+    ``last_run + ttl >= first_slot + warmup_timeout``; with the TTL grace (``ttl = interval +
+    warmup_timeout``) that is ``last_run >= first_slot - interval``. An eager warmer is never
+    refreshed, so its entries must still have more than ``margin`` seconds to live.
+    """
+    if last_run is None:
+        return False
+    if ttl is None:
+        return True
+    # Redis and Memcached keep whole seconds (a fraction is truncated).
+    ttl = float(math.floor(ttl)) if ttl >= 1 else 0.0
+    if refresh_interval is not None:
+        first_slot = (math.floor(now / refresh_interval) + 1) * refresh_interval
+        return last_run + ttl >= first_slot + warmup_timeout
+    return last_run + ttl > now + margin
 
 
 class Claims:
@@ -92,9 +129,49 @@ class Claims:
         self.cache.delete(key)
         return bool(answered)
 
-    def claim_startup(self, window: float, now: float | None = None) -> bool:
-        """Processes starting within ``window`` seconds of each other warm once."""
-        return self.claim_window("startup", window, gap=window, now=now)
+    def last_run_started(self) -> float | None:
+        """When the last complete run of this warmer started (epoch s); None if unknown.
+
+        Written by ``record_run_started`` after a run that warmed every key; a lower bound of
+        when each of its entries was written.
+        """
+        record = self.cache.get(self.key("last-run"))
+        if isinstance(record, dict) and isinstance(record.get("at"), (int, float)):
+            return float(record["at"])
+        return None
+
+    def slot_claimed_at(self, interval: float, now: float | None = None) -> float | None:
+        """When the current slot's claim (``claim_slot``) was taken; None if nobody took it."""
+        now = time.time() if now is None else now
+        record = self.cache.get(self.key("slot", math.floor(now / interval)))
+        if isinstance(record, dict) and isinstance(record.get("at"), (int, float)):
+            return float(record["at"])
+        return None
+
+    def record_run_started(self, started: float, ttl: float | None) -> None:
+        """Record that a run which started at ``started`` warmed every key.
+
+        Kept as long as its entries (``ttl`` seconds, None: never expire), so an expired record
+        never vouches for entries, and a forgotten one only makes the next start warm again.
+        """
+        timeout = None if ttl is None else max(1, math.ceil(ttl))
+        self.cache.set(self.key("last-run"), {"at": started, "owner": OWNER}, timeout=timeout)
+
+    def claim_startup(
+        self, last_run: float | None, window: float, now: float | None = None
+    ) -> bool:
+        """Take the right to run the startup warm that replaces the run started at ``last_run``.
+
+        Called when that run's entries may not outlive this process's first refresh (see
+        ``startup_is_covered``). Every process that sees the same last run competes for one key,
+        so processes starting together warm once; the key lasts ``window`` seconds, so a start
+        later than that tries again if no complete run was recorded since. Raises like
+        ``claim_window``.
+        """
+        now = time.time() if now is None else now
+        seen = "none" if last_run is None else repr(last_run)
+        record = {"at": now, "owner": OWNER}
+        return self._add(self.key("startup", seen), record, math.ceil(window))
 
     def claim_slot(self, interval: float, now: float | None = None) -> bool:
         """One run per ``interval`` across every process sharing the cache."""

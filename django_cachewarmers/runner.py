@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterable
 
 from django.core.exceptions import ImproperlyConfigured
@@ -17,8 +18,9 @@ from django.db import connections
 from django.dispatch import Signal
 from django.utils import timezone
 
-from django_cachewarmers.claims import Claims
+from django_cachewarmers.claims import Claims, startup_is_covered
 from django_cachewarmers.conf import conf
+from django_cachewarmers.core.config import DEFAULT_TIMEOUT
 from django_cachewarmers.core.engine import CacheWarmer
 from django_cachewarmers.core.forks import after_fork_in_child
 from django_cachewarmers.core.stats import WarmingStats
@@ -26,6 +28,7 @@ from django_cachewarmers.core.threads import ThreadPerName
 from django_cachewarmers.models import Trigger as TriggerChoice
 from django_cachewarmers.registry import UnknownWarmer, get_entry
 from django_cachewarmers.signals import warming_finished, warming_started
+from django_cachewarmers.spec import WarmerSpec
 
 logger = logging.getLogger("django_cachewarmers")
 
@@ -65,7 +68,10 @@ def run_warm(
     """Warm the configured warmer ``name`` and record the run; returns its stats.
 
     With ``claim`` ("startup" or "schedule") the run first takes its once-per-cluster claim in the
-    warmer's cache and returns None, without warming, when another process has it. Runs of one
+    warmer's cache and returns None, without warming, when another process has it. A startup run
+    is also skipped when the last complete run's entries outlive this process's first refresh
+    (``claims.startup_is_covered``); every complete run of all the warmer's keys records its start
+    for that. Runs of one
     warmer in one process are serialized. Raises ``UnknownWarmer`` or ``ImproperlyConfigured``
     for a warmer that is not declared or not valid.
     """
@@ -75,11 +81,22 @@ def run_warm(
         holds_running_mark = False
         if claim is not None:
             try:
-                won = (
-                    claims.claim_startup(conf.STARTUP_WINDOW)
-                    if claim == "startup"
-                    else claims.claim_slot(spec.refresh_interval)
-                )
+                if claim == "startup":
+                    now = time.time()
+                    last_run = _last_refresh(claims, spec, now)
+                    if _startup_is_covered(spec, warmer, last_run, now):
+                        assert last_run is not None  # narrowed for mypy
+                        logger.info(
+                            "cache warmer %s: startup run skipped: the run that started %.1f s "
+                            "ago warmed every key, and its entries outlive this process's first "
+                            "refresh",
+                            name,
+                            now - last_run,
+                        )
+                        return None
+                    won = claims.claim_startup(last_run, conf.STARTUP_WINDOW, now=now)
+                else:
+                    won = claims.claim_slot(spec.refresh_interval)
                 if won:
                     ttl = spec.config.warmup_timeout_s + RUNNING_MARK_MARGIN_S
                     won = holds_running_mark = claims.acquire_running(ttl)
@@ -96,13 +113,67 @@ def run_warm(
                 logger.info("cache warmer %s: %s run skipped: another process has it", name, claim)
                 return None
         try:
-            return _warm_and_record(name, warmer, keys, trigger, progress)
+            started = time.time()
+            stats = _warm_and_record(name, warmer, keys, trigger, progress)
+            if keys is None and stats.ok:
+                _record_run_started(claims, spec, warmer, started)
+            return stats
         finally:
             if holds_running_mark:
                 try:
                     claims.release_running()
                 except Exception:
                     logger.debug("cache warmer %s: could not release its running mark", name)
+
+
+def entry_ttl(spec: WarmerSpec, warmer: CacheWarmer) -> float | None:
+    """The TTL in seconds a run of ``spec`` writes with (after the TTL grace); None: never.
+
+    An omitted ``timeout`` is the cache's own ``default_timeout`` (Django's ``BaseCache``).
+    """
+    timeout = spec.config.cache_timeout
+    if timeout is DEFAULT_TIMEOUT:
+        timeout = getattr(warmer.cache, "default_timeout", None)
+    return None if timeout is None else float(timeout)
+
+
+def _last_refresh(claims: Claims, spec: WarmerSpec, now: float) -> float | None:
+    """When the newest refresh that wrote (or is writing) every key started; None if unknown.
+
+    The last complete run, or the current slot's run while it is in flight: a live process of
+    this cluster (a sibling started a moment before this one) that took the slot after its own
+    startup warm is refreshing now. Read in this order so a run finishing between the reads is
+    still seen: it records its start before it drops its running mark.
+    """
+    slot_at = claims.slot_claimed_at(spec.refresh_interval, now) if spec.is_scheduled else None
+    in_flight = slot_at is not None and claims.running_holder() is not None
+    last_run = claims.last_run_started()
+    if in_flight and slot_at is not None:
+        return slot_at if last_run is None else max(last_run, slot_at)
+    return last_run
+
+
+def _startup_is_covered(
+    spec: WarmerSpec, warmer: CacheWarmer, last_run: float | None, now: float
+) -> bool:
+    return startup_is_covered(
+        last_run,
+        now=now,
+        ttl=entry_ttl(spec, warmer),
+        warmup_timeout=spec.config.warmup_timeout_s,
+        refresh_interval=spec.refresh_interval if spec.is_scheduled else None,
+        margin=conf.STARTUP_WINDOW,
+    )
+
+
+def _record_run_started(
+    claims: Claims, spec: WarmerSpec, warmer: CacheWarmer, started: float
+) -> None:
+    """Note a complete run's start for the startup warms of processes started later."""
+    try:
+        claims.record_run_started(started, entry_ttl(spec, warmer))
+    except Exception:
+        logger.debug("cache warmer %s: could not record its last run", spec.name, exc_info=True)
 
 
 def _warm_and_record(

@@ -40,8 +40,8 @@ FIELDS: Final[dict[str, str]] = {
     "batch_loader": "callable(list_of_keys) -> {key: value}, or its dotted path; give exactly "
     "one of loader and batch_loader.",
     "cache": "Alias in CACHES of the cache to warm (default 'default').",
-    "timeout": "TTL of warmed entries in seconds (>= 0), None = never expire; omitted = the "
-    "cache's default timeout.",
+    "timeout": "TTL of warmed entries in seconds (> 0; 0 is E025), None = never expire; "
+    "omitted = the cache's default timeout.",
     "timeout_jitter": "Each batch's TTL is up to this fraction longer (>= 0, default 0.0).",
     "strategy": "When the warmer runs: eager, lazy, scheduled or adaptive (default 'eager').",
     "refresh_interval": "Seconds between runs of a scheduled or adaptive warmer (> 0, "

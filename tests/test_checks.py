@@ -227,7 +227,7 @@ def test_e009_invalid_numbers(field: str, value: object) -> None:
         ("max_retries", 0),
         ("refresh_interval", 0.5),
         ("warmup_timeout", 1),
-        ("timeout", 0.001),
+        ("timeout", 1),
         ("timeout", None),
         ("timeout", 86400.5),
         ("timeout_jitter", 0),
@@ -476,6 +476,75 @@ def test_e025_timeout_zero(strategy: str, zero: float) -> None:
         pytest.raises(ImproperlyConfigured, match="E025"),
     ):
         parse_warmer("w", {**VALID, "timeout": zero})
+
+
+@pytest.mark.parametrize("strategy", ["eager", "lazy", "scheduled", "adaptive"])
+@pytest.mark.parametrize("zero", [0, 0.0, -5])
+def test_e025_cache_timeout_zero_with_timeout_left_out(strategy: str, zero: float) -> None:
+    # Django reads a cache TIMEOUT <= 0 as "don't cache": the warmer's writes would delete the
+    # good values. The TTL grace must not turn it into a positive TTL (it used to write 65 s).
+    keys = "adaptive" if strategy == "adaptive" else VALID["keys"]
+    raw = {**VALID, "keys": keys, "strategy": strategy, "cache": "warmed"}
+    if strategy == "scheduled":
+        raw.update(refresh_interval=4, warmup_timeout=1)
+    with override_settings(CACHES=caches_with(LOCMEM, TIMEOUT=zero)):
+        (message,) = run({"w": raw})
+        assert isinstance(message, Error)
+        assert message.id == PREFIX + "E025"
+        assert message.msg.startswith(
+            "CACHE_WARMERS['w']['timeout']: left out, so the TIMEOUT of cache 'warmed' is used, "
+            f"and CACHES['warmed']['TIMEOUT'] is {zero!r}: 0 means don't cache"
+        )
+        assert "CACHES['warmed']['TIMEOUT']" in hint_of(message)
+        with pytest.raises(ImproperlyConfigured, match="E025"):
+            parse_warmer("w", raw)
+        # An explicit timeout on the warmer is what it writes with: no error.
+        assert run({"w": {**raw, "timeout": 400}}) == []
+
+
+def test_ttl_grace_never_turns_zero_into_a_positive_ttl() -> None:
+    from django_cachewarmers.check_messages import Report
+    from django_cachewarmers.parsing.caches import ttl_grace
+
+    with override_settings(CACHES=caches_with(LOCMEM, TIMEOUT=0)):
+        ttl = ttl_grace(Report(), "w", {}, "warmed", DEFAULT_TIMEOUT, 4.0, 1.0)
+    assert ttl is DEFAULT_TIMEOUT  # left as the cache's 0 (E025 stops the warmer), not 5
+
+
+@pytest.mark.parametrize(
+    ("backend", "behaviour"),
+    [
+        (LOCMEM, "LocMem, database and file caches keep it as given"),
+        ("django.core.cache.backends.db.DatabaseCache", "keep it as given"),
+        ("django.core.cache.backends.redis.RedisCache", "the warmer writes it as 1 s"),
+        ("django_redis.cache.RedisCache", "django-redis writes it in milliseconds"),
+        ("django.core.cache.backends.memcached.PyMemcacheCache", "'never expire'"),
+    ],
+)
+@pytest.mark.parametrize("where", ["timeout", "TIMEOUT"])
+def test_w004_subsecond_ttl_names_the_backend_behaviour(
+    backend: str, behaviour: str, where: str
+) -> None:
+    raw: dict[str, Any] = {**VALID, "cache": "warmed"}
+    options: dict[str, Any] = {}
+    if where == "timeout":
+        raw["timeout"] = 0.5
+    else:
+        options["TIMEOUT"] = 0.5
+    with override_settings(CACHES=caches_with(backend, **options)):
+        (message,) = run({"w": raw})
+        assert isinstance(message, CheckWarning)
+        assert message.id == PREFIX + "W004"
+        assert "0.5 s is less than one second: " in message.msg
+        assert behaviour in message.msg
+        assert "e.g. 300, not 0.3" in hint_of(message)
+        assert parse_warmer("w", raw).config.cache_timeout == raw.get("timeout", DEFAULT_TIMEOUT)
+        # A scheduled warmer's TTL grace makes it whole seconds: no W004 (W003 names the TTL).
+        scheduled = {**raw, "strategy": "scheduled", "refresh_interval": 4, "warmup_timeout": 1}
+        assert [m.id for m in run({"w": scheduled})] == (
+            [PREFIX + "W003"] if where == "timeout" else []
+        )
+        assert run({"w": {**raw, "timeout": 1}}) == []
 
 
 def test_w003_ttl_grace_names_the_numbers() -> None:

@@ -495,6 +495,9 @@ def test_valid_definitions_parse(raw: dict[str, Any]) -> None:
         assert config.cache_timeout == raw.get("timeout", DEFAULT_TIMEOUT)
     # Only an explicit timeout that was raised is reported (W003); an omitted one silently.
     expected = ["django_cachewarmers.W003"] if raised and "timeout" in raw else []
+    given_ttl = raw.get("timeout")
+    if not raised and given_ttl is not None and 0 < given_ttl < 1:
+        expected = ["django_cachewarmers.W004"]  # under a second, and no grace raised it
     assert [m.id for m in messages] == expected
     assert config.strategy.value == raw.get("strategy", "eager")
     assert spec.optional is raw.get("optional", False)

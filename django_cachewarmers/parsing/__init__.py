@@ -31,7 +31,13 @@ from django_cachewarmers.core.config import (
     WarmingConfig,
     WarmingStrategy,
 )
-from django_cachewarmers.parsing.caches import check_backend, parse_cache, parse_timeout, ttl_grace
+from django_cachewarmers.parsing.caches import (
+    check_backend,
+    check_timeout_value,
+    parse_cache,
+    parse_timeout,
+    ttl_grace,
+)
 from django_cachewarmers.parsing.fields import (
     parse_int,
     parse_keys,
@@ -201,6 +207,7 @@ def _inspect(name: object, raw: object) -> tuple[list[checks.CheckMessage], Warm
 
     if cache is not None and strategy is not None:
         check_backend(report, name, cache, strategy, seconds["refresh_interval"])
+        check_timeout_value(report, name, cache, timeout, strategy)
 
     if report.has_errors or not name_ok or keys is None or cache is None or strategy is None:
         return report.messages, None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -103,7 +103,7 @@ def parse_timeout(report: Report, name: object, raw: Mapping[Any, Any]) -> Cache
     if problem or not isinstance(value, (int, float)):
         report.error(
             9,
-            f"{setting_path(name, 'timeout')}: must be a finite number of seconds >= 0 or None, "
+            f"{setting_path(name, 'timeout')}: must be a finite number of seconds > 0 or None, "
             f"got {describe_value(value)} ({problem}).",
             "Give the TTL of warmed entries in seconds, None to never expire them, or leave "
             "'timeout' out to use the cache's default timeout.",
@@ -121,6 +121,76 @@ def parse_timeout(report: Report, name: object, raw: Mapping[Any, Any]) -> Cache
         )
         return DEFAULT_TIMEOUT
     return value
+
+
+#: Why a TTL under one second does not reach Redis or Memcached as given (check W004).
+_SUBSECOND_BACKENDS: Final[tuple[tuple[str, str], ...]] = (
+    (
+        "django_redis.cache.RedisCache",
+        "django-redis writes it in milliseconds (PX), so the entry lives under a second",
+    ),
+    (
+        "django.core.cache.backends.redis.RedisCache",
+        "Redis counts whole seconds: the warmer writes it as 1 s, and Django's own "
+        "RedisCache.set() truncates it to 0, which deletes the key",
+    ),
+    (
+        "django.core.cache.backends.memcached.BaseMemcachedCache",
+        "Memcached counts whole seconds: it is truncated to 0, which Memcached reads as "
+        "'never expire' (or the write keeps nothing)",
+    ),
+)
+
+
+def check_timeout_value(
+    report: Report, name: object, alias: str, timeout: CacheTimeout, strategy: WarmingStrategy
+) -> None:
+    """E025 for a cache ``TIMEOUT`` of 0 or less used by an omitted ``timeout``; W004 for a TTL
+    between 0 and 1 second (explicit or the cache's), naming what the cache's backend does.
+
+    W004 is a warning, not an error: Django accepts such a TTL and LocMem, database and file
+    caches honour it exactly; only its use for warming is nearly always a unit mistake. A
+    scheduled or adaptive warmer gets none: the TTL grace raises its TTL to whole seconds."""
+    if timeout is DEFAULT_TIMEOUT:
+        current = _cache_default_timeout(alias)
+        where = (
+            f"{setting_path(name, 'timeout')}: left out, so the TIMEOUT of cache {alias!r} is "
+            f"used, and CACHES[{alias!r}]['TIMEOUT'] is"
+        )
+    else:
+        current = timeout
+        where = f"{setting_path(name, 'timeout')}:"
+    if current is None or current is DEFAULT_TIMEOUT or not _is_number(current):
+        return
+    seconds = float(current)  # type: ignore[arg-type]
+    if seconds <= 0 and timeout is DEFAULT_TIMEOUT:
+        # Django's cache.set(key, value) with a default timeout <= 0 stores nothing (and deletes
+        # what was there). The TTL grace must not turn that 0 into a positive TTL either: the
+        # user's cache says "don't cache", so the warmer is an error, not a silent override.
+        report.error(
+            25,
+            f"{where} {current!r}: 0 means don't cache: every warmed entry would expire at once "
+            f"(and the value cached before would be deleted).",
+            f"0 means don't cache; None means never expire. Set 'timeout' on this warmer (the "
+            f"TTL of its entries in seconds, or None), or set CACHES[{alias!r}]['TIMEOUT'] to "
+            f"the TTL you want (Django's default is {_DJANGO_DEFAULT_TIMEOUT}).",
+        )
+        return
+    if not 0 < seconds < 1 or strategy in (WarmingStrategy.SCHEDULED, WarmingStrategy.ADAPTIVE):
+        return
+    backend = _cache_backend(alias) or ""
+    behaviour = next(
+        (text for path, text in _SUBSECOND_BACKENDS if _is_backend(backend, path)),
+        "LocMem, database and file caches keep it as given, so every entry expires within a "
+        "second of its write and the next read is almost surely a miss",
+    )
+    report.warning(
+        4,
+        f"{where} {seconds:g} s is less than one second: {behaviour}.",
+        "Give the TTL in seconds (e.g. 300, not 0.3 for five minutes), None to never expire, or "
+        "leave 'timeout' out for the cache's default timeout. A warmed entry that expires within "
+        "a second is a miss for nearly every real read.",
+    )
 
 
 def _cache_default_timeout(alias: str) -> float | object | None:
@@ -152,6 +222,9 @@ def ttl_grace(
     needed = refresh_ttl(interval, warmup_timeout)
     current = _cache_default_timeout(alias) if timeout is DEFAULT_TIMEOUT else timeout
     if current is None or not _is_number(current) or float(current) >= needed:  # type: ignore[arg-type]
+        return timeout
+    if float(current) <= 0:  # type: ignore[arg-type]
+        # 0 (or less) means "don't cache" (E025): never turn it into a positive TTL.
         return timeout
     if "timeout" in raw:
         report.warning(
