@@ -133,4 +133,13 @@ def _page_entry_not_under_url(url: str) -> None:
     read-back cannot look it up by the URL (see ``CacheWarmer`` read-back, ``stored_key``)."""
 
 
+def _pages_still_cached(urls: list[str]) -> dict[str, str | None]:
+    """The read-back for pages: is each still held by the page cache that served it?
+    (``pages.check_stored``; no view runs)."""
+    from django_cachewarmers.pages import check_stored
+
+    return check_stored(urls)  # type: ignore[arg-type,return-value]
+
+
 render_page.stored_key = _page_entry_not_under_url  # type: ignore[attr-defined]
+render_page.check_stored = _pages_still_cached  # type: ignore[attr-defined]

@@ -127,25 +127,6 @@ class RedisWriter:
         pipeline.execute()
         return failed
 
-    def missing(self, full_keys: list[str]) -> list[int] | None:
-        """Indexes of ``full_keys`` that are not in Redis now; None to ask the generic read-back.
-
-        One multi-key EXISTS answers "all there" in one round trip with a reply of one integer;
-        only when some are missing does a pipelined EXISTS per key say which. Raises what redis-py
-        raises when the server cannot be reached.
-        """
-        if not full_keys:
-            return []
-        if self._client is None:
-            return None  # nothing was written through this writer: read back the generic way
-        client = self._client
-        if int(client.exists(*full_keys)) == len(full_keys):
-            return []
-        pipeline = client.pipeline(transaction=False)
-        for full_key in full_keys:
-            pipeline.exists(full_key)
-        return [i for i, found in enumerate(pipeline.execute()) if not found]
-
 
 def _is_refused_command(exc: BaseException) -> bool:
     # redis.exceptions.ResponseError (and NoPermissionError etc.): the server answered "no" to the
