@@ -284,6 +284,16 @@ _served_lock = threading.Lock()
 _served_by: OrderedDict[str, tuple[str, str, dict[str, Any]]] = OrderedDict()
 
 
+@receiver(setting_changed)
+def _forget_served_by(*, setting: str, **kwargs: Any) -> None:
+    # Another page cache or middleware stack: where a page was served from is no longer known.
+    if setting in ("CACHES", "MIDDLEWARE", "ROOT_URLCONF") or setting.startswith(
+        "CACHE_MIDDLEWARE_"
+    ):
+        with _served_lock:
+            _served_by.clear()
+
+
 def _remember(url: str, request: _PageRequest) -> None:
     middleware = request.page_cache_answered_by
     alias = getattr(middleware, "cache_alias", None)
