@@ -804,7 +804,9 @@ class CacheWarmer:
         """The ``keys`` a real read through the cache would not get a value for right now.
 
         A real read: the cache's own ``get_many`` (one round trip per call, values deserialized
-        as a view's ``cache.get`` would), on every backend. Returns each such key with a reason
+        as a view's ``cache.get`` would), on every backend; on Django's RedisCache the ``MGET``
+        that ``get_many`` sends, each reply decoded by the cache's own deserializer
+        (``RedisWriter.read``), so that one bad value fails alone without a second round trip. Returns each such key with a reason
         of its own, or None when it is simply not there (the caller names the likely cause).
         A value read back as None counts as missing: ``cache.get(key)`` returns None for a miss,
         and memcached returns None for a value it cannot decode. When the batch read raises, the
@@ -815,6 +817,11 @@ class CacheWarmer:
         cache = self.cache
         if not isinstance(cache, SupportsSetMany):
             return {key: None for key in keys if key not in cache}
+        if self._redis_writer is not None:
+            make_key = cache.make_key  # type: ignore[attr-defined]
+            read = self._redis_writer.read([make_key(key) for key in keys])
+            if read is not None:
+                return self._decode(keys, *read)
         get_many = getattr(cache, "get_many", None)
         if get_many is not None:
             try:
@@ -845,6 +852,29 @@ class CacheWarmer:
             if value is _MISSING:
                 lost[key] = None
             elif value is None:
+                lost[key] = _READS_AS_NONE
+        return lost
+
+    @staticmethod
+    def _decode(
+        keys: Sequence[Hashable], replies: list[Any], loads: Callable[[Any], Any]
+    ) -> dict[Hashable, str | None]:
+        """The read-back of Django's RedisCache: each raw reply decoded with the cache's own
+        deserializer, as ``cache.get`` decodes it; a reply that does not decode fails its key."""
+        lost: dict[Hashable, str | None] = {}
+        for key, data in zip(keys, replies, strict=True):
+            if data is None:
+                lost[key] = None
+                continue
+            try:
+                value = loads(data)
+            except Exception as exc:
+                lost[key] = (
+                    f"cached, but reading it back raises {_describe(exc)}: a view reading it "
+                    "would fail"
+                )
+                continue
+            if value is None:
                 lost[key] = _READS_AS_NONE
         return lost
 

@@ -128,6 +128,23 @@ class RedisWriter:
         return failed
 
 
+    def read(self, full_keys: list[str]) -> tuple[list[Any], Any] | None:
+        """One ``MGET`` of ``full_keys`` on a read client, as ``RedisCache.get_many`` sends it:
+        the raw replies (None for a miss) and the cache's own deserializer (``loads``) to decode
+        each one as ``cache.get`` would. None when this is not a cache we know the insides of.
+
+        ``get_many`` would make and validate every key again and decode all replies or raise for
+        all; the read-back needs each key's own answer. Raises what redis-py raises.
+        """
+        client_wrapper = getattr(self.cache, "_cache", None)
+        serializer = getattr(client_wrapper, "_serializer", None)
+        get_client = getattr(client_wrapper, "get_client", None)
+        loads = getattr(serializer, "loads", None)
+        if loads is None or get_client is None:
+            return None
+        return list(get_client(None).mget(full_keys)), loads
+
+
 def _is_refused_command(exc: BaseException) -> bool:
     # redis.exceptions.ResponseError (and NoPermissionError etc.): the server answered "no" to the
     # command itself (an ACL without scripting, a service that disables EVAL), not to one value or
