@@ -138,7 +138,7 @@ def _pages_still_cached(urls: list[str]) -> dict[str, str | None]:
     (``pages.check_stored``; no view runs)."""
     from django_cachewarmers.pages import check_stored
 
-    return check_stored(urls)  # type: ignore[arg-type,return-value]
+    return check_stored(urls)  # type: ignore[return-value]
 
 
 render_page.stored_key = _page_entry_not_under_url  # type: ignore[attr-defined]

@@ -806,8 +806,9 @@ class CacheWarmer:
         A real read: the cache's own ``get_many`` (one round trip per call, values deserialized
         as a view's ``cache.get`` would), on every backend; on Django's RedisCache the ``MGET``
         that ``get_many`` sends, each reply decoded by the cache's own deserializer
-        (``RedisWriter.read``), so that one bad value fails alone without a second round trip. Returns each such key with a reason
-        of its own, or None when it is simply not there (the caller names the likely cause).
+        (``RedisWriter.read``), so that one bad value fails alone without a second round trip.
+        Returns each such key with a reason of its own, or None when it is simply not there (the
+        caller names the likely cause).
         A value read back as None counts as missing: ``cache.get(key)`` returns None for a miss,
         and memcached returns None for a value it cannot decode. When the batch read raises, the
         keys are read one by one and only a key whose own read raises fails with that error

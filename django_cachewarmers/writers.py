@@ -127,7 +127,6 @@ class RedisWriter:
         pipeline.execute()
         return failed
 
-
     def read(self, full_keys: list[str]) -> tuple[list[Any], Any] | None:
         """One ``MGET`` of ``full_keys`` on a read client, as ``RedisCache.get_many`` sends it:
         the raw replies (None for a miss) and the cache's own deserializer (``loads``) to decode

@@ -234,7 +234,7 @@ def test_the_read_back_is_a_real_read_that_fails_only_the_value_that_does_not_un
         assert "cached, but reading it back raises ValueError: this value cannot be unpickled" in (
             error
         )
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="cannot be unpickled"):
             cache.get("k:3")
     for key in SIX:
         if key != "k:3":

@@ -77,7 +77,8 @@ def test_the_warning_counts_every_warmer_writing_into_the_cache(
     # The tester's case: a and b, 200 keys each, into a cache of 300 entries.
     with caplog.at_level(logging.WARNING, logger="django_cachewarmers"):
         stats_a = django_cachewarmers.warm("a")
-    assert stats_a is not None and stats_a.keys_warmed == 200
+    assert stats_a is not None
+    assert stats_a.keys_warmed == 200
     # b's count is known before b ever ran (a fixed list): a's run already warns.
     assert any("write 400 entries (a: 200 keys; b: 200 keys)" in w for w in warnings(caplog))
     caplog.clear()
@@ -132,7 +133,8 @@ def test_warmers_on_caches_of_their_own_get_no_warning(caplog: pytest.LogCapture
         caplog.at_level(logging.WARNING, logger="django_cachewarmers"),
     ):
         a, b = django_cachewarmers.warm("a"), django_cachewarmers.warm("b")
-        assert a is not None and b is not None
+        assert a is not None
+        assert b is not None
         assert (a.keys_warmed, b.keys_warmed) == (200, 200)
         assert held(caches["default"], A_KEYS) == 200
         caches["default"].clear()
