@@ -140,14 +140,15 @@ def max_entries_warning(name: str, count: int) -> str | None:
     backend and ``LOCATION``): ``count`` keys for this run, each other warmer's
     ``last_key_count``, and ``ENTRIES_PER_PAGE`` entries per ``render_page`` page.
     """
-    specs = get_specs()
-    own = specs.get(name)
+    entry = _entries.get(name)
+    own = entry[0] if entry is not None else get_specs().get(name)
     if own is None:
         return None
     alias = _entry_cache(own)
     limit = cache_max_entries(caches[alias])
-    if limit is None:
+    if limit is None:  # Redis, memcached: they evict by memory, not by count
         return None
+    specs = get_specs()
     store = _store(alias)
     parts: list[str] = []
     total = 0

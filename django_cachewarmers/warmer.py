@@ -800,6 +800,22 @@ class CacheWarmer:
 
     # -- read-back verification (on the calling thread, after the run's last write) ---------
 
+    def _cache_reads(self) -> bool:
+        """Whether the cache answers a read of a key nobody wrote (without raising).
+
+        The read-back's outage test: unlike ``_cache_answers`` it writes nothing, so it cannot
+        cull a full LocMem, database or file cache while its keys are being read back.
+        """
+        get = getattr(self.cache, "get", None)
+        if get is None:
+            return True
+        try:
+            get(f"cachewarmers:probe:{os.getpid()}:{threading.get_ident()}:{id(self):x}")
+        except Exception:
+            logger.debug("cache warmer %s: the read probe failed", self.name, exc_info=True)
+            return False
+        return True
+
     def _read_back(self, keys: Sequence[Hashable]) -> dict[Hashable, str | None]:
         """The ``keys`` a real read through the cache would not get a value for right now.
 
@@ -813,7 +829,7 @@ class CacheWarmer:
         and memcached returns None for a value it cannot decode. When the batch read raises, the
         keys are read one by one and only a key whose own read raises fails with that error
         (a value that pickles but does not unpickle); a mapping: ``in``. Raises only when the
-        cache itself stops answering (``_cache_answers``).
+        cache itself stops answering (``_cache_reads``).
         """
         cache = self.cache
         if not isinstance(cache, SupportsSetMany):
@@ -836,14 +852,14 @@ class CacheWarmer:
         get = getattr(cache, "get", None)
         if get is None:
             return {}  # a write-only cache: nothing to read back through
-        if get_many is not None and not self._cache_answers():
+        if get_many is not None and not self._cache_reads():
             raise batch_error  # an outage: stop now rather than wait out one timeout per key
         lost: dict[Hashable, str | None] = {}
         for key in keys:
             try:
                 value = get(key, _MISSING)
             except Exception as exc:
-                if not self._cache_answers():
+                if not self._cache_reads():
                     raise
                 lost[key] = (
                     f"cached, but reading it back raises {_describe(exc)}: a view reading it "
@@ -1152,8 +1168,8 @@ class _Collector:
             else random.sample(written, VERIFY_ALL_UP_TO)
         )
         by_loader = set(self.checked_by_loader)
-        ours = [key for key in sample if key not in by_loader]
-        theirs = [key for key in sample if key in by_loader]
+        ours = [key for key in sample if key not in by_loader] if by_loader else sample
+        theirs = [key for key in sample if key in by_loader] if by_loader else []
         chunk = VERIFY_CHUNK
         lost: dict[Hashable, str | None] = {}
         error: str | None = None

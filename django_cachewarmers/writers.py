@@ -17,6 +17,7 @@ the two apart with a probe (``CacheWarmer._cache_answers``), not with a list of 
 from __future__ import annotations
 
 import logging
+import pickle
 import random
 from collections.abc import Hashable, Mapping
 from typing import Any
@@ -141,7 +142,25 @@ class RedisWriter:
         loads = getattr(serializer, "loads", None)
         if loads is None or get_client is None:
             return None
+        if type(serializer).__module__ == "django.core.cache.backends.redis":
+            loads = _django_redis_loads(loads)
         return list(get_client(None).mget(full_keys)), loads
+
+
+def _django_redis_loads(loads: Any) -> Any:
+    """Django's ``RedisSerializer.loads``, minus its ``int(data)`` attempt on data that is a pickle.
+
+    ``RedisSerializer`` stores an int as its digits and anything else as a pickle (protocol 2 and
+    up: first byte 0x80), and ``loads`` tries ``int(data)`` first; on a pickle that always raises
+    ``ValueError``, which costs more than the unpickling itself. Same result, a third of the time.
+    """
+
+    def fast_loads(data: Any) -> Any:
+        if data[:1] == b"\x80":
+            return pickle.loads(data)
+        return loads(data)
+
+    return fast_loads
 
 
 def _is_refused_command(exc: BaseException) -> bool:
