@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import caches
 from django.core.signals import setting_changed
-from django.db import close_old_connections, connections
+from django.db import close_old_connections, connections, transaction
 from django.dispatch import receiver
 
 from django_cachewarmers.conf import conf
@@ -117,13 +117,11 @@ def last_key_count(spec: WarmerSpec) -> int | None:
     try:
         from django_cachewarmers.models import WarmingRun
 
-        row = (
-            WarmingRun.objects.filter(warmer=spec.name)
-            .order_by("-finished_at")
-            .values_list("keys_warmed", "keys_failed")
-            .first()
-        )
-    except Exception:  # no database here (or no access): not known
+        runs = WarmingRun.objects.filter(warmer=spec.name)
+        # A savepoint: a failed query must not break a caller's transaction (PostgreSQL).
+        with transaction.atomic(using=runs.db):
+            row = runs.order_by("-finished_at").values_list("keys_warmed", "keys_failed").first()
+    except Exception:  # no database here (not migrated, no access): not known
         row = None
     if row is not None:
         return int(row[0]) + int(row[1])
