@@ -371,21 +371,17 @@ def _fill_status(row: WarmerStatus, spec: WarmerSpec, warmer: CacheWarmer, now: 
         hot = [key for key, _ in pairs]
     if pages.is_page_warmer(warmer):
         # The page cache stores pages under keys of its own: looking the URLs up as cache keys
-        # would find none of them. Ask the page cache about each URL where that can be done.
-        page_is_cached = getattr(pages, "page_is_cached", None) or _cannot_tell
+        # would find none of them. Ask the page cache that served each URL (known in the
+        # process that rendered it).
         row.presence = probe(
             row.name,
             warmer,
             hot,
-            is_cached=page_is_cached,
+            is_cached=lambda url: pages.page_is_cached(str(url)),
             not_probed=gettext("pages: not probed in this process"),
         )
     else:
         row.presence = probe(row.name, warmer, hot)
-
-
-def _cannot_tell(url: Hashable) -> bool | None:
-    return None
 
 
 def _running_elsewhere(name: str, warmer: CacheWarmer) -> bool:

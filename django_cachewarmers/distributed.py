@@ -379,7 +379,7 @@ def _verify(
     # Keys the chunks' own read-backs found lost were written by this run too.
     cause = found.cause(warmer.io, len(pairs) + stats.keys_lost)
     reason = f"not in the cache when read back after the last chunk: {cause}"
-    missing = found.lost
+    missing = list(found.lost)
     if found.nothing_read_back:
         if stats.run_error is None:
             stats.run_error = f"nothing read back: {cause}"
@@ -391,14 +391,15 @@ def _verify(
     # a chunk than it counted warmed.
     room = [warmed for warmed, _ in chunks]
     lost = 0
-    for _, key, index in missing:
+    for pair in missing:
+        _, key, index = pair
         if room[index] == 0:
             continue
         room[index] -= 1
         lost += 1
         stats.keys_warmed -= 1
         stats.keys_failed += 1
-        stats.add_error(key, reason)
+        stats.add_error(key, found.own_reason(pair) or reason)
     stats.keys_lost += min(lost, lost_in_sample)
     logger.warning(
         "cache warmer %s: %d of %d keys read back after the last chunk were not in the cache: %s",

@@ -57,9 +57,11 @@ class BackendAdapter:
         """
         return None
 
-    def missing(self, full_keys: list[str]) -> list[int] | None:
-        """Indexes of ``full_keys`` not in the cache now, or None to have the engine read back
-        through ``get_many``. Raises what the client raises when the cache cannot be reached."""
+    def read(self, full_keys: list[str]) -> tuple[list[Any], Callable[[Any], Any]] | None:
+        """Read ``full_keys`` back as the cache's ``get_many`` would, but with each key's own
+        answer: the raw replies (None for a miss) and the cache's deserializer that decodes one
+        reply as ``cache.get`` would. None to have the engine read back through ``get_many``.
+        Raises what the client raises when the cache cannot be reached."""
         return None
 
 

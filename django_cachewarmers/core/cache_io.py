@@ -7,7 +7,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Hashable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, MutableMapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from django_cachewarmers.core.backends import BackendAdapter
@@ -76,7 +76,7 @@ class CacheIO:
 
         ``full_keys`` are the keys as the cache made them (prefix, version), when already known.
         Whatever exception a batch write raises, its keys are written again one by one, and a key
-        whose write raises while the cache still answers a probe (``_cache_answers``) fails alone
+        whose write raises while the cache still answers a probe (``answers``) fails alone
         ("value not cacheable"). Raises only when the cache itself no longer answers (unreachable,
         erroring): the caller stops the run.
         """
@@ -150,29 +150,75 @@ class CacheIO:
             return False
         return bool(answered)
 
-    def missing(self, keys: Sequence[Hashable]) -> list[Hashable]:
-        """The ``keys`` a read through the cache would miss right now (one or two round trips).
+    def reads(self) -> bool:
+        """Whether the cache answers a read of a key nobody wrote (without raising).
 
-        The backend adapter's own read when it has one (Django's RedisCache: a multi-key EXISTS);
-        else ``get_many`` (what a request reads through); a mapping: ``in``. Raises what the
-        cache raises.
+        The read-back's outage test: unlike ``answers`` it writes nothing, so it cannot cull a
+        full LocMem, database or file cache while its keys are being read back.
+        """
+        get = getattr(self.cache, "get", None)
+        if get is None:
+            return True
+        try:
+            get(f"cachewarmers:probe:{os.getpid()}:{threading.get_ident()}:{id(self):x}")
+        except Exception:
+            logger.debug("cache warmer %s: the read probe failed", self.name, exc_info=True)
+            return False
+        return True
+
+    def misses(self, keys: Sequence[Hashable]) -> dict[Hashable, str | None]:
+        """The ``keys`` a real read through the cache would not get a value for right now.
+
+        A real read: the cache's own ``get_many`` (one round trip per call, values deserialized
+        as a view's ``cache.get`` would), on every backend; where the backend adapter reads
+        (``BackendAdapter.read``: Django's RedisCache, the ``MGET`` that ``get_many`` sends), each
+        reply is decoded by the cache's own deserializer, so that one bad value fails alone
+        without a second round trip. Returns each such key with a reason of its own, or None
+        when it is simply not there (the caller names the likely cause, ``loss_cause``).
+        A value read back as None counts as missing: ``cache.get(key)`` returns None for a miss,
+        and memcached returns None for a value it cannot decode. When the batch read raises, the
+        keys are read one by one and only a key whose own read raises fails with that error
+        (a value that pickles but does not unpickle); a mapping: ``in``. Raises only when the
+        cache itself stops answering (``reads``).
         """
         cache = self.cache
         if not isinstance(cache, SupportsSetMany):
-            return [key for key in keys if key not in cache]
+            return {key: None for key in keys if key not in cache}
         make_key = getattr(cache, "make_key", None)
         if make_key is not None:
-            absent = self.backend.missing([make_key(key) for key in keys])
-            if absent is not None:
-                return [keys[i] for i in absent]
+            read = self.backend.read([make_key(key) for key in keys])
+            if read is not None:
+                return _decode(keys, *read)
         get_many = getattr(cache, "get_many", None)
+        batch_error: BaseException
         if get_many is not None:
-            found = get_many(list(keys))
-            return [key for key in keys if key not in found]
+            try:
+                found = get_many(list(keys))
+            except Exception as exc:
+                batch_error = exc
+            else:
+                return {key: _read_as_none(found, key) for key in keys if found.get(key) is None}
+        else:
+            batch_error = RuntimeError("no get_many")
         get = getattr(cache, "get", None)
         if get is None:
-            return []  # a write-only cache: nothing to read back through
-        return [key for key in keys if get(key, _MISSING) is _MISSING]
+            return {}  # a write-only cache: nothing to read back through
+        if get_many is not None and not self.reads():
+            raise batch_error  # an outage: stop now rather than wait out one timeout per key
+        lost: dict[Hashable, str | None] = {}
+        for key in keys:
+            try:
+                value = get(key, _MISSING)
+            except Exception as exc:
+                if not self.reads():
+                    raise
+                lost[key] = _unreadable(exc)
+                continue
+            if value is _MISSING:
+                lost[key] = None
+            elif value is None:
+                lost[key] = READS_AS_NONE
+        return lost
 
     def loss_cause(self, written: int) -> str:
         """The likely reason written keys did not read back (computed once per run)."""
@@ -203,3 +249,40 @@ class CacheIO:
             "evicted or expired before the read-back (a TTL shorter than the run, memory "
             "eviction, or another process deleted it)"
         )
+
+
+#: A read-back reason: the value is there, but ``cache.get`` returns None for it.
+READS_AS_NONE = (
+    "it reads back as None, which cache.get() cannot tell from a miss (a value the cache "
+    "cannot decode, e.g. memcached)"
+)
+
+
+def _unreadable(exc: BaseException) -> str:
+    return f"cached, but reading it back raises {exception_text(exc)}: a view reading it would fail"
+
+
+def _read_as_none(found: Mapping[Hashable, Any], key: Hashable) -> str | None:
+    """A read-back reason: the key is in ``get_many``'s reply with the value None, or absent."""
+    return READS_AS_NONE if key in found else None
+
+
+def _decode(
+    keys: Sequence[Hashable], replies: list[Any], loads: Callable[[Any], Any]
+) -> dict[Hashable, str | None]:
+    """The read-back through a backend adapter's ``read``: each raw reply decoded with the
+    cache's own deserializer, as ``cache.get`` decodes it; a reply that does not decode fails its
+    key."""
+    lost: dict[Hashable, str | None] = {}
+    for key, data in zip(keys, replies, strict=True):
+        if data is None:
+            lost[key] = None
+            continue
+        try:
+            value = loads(data)
+        except Exception as exc:
+            lost[key] = _unreadable(exc)
+            continue
+        if value is None:
+            lost[key] = READS_AS_NONE
+    return lost

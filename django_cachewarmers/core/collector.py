@@ -8,11 +8,16 @@ import queue
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from django_cachewarmers.core.loaders import STORED_BY_LOADER, BatchValueLoader, stored_key
+from django_cachewarmers.core.loaders import (
+    STORED_BY_LOADER,
+    BatchValueLoader,
+    loader_hook,
+    stored_key,
+)
 from django_cachewarmers.core.pool import Run
 from django_cachewarmers.core.stats import WarmingStats, exception_text
 
@@ -29,11 +34,11 @@ _POLL_S = 0.05
 #: Read-back verification checks every written key of a run up to this many; above it, a random
 #: sample of this many (docs/guarantees.md, "Read-back verification").
 VERIFY_ALL_UP_TO = 10_000
-#: Keys per read-back round trip (one EXISTS or get_many call): what is cheapest per key while a
-#: reply (get_many returns the values) stays small.
+#: Keys per read-back round trip (one get_many call): what is cheapest per key while a reply
+#: (get_many returns the values) stays small.
 VERIFY_CHUNK = 1000
 
-T = TypeVar("T")
+T = TypeVar("T", bound=Hashable)
 
 
 @dataclass
@@ -42,9 +47,11 @@ class ReadBack(Generic[T]):
 
     #: The items read back: every one up to ``VERIFY_ALL_UP_TO``, else a random sample that big.
     sample: list[T]
-    #: The sampled items not in the cache now; once a round trip raised, it and every later
-    #: item of the sample count as not there.
-    lost: list[T]
+    #: The sampled items a real read would not get a value for now, each with a reason of its
+    #: own (a value that does not decode, a loader's ``check_stored`` answer) or None (simply not
+    #: there: ``cause`` names the likely reason). Once a round trip raised, it and every later
+    #: item read through the cache count as lost.
+    lost: dict[T, str | None] = field(default_factory=dict)
     #: Why a round trip failed ("the read-back failed: ..."), None when every one answered.
     error: str | None = None
 
@@ -54,9 +61,19 @@ class ReadBack(Generic[T]):
         return bool(self.sample) and len(self.lost) == len(self.sample)
 
     def cause(self, io: CacheIO, written: int) -> str:
-        """The likely reason for the losses: the read's own failure, else
-        ``CacheIO.loss_cause(written)`` (``written``: how many keys the run wrote)."""
-        return self.error or io.loss_cause(written)
+        """The likely reason for the losses: the read's own failure; else, when some item is
+        simply not there, ``CacheIO.loss_cause(written)`` (``written``: how many keys the run
+        wrote); else the first item's own reason."""
+        if self.error is not None:
+            return self.error
+        if any(reason is None for reason in self.lost.values()):
+            return io.loss_cause(written)
+        return next((reason for reason in self.lost.values() if reason is not None), "")
+
+    def own_reason(self, item: T) -> str | None:
+        """A lost ``item``'s own reason, or None when the run's ``cause`` explains it (always
+        when the read itself failed)."""
+        return None if self.error is not None else self.lost.get(item)
 
     def sample_note(self, written: int) -> str | None:
         """For a run's errors when only a sample of its ``written`` keys was read and part of it
@@ -71,32 +88,70 @@ class ReadBack(Generic[T]):
 
 
 def read_back(
-    io: CacheIO, items: Sequence[T], key: Callable[[T], Hashable] | None = None
+    io: CacheIO,
+    items: Sequence[T],
+    key: Callable[[T], Hashable] | None = None,
+    *,
+    checked_by_loader: Collection[T] = (),
+    check_stored: Callable[[list[T]], Mapping[T, object]] | None = None,
 ) -> ReadBack[T]:
-    """Read written entries back through ``io``'s cache with the read-back policy: every item up
-    to ``VERIFY_ALL_UP_TO``, a random sample of that many above it, in round trips of
-    ``VERIFY_CHUNK`` keys (``CacheIO.missing``: what a request's read would miss).
+    """Read written entries back with the read-back policy: every item up to
+    ``VERIFY_ALL_UP_TO``, a random sample of that many above it, in round trips of
+    ``VERIFY_CHUNK`` keys through the cache (``CacheIO.misses``: a real read, as a request's).
 
-    ``key(item)``: the cache key an item is read back under (default: the item itself). Used by
-    a run's collector after its last write and by the Celery fan-out after its last chunk, so
-    both count the same way. Never raises: a failing round trip is in ``ReadBack.error``.
+    ``key(item)``: the cache key an item is read back under (default: the item itself). The items
+    in ``checked_by_loader`` (entries a loader stored itself) are asked of the loader's
+    ``check_stored(items)`` hook instead: it maps each item to None when its entry is held, else
+    to the reason. Used by a run's collector after its last write and by the Celery fan-out after
+    its last chunk, so both count the same way. Never raises: a failing round trip is in
+    ``ReadBack.error``, a failing ``check_stored`` fails its items with the reason.
     """
-    key_of = key or (lambda item: cast(Hashable, item))
+    key_of = key or (lambda item: item)
     sample = (
         list(items) if len(items) <= VERIFY_ALL_UP_TO else random.sample(items, VERIFY_ALL_UP_TO)
     )
-    found = ReadBack(sample=sample, lost=[])
-    for start in range(0, len(sample), VERIFY_CHUNK):
-        part = sample[start : start + VERIFY_CHUNK]
+    found = ReadBack(sample=sample)
+    if checked_by_loader and check_stored is not None:
+        asked = set(checked_by_loader)
+        ours = [item for item in sample if item not in asked]
+        theirs = [item for item in sample if item in asked]
+    else:
+        ours, theirs = sample, []
+    for start in range(0, len(ours), VERIFY_CHUNK):
+        part = ours[start : start + VERIFY_CHUNK]
         try:
-            absent = set(io.missing([key_of(item) for item in part]))
+            misses = io.misses([key_of(item) for item in part])
         except Exception as exc:
             found.error = f"the read-back failed: {exception_text(exc)}"
             logger.debug("cache warmer %s: read-back failed", io.name, exc_info=True)
-            found.lost.extend(sample[start:])
+            found.lost.update(dict.fromkeys(ours[start:]))
             break
-        found.lost.extend(item for item in part if key_of(item) in absent)
+        for item in part:
+            target = key_of(item)
+            if target in misses:
+                found.lost[item] = misses[target]
+    for start in range(0, len(theirs), VERIFY_CHUNK):
+        assert check_stored is not None  # narrowed for mypy: theirs is empty without it
+        found.lost.update(_ask_loader(io.name, check_stored, theirs[start : start + VERIFY_CHUNK]))
     return found
+
+
+def _ask_loader(
+    name: str, check_stored: Callable[[list[T]], Mapping[T, object]], items: list[T]
+) -> dict[T, str | None]:
+    """The loader's ``check_stored`` answer for ``items``: the ones not held, with a reason."""
+    try:
+        answer = check_stored(list(items))
+    except Exception as exc:
+        logger.debug("cache warmer %s: check_stored failed", name, exc_info=True)
+        return dict.fromkeys(items, f"the loader's check_stored raised {exception_text(exc)}")
+    lost: dict[T, str | None] = {}
+    for item in items:
+        if item not in answer:
+            lost[item] = "the loader's check_stored gave no answer for this key"
+        elif answer[item] is not None:
+            lost[item] = str(answer[item])
+    return lost
 
 
 class Collector:
@@ -116,6 +171,9 @@ class Collector:
         #: Keys this run wrote (or the loader stored itself), for the read-back verification.
         self.written: list[Hashable] = []
         self.alias: dict[Hashable, Hashable] = {}  # read-back key -> warmer key (``stored_key``)
+        #: Keys the loader stored itself and checks with its ``check_stored`` hook.
+        self.checked_by_loader: list[Hashable] = []
+        self.check_stored = loader_hook(warmer.value_loader, "check_stored")
         self.key_problem = warmer.backend.key_problem
 
     def collect(self, keys: list[Hashable]) -> None:
@@ -206,9 +264,12 @@ class Collector:
         if not self.pending:
             return
         values, self.pending = self.pending, {}
-        for key in [k for k, v in values.items() if v is STORED_BY_LOADER]:
-            del values[key]  # the loader warmed it itself: nothing to write, but verified too
-            self._stored_by_loader(key)
+        for key in [k for k, v in values.items() if v is STORED_BY_LOADER or v is None]:
+            if values.pop(key) is None:
+                # Nothing written: the good value cached before stays (a None would read as a miss).
+                self._fail(key, _LOADED_NONE)
+            else:  # the loader warmed it itself: nothing to write, but verified too
+                self._stored_by_loader(key)
         full_keys: dict[Hashable, str] | None = None
         make_key = getattr(self.warmer.cache, "make_key", None)
         if make_key is not None:  # a Django cache; a plain mapping takes any hashable key
@@ -254,10 +315,17 @@ class Collector:
                 self._written(key)
 
     def _stored_by_loader(self, key: Hashable) -> None:
-        """A ``STORED_BY_LOADER`` key: read back under the key the loader says it stored (by
-        default the warmer's key; a loader, or its function, may define ``stored_key(key)``
-        returning another key of the same cache, or None when the entry cannot be looked up
-        there)."""
+        """A ``STORED_BY_LOADER`` key: the loader stored the entry itself. The read-back asks the
+        loader's ``check_stored(keys)`` hook when it has one (``pages.render_page``: is the page
+        cache that served the page still holding it?). Else it reads back under the key the
+        loader says it stored (``core.loaders.stored_key``: by default the warmer's key; a loader,
+        or its function, may define ``stored_key(key)`` returning another key of the same cache,
+        or None when the entry cannot be looked up there)."""
+        if self.check_stored is not None:
+            self.finished.add(key)
+            self.stats.keys_warmed += 1
+            self.checked_by_loader.append(key)
+            return
         target = stored_key(self.warmer.value_loader, key)
         make_key = getattr(self.warmer.cache, "make_key", None)
         # A key this cache cannot address (too long, not a string) was stored elsewhere.
@@ -282,22 +350,26 @@ class Collector:
 
     def _verify(self) -> None:
         """Read the written keys back (``read_back``); the ones a real read would miss become
-        failed keys. When nothing reads back, every written key fails and the run gets a
-        ``run_error``.
+        failed keys. Keys a loader stored itself are asked of its ``check_stored`` hook instead.
+        When nothing reads back, every written key fails and the run gets a ``run_error``.
         """
-        written = self.written
+        written = self.written + self.checked_by_loader
         if not written:
             return
         stats, warmer = self.stats, self.warmer
-        found = read_back(warmer.io, written)
+        found = read_back(
+            warmer.io,
+            written,
+            checked_by_loader=self.checked_by_loader,
+            check_stored=self.check_stored,
+        )
         stats.keys_verified += len(found.sample)
         if not found.lost:
             return
         lost_in_sample = len(found.lost)
         stats.keys_lost += lost_in_sample
         cause = found.cause(warmer.io, len(written))
-        reason = f"not in the cache when read back: {cause}"
-        lost = found.lost
+        lost = list(found.lost)
         if found.nothing_read_back:
             # Nothing reads back: no written key can be counted warmed, sampled or not.
             if stats.run_error is None:  # an outage seen while writing keeps its own message
@@ -306,10 +378,11 @@ class Collector:
         note = found.sample_note(len(written))
         if note is not None:  # first, so that the bounded error list always keeps it
             stats.add_error_text(note)
+        reason = f"not in the cache when read back: {cause}"
         for key in lost:
             stats.keys_warmed -= 1
             stats.keys_failed += 1
-            stats.add_error(self.alias.get(key, key), reason)
+            stats.add_error(self.alias.get(key, key), found.own_reason(key) or reason)
         if not self.write_failed:  # an outage already had its one line
             logger.warning(
                 "cache warmer %s: %d of %d keys read back were not in the cache: %s",
@@ -328,3 +401,4 @@ class Collector:
 
 
 _TTL_ZERO = "timeout 0 means don't cache (None means never expire)"
+_LOADED_NONE = "the loader returned None, which cache.get() cannot tell from a miss"

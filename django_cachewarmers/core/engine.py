@@ -83,6 +83,11 @@ class CacheWarmer:
         self.io = CacheIO(cache, self.config, self.backend, self.name)
         #: Level of the one summary line logged when a run has failed keys.
         self.failure_log_level = logging.WARNING
+        #: Optional: given this run's key count, the WARNING to log (or None) when the cache
+        #: holds fewer entries than are written into it. None: compare this warmer's own key
+        #: count with the backend's ``max_entries()``. The Django layer sets one that counts every
+        #: warmer writing into the same cache (``registry.max_entries_warning``).
+        self.max_entries_check: Callable[[int], str | None] | None = None
         self._on_thread_exit = on_thread_exit
         self._idle_timeout = idle_timeout
         self._before_load = before_load
@@ -296,6 +301,16 @@ class CacheWarmer:
         return unique
 
     def _warn_max_entries(self, count: int) -> None:
+        check = self.max_entries_check
+        if check is not None:
+            try:
+                message = check(count)
+            except Exception:
+                logger.debug("cache warmer %s: max_entries_check failed", self.name, exc_info=True)
+            else:
+                if message is not None:
+                    logger.warning("cache warmer %s: %s", self.name, message)
+                return
         limit = self.backend.max_entries()
         if limit is not None and count > limit:
             logger.warning(

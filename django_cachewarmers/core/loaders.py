@@ -28,8 +28,9 @@ class _StoredByLoader:
 
 #: A loader returns this when loading the key stored it in the cache by itself
 #: (``pages.render_page`` makes ``cache_page`` store the response): nothing more is written, and
-#: the key counts as warmed once it reads back (under ``loader.stored_key(key)`` when the loader
-#: or its function defines that hook).
+#: the key counts as warmed once it reads back: the loader's ``check_stored(keys)`` hook says
+#: the entry is held, when the loader or its function defines one; else it reads back under
+#: ``loader.stored_key(key)`` (that hook) or the key itself.
 STORED_BY_LOADER: Final = _StoredByLoader()
 
 
@@ -120,7 +121,12 @@ def stored_key(loader: ValueLoader, key: Hashable) -> Hashable | None:
     either defines that hook: another key of the same cache, or None when the entry cannot be
     looked up there (not read back). Without the hook: ``key`` itself.
     """
-    hook = getattr(loader, "stored_key", None) or getattr(
-        getattr(loader, "func", None), "stored_key", None
-    )
-    return hook(key) if callable(hook) else key
+    hook = loader_hook(loader, "stored_key")
+    return hook(key) if hook is not None else key
+
+
+def loader_hook(loader: ValueLoader, name: str) -> Callable[..., Any] | None:
+    """The loader's (or its function's, ``CallableValueLoader.func``) optional hook ``name``
+    (``stored_key``, ``check_stored``), or None when neither defines it."""
+    hook = getattr(loader, name, None) or getattr(getattr(loader, "func", None), name, None)
+    return hook if callable(hook) else None
