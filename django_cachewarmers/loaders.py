@@ -120,7 +120,9 @@ def render_page(url: str) -> _NoStore:
     GET right after the render is answered by Django's page cache; else raises
     ``pages.PageNotWarmed`` saying why (not 2xx, no page cache, a response the page cache does not
     store, or did not keep): a failed key. A site under a sub-path gets ``SCRIPT_NAME`` split off
-    the URL's path (``pages.split_script_name``).
+    the URL's path (``pages.split_script_name``). After the run's last write, its ``check_stored``
+    hook (``pages.check_stored``) checks, without running views, that the page cache that served
+    each page still holds it.
     """
     from django_cachewarmers.pages import render  # the Django layer; the core imports no Django
 
@@ -133,4 +135,13 @@ def _page_entry_not_under_url(url: str) -> None:
     read-back cannot look it up by the URL (see ``CacheWarmer`` read-back, ``stored_key``)."""
 
 
+def _pages_still_cached(urls: list[str]) -> dict[str, str | None]:
+    """The read-back for pages: is each still held by the page cache that served it?
+    (``pages.check_stored``; no view runs)."""
+    from django_cachewarmers.pages import check_stored
+
+    return check_stored(urls)  # type: ignore[return-value]
+
+
 render_page.stored_key = _page_entry_not_under_url  # type: ignore[attr-defined]
+render_page.check_stored = _pages_still_cached  # type: ignore[attr-defined]

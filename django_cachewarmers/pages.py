@@ -10,10 +10,13 @@ from __future__ import annotations
 import io
 import sys
 import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from django.conf import settings
+from django.core.cache import caches
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
 from django.core.signals import setting_changed
 from django.dispatch import receiver
@@ -21,10 +24,11 @@ from django.http import HttpResponseBase
 from django.http.request import split_domain_port, validate_host
 from django.middleware.cache import FetchFromCacheMiddleware
 from django.urls import Resolver404, get_script_prefix, resolve, set_script_prefix
-from django.utils.cache import get_max_age, has_vary_header
+from django.utils.cache import get_cache_key, get_max_age, has_vary_header
 from django.utils.encoding import repercent_broken_unicode
 
 from django_cachewarmers.middleware import RENDER_MARKER, SCRIPT_NAMES_SEEN
+from django_cachewarmers.warmer import cache_max_entries
 
 
 class PageNotWarmed(Exception):
@@ -48,6 +52,8 @@ class _PageRequest(WSGIRequest):
     page_cache_seen = False
     #: A page cache answered it (the view did not run for it).
     page_cache_hit = False
+    #: The ``FetchFromCacheMiddleware`` (or ``CacheMiddleware``, for ``cache_page``) that answered.
+    page_cache_answered_by: Any = None
 
     @property
     def _cache_update_cache(self) -> bool:
@@ -59,10 +65,13 @@ class _PageRequest(WSGIRequest):
     @_cache_update_cache.setter
     def _cache_update_cache(self, value: bool) -> None:
         self.__dict__["_cw_cache_update_cache"] = value
-        if sys._getframe(1).f_code is _FETCH_FROM_CACHE:
+        frame = sys._getframe(1)
+        if frame.f_code is _FETCH_FROM_CACHE:
             self.page_cache_seen = True
             if not value:  # the hit branch (the other False is for a method other than GET/HEAD)
                 self.page_cache_hit = True
+                # Its cache alias and key prefix tell where this page is held (page_is_cached).
+                self.page_cache_answered_by = frame.f_locals.get("self")
 
 
 class _Handler(WSGIHandler):
@@ -267,6 +276,88 @@ def not_stored_reason(response: HttpResponseBase) -> str | None:
     return None
 
 
+#: At most this many pages' page-cache locations are remembered (least recently rendered dropped).
+_MAX_REMEMBERED = 100_000
+_served_lock = threading.Lock()
+#: url -> (cache alias, key prefix, environ of its anonymous GET) of the page cache that served
+#: it at its last render in this process.
+_served_by: OrderedDict[str, tuple[str, str, dict[str, Any]]] = OrderedDict()
+
+
+@receiver(setting_changed)
+def _forget_served_by(*, setting: str, **kwargs: Any) -> None:
+    # Another page cache or middleware stack: where a page was served from is no longer known.
+    if setting in ("CACHES", "MIDDLEWARE", "ROOT_URLCONF") or setting.startswith(
+        "CACHE_MIDDLEWARE_"
+    ):
+        with _served_lock:
+            _served_by.clear()
+
+
+def _remember(url: str, request: _PageRequest) -> None:
+    middleware = request.page_cache_answered_by
+    alias = getattr(middleware, "cache_alias", None)
+    if not isinstance(alias, str):
+        return
+    environ = {k: v for k, v in request.environ.items() if k != "wsgi.input"}
+    with _served_lock:
+        _served_by[url] = (alias, str(middleware.key_prefix or ""), environ)
+        _served_by.move_to_end(url)
+        while len(_served_by) > _MAX_REMEMBERED:
+            _served_by.popitem(last=False)
+
+
+def page_not_cached_reason(url: str) -> str | None:
+    """Why the next anonymous GET of ``url`` would not be served by the page cache that served it
+    at its last render in this process, or None when that cache still holds it.
+
+    No view runs: Django's own ``get_cache_key(request, key_prefix, "GET", cache=cache)`` (the
+    lookup ``FetchFromCacheMiddleware`` makes, with the cache alias and ``key_prefix`` of the
+    middleware that answered) and one ``cache.get`` of that key. Raises ``KeyError`` when ``url``
+    was not rendered by ``render`` in this process, and what the cache raises.
+    """
+    with _served_lock:
+        alias, key_prefix, environ = _served_by[url]
+    cache = caches[alias]
+    request = WSGIRequest({**environ, "wsgi.input": io.BytesIO(b"")})
+    cache_key = get_cache_key(request, key_prefix, "GET", cache=cache)
+    if cache_key is not None and cache.get(cache_key) is not None:
+        return None
+    limit = cache_max_entries(cache)
+    entry = "its headers entry" if cache_key is None else "the page entry"
+    if limit is not None:
+        return (
+            f"the page cache ({alias!r}) no longer holds {entry}: culled by its MAX_ENTRIES "
+            f"({limit}; each page takes 2 entries, headers + page, beside everything else in that "
+            "cache), or expired"
+        )
+    return f"the page cache ({alias!r}) no longer holds {entry}: evicted or expired"
+
+
+def page_is_cached(url: str) -> bool | None:
+    """Whether the next anonymous GET of ``url`` in this process would be served from the page
+    cache, without running the view: True or False, or None when unknown here (``url`` was not
+    warmed by ``render_page`` in this process, or the cache raised). See ``page_not_cached_reason``.
+    """
+    try:
+        return page_not_cached_reason(url) is None
+    except Exception:  # unknown here, or a cache that raises: not a yes or a no
+        return None
+
+
+def check_stored(urls: Sequence[Hashable]) -> dict[Hashable, str | None]:
+    """``render_page``'s read-back hook (``CacheWarmer``'s ``check_stored``): for each URL, None
+    when the page cache that served it at its render still holds it, else the reason. Raises what
+    the cache raises."""
+    answer: dict[Hashable, str | None] = {}
+    for url in urls:
+        try:
+            answer[url] = page_not_cached_reason(str(url))
+        except KeyError:
+            answer[url] = "no page cache location was recorded for it in this process"
+    return answer
+
+
 def render(url: str) -> int:
     """Render ``url`` as an anonymous visitor, then check that a page cache now serves it.
 
@@ -288,12 +379,14 @@ def render(url: str) -> int:
             "middleware saw the request), so rendering it warms nothing"
         )
     if served:
+        _remember(url, request)
         return code  # the render itself was answered from the cache (see README: Limits)
     # The view ran: did a page cache store what it answered? Ask the cache, not the response:
     # cache_page stores the view's response before the outer middleware (CSRF, sessions) add
     # their cookies and headers, and a cache may drop what it was given.
     probe, _ = _get(url)
     if _served_from_cache(probe):
+        _remember(url, probe)
         return code
     reason = not_stored_reason(response)
     if reason is None and request.__dict__.get("_cw_cache_update_cache") is False:

@@ -8,16 +8,22 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import caches
 from django.core.signals import setting_changed
-from django.db import close_old_connections, connections
+from django.db import close_old_connections, connections, transaction
 from django.dispatch import receiver
 
 from django_cachewarmers.conf import conf
-from django_cachewarmers.loaders import BatchValueLoader, CallableValueLoader, ValueLoader
+from django_cachewarmers.loaders import (
+    BatchValueLoader,
+    CallableValueLoader,
+    ValueLoader,
+    render_page,
+)
 from django_cachewarmers.providers import CallableKeyProvider, KeyProvider, StaticKeyProvider
 from django_cachewarmers.spec import AdaptiveKeys, WarmerSpec, get_specs, parse_warmer
-from django_cachewarmers.warmer import CacheWarmer
+from django_cachewarmers.warmer import CacheWarmer, cache_max_entries
 
 
 class UnknownWarmer(KeyError):
@@ -71,7 +77,108 @@ def build_warmer(spec: WarmerSpec) -> CacheWarmer:
     )
     # A required warmer's failure is an error in the log; an optional one's a warning.
     warmer.failure_log_level = logging.WARNING if spec.optional else logging.ERROR
+    name = spec.name
+    warmer.max_entries_check = lambda count: max_entries_warning(name, count)
     return warmer
+
+
+#: Cache entries one key of a ``render_page`` warmer takes in the page cache: Django's cache
+#: middleware stores a headers entry (``learn_cache_key``) and the page itself.
+ENTRIES_PER_PAGE = 2
+
+
+def _is_page_warmer(spec: WarmerSpec) -> bool:
+    return spec.loader is render_page
+
+
+def _entry_cache(spec: WarmerSpec) -> str:
+    """The cache alias a warmer's entries land in: the page cache's for ``render_page`` (the
+    per-site cache's ``CACHE_MIDDLEWARE_ALIAS``, also ``cache_page``'s default), else ``cache``."""
+    return str(settings.CACHE_MIDDLEWARE_ALIAS) if _is_page_warmer(spec) else spec.cache
+
+
+def _store(alias: str) -> tuple[str, str]:
+    """What makes two aliases one store: the same backend and ``LOCATION``."""
+    definition = settings.CACHES.get(alias, {})
+    return str(definition.get("BACKEND", "")), str(definition.get("LOCATION", ""))
+
+
+def last_key_count(spec: WarmerSpec) -> int | None:
+    """How many keys the warmer last wrote, as far as this process knows, or None.
+
+    A fixed key list: its length. Else this process's last run of it, else its latest
+    ``WarmingRun`` row (keys warmed + failed), else an adaptive warmer's ``limit``.
+    """
+    if isinstance(spec.keys, tuple):
+        return len(spec.keys)
+    entry = _entries.get(spec.name)
+    if entry is not None and entry[1].stats.last_warming is not None:
+        return entry[1].stats.keys_attempted
+    try:
+        from django_cachewarmers.models import WarmingRun
+
+        runs = WarmingRun.objects.filter(warmer=spec.name)
+        # A savepoint: a failed query must not break a caller's transaction (PostgreSQL).
+        with transaction.atomic(using=runs.db):
+            row = runs.order_by("-finished_at").values_list("keys_warmed", "keys_failed").first()
+    except Exception:  # no database here (not migrated, no access): not known
+        row = None
+    if row is not None:
+        return int(row[0]) + int(row[1])
+    if isinstance(spec.keys, AdaptiveKeys):
+        return spec.keys.limit
+    return None
+
+
+def max_entries_warning(name: str, count: int) -> str | None:
+    """The run-time WARNING when the warmers writing into warmer ``name``'s cache write more
+    entries than it holds (``MAX_ENTRIES`` of a LocMem, database or file cache), or None.
+
+    Counts every declared warmer whose entries land in the same cache (same alias, or the same
+    backend and ``LOCATION``): ``count`` keys for this run, each other warmer's
+    ``last_key_count``, and ``ENTRIES_PER_PAGE`` entries per ``render_page`` page.
+    """
+    entry = _entries.get(name)
+    own = entry[0] if entry is not None else get_specs().get(name)
+    if own is None:
+        return None
+    alias = _entry_cache(own)
+    limit = cache_max_entries(caches[alias])
+    if limit is None:  # Redis, memcached: they evict by memory, not by count
+        return None
+    specs = get_specs()
+    store = _store(alias)
+    parts: list[str] = []
+    total = 0
+    for other in specs.values():
+        other_alias = _entry_cache(other)
+        if other_alias != alias and _store(other_alias) != store:
+            continue
+        keys = count if other.name == name else last_key_count(other)
+        if keys is None:
+            parts.append(f"{other.name}: key count not known yet")
+            continue
+        if _is_page_warmer(other):
+            entries = keys * ENTRIES_PER_PAGE
+            parts.append(f"{other.name}: {keys} pages x {ENTRIES_PER_PAGE} entries")
+        else:
+            entries = keys
+            parts.append(f"{other.name}: {keys} keys")
+        total += entries
+    if total <= limit:
+        return None
+    shared = len(parts) > 1
+    return (
+        (
+            f"the warmers writing into cache {alias!r} write {total} entries"
+            if shared
+            else f"{total} entries to write into cache {alias!r}"
+        )
+        + f" ({'; '.join(parts)}), but that cache ({type(caches[alias]).__name__}) holds at most "
+        f"MAX_ENTRIES={limit} entries and culls a share of them whenever it is full: not all of "
+        "them can stay cached; raise OPTIONS['MAX_ENTRIES'] of that cache"
+        + (" or give the warmers caches of their own" if shared else "")
+    )
 
 
 def get_entry(name: str) -> tuple[WarmerSpec, CacheWarmer]:

@@ -115,7 +115,7 @@ def cache_max_entries(cache: object) -> int | None:
 #: Read-back verification checks every written key of a run up to this many; above it, a random
 #: sample of this many (docs/guarantees.md, "Read-back verification").
 VERIFY_ALL_UP_TO = 10_000
-#: Keys per read-back round trip (one EXISTS or get_many call): what is cheapest per key while a
+#: Keys per read-back round trip (one get_many call): what is cheapest per key while a
 #: reply (get_many returns the values) stays small.
 VERIFY_CHUNK = 1000
 _MISSING = object()
@@ -321,6 +321,11 @@ class CacheWarmer:
         self._redis_writer = RedisWriter(cache) if is_django_redis_cache(cache) else None
         #: Level of the one summary line logged when a run has failed keys.
         self.failure_log_level = logging.WARNING
+        #: Optional: given this run's key count, the WARNING to log (or None) when the cache
+        #: holds fewer entries than are written into it. None: compare this warmer's own key
+        #: count with ``cache_max_entries(cache)``. The Django layer sets one that counts every
+        #: warmer writing into the same cache (``registry.max_entries_warning``).
+        self.max_entries_check: Callable[[int], str | None] | None = None
         self._on_thread_exit = on_thread_exit
         self._before_load = before_load
         self._init_state()
@@ -538,6 +543,17 @@ class CacheWarmer:
         return list(unique)
 
     def _warn_max_entries(self, count: int) -> None:
+        check = self.max_entries_check
+        if check is not None:
+            # The Django layer counts every warmer writing into the same cache (registry.py).
+            try:
+                message = check(count)
+            except Exception:
+                logger.debug("cache warmer %s: max_entries_check failed", self.name, exc_info=True)
+            else:
+                if message is not None:
+                    logger.warning("cache warmer %s: %s", self.name, message)
+                return
         limit = cache_max_entries(self.cache)
         if limit is not None and count > limit:
             logger.warning(
@@ -784,30 +800,100 @@ class CacheWarmer:
 
     # -- read-back verification (on the calling thread, after the run's last write) ---------
 
-    def _missing(self, keys: Sequence[Hashable]) -> list[Hashable]:
-        """The ``keys`` a read through the cache would miss right now (one or two round trips).
+    def _cache_reads(self) -> bool:
+        """Whether the cache answers a read of a key nobody wrote (without raising).
 
-        Django's RedisCache: a multi-key EXISTS on the writer's client (and, only when some are
-        missing, a pipelined EXISTS per key); other Django caches: ``get_many`` (what a request
-        reads through); a mapping: ``in``. Raises what the cache raises.
+        The read-back's outage test: unlike ``_cache_answers`` it writes nothing, so it cannot
+        cull a full LocMem, database or file cache while its keys are being read back.
+        """
+        get = getattr(self.cache, "get", None)
+        if get is None:
+            return True
+        try:
+            get(f"cachewarmers:probe:{os.getpid()}:{threading.get_ident()}:{id(self):x}")
+        except Exception:
+            logger.debug("cache warmer %s: the read probe failed", self.name, exc_info=True)
+            return False
+        return True
+
+    def _read_back(self, keys: Sequence[Hashable]) -> dict[Hashable, str | None]:
+        """The ``keys`` a real read through the cache would not get a value for right now.
+
+        A real read: the cache's own ``get_many`` (one round trip per call, values deserialized
+        as a view's ``cache.get`` would), on every backend; on Django's RedisCache the ``MGET``
+        that ``get_many`` sends, each reply decoded by the cache's own deserializer
+        (``RedisWriter.read``), so that one bad value fails alone without a second round trip.
+        Returns each such key with a reason of its own, or None when it is simply not there (the
+        caller names the likely cause).
+        A value read back as None counts as missing: ``cache.get(key)`` returns None for a miss,
+        and memcached returns None for a value it cannot decode. When the batch read raises, the
+        keys are read one by one and only a key whose own read raises fails with that error
+        (a value that pickles but does not unpickle); a mapping: ``in``. Raises only when the
+        cache itself stops answering (``_cache_reads``).
         """
         cache = self.cache
         if not isinstance(cache, SupportsSetMany):
-            return [key for key in keys if key not in cache]
+            return {key: None for key in keys if key not in cache}
         if self._redis_writer is not None:
             make_key = cache.make_key  # type: ignore[attr-defined]
-            names = [make_key(key) for key in keys]
-            absent = self._redis_writer.missing(names)
-            if absent is not None:
-                return [keys[i] for i in absent]
+            read = self._redis_writer.read([make_key(key) for key in keys])
+            if read is not None:
+                return self._decode(keys, *read)
         get_many = getattr(cache, "get_many", None)
         if get_many is not None:
-            found = get_many(list(keys))
-            return [key for key in keys if key not in found]
+            try:
+                found = get_many(list(keys))
+            except Exception as exc:
+                batch_error: BaseException = exc
+            else:
+                return {key: _read_as_none(found, key) for key in keys if found.get(key) is None}
+        else:
+            batch_error = RuntimeError("no get_many")
         get = getattr(cache, "get", None)
         if get is None:
-            return []  # a write-only cache: nothing to read back through
-        return [key for key in keys if get(key, _MISSING) is _MISSING]
+            return {}  # a write-only cache: nothing to read back through
+        if get_many is not None and not self._cache_reads():
+            raise batch_error  # an outage: stop now rather than wait out one timeout per key
+        lost: dict[Hashable, str | None] = {}
+        for key in keys:
+            try:
+                value = get(key, _MISSING)
+            except Exception as exc:
+                if not self._cache_reads():
+                    raise
+                lost[key] = (
+                    f"cached, but reading it back raises {_describe(exc)}: a view reading it "
+                    "would fail"
+                )
+                continue
+            if value is _MISSING:
+                lost[key] = None
+            elif value is None:
+                lost[key] = _READS_AS_NONE
+        return lost
+
+    @staticmethod
+    def _decode(
+        keys: Sequence[Hashable], replies: list[Any], loads: Callable[[Any], Any]
+    ) -> dict[Hashable, str | None]:
+        """The read-back of Django's RedisCache: each raw reply decoded with the cache's own
+        deserializer, as ``cache.get`` decodes it; a reply that does not decode fails its key."""
+        lost: dict[Hashable, str | None] = {}
+        for key, data in zip(keys, replies, strict=True):
+            if data is None:
+                lost[key] = None
+                continue
+            try:
+                value = loads(data)
+            except Exception as exc:
+                lost[key] = (
+                    f"cached, but reading it back raises {_describe(exc)}: a view reading it "
+                    "would fail"
+                )
+                continue
+            if value is None:
+                lost[key] = _READS_AS_NONE
+        return lost
 
     def _loss_cause(self, written: int) -> str:
         """The likely reason written keys did not read back (computed once per run)."""
@@ -860,6 +946,9 @@ class _Collector:
         #: Keys this run wrote (or the loader stored itself), for the read-back verification.
         self.written: list[Hashable] = []
         self.alias: dict[Hashable, Hashable] = {}  # read-back key -> warmer key (``stored_key``)
+        #: Keys the loader stored itself and checks with its ``check_stored`` hook.
+        self.checked_by_loader: list[Hashable] = []
+        self.check_stored = self._loader_hook("check_stored")
         self.count_bytes = key_limit_counts_bytes(warmer.cache)
 
     def collect(self, keys: list[Hashable]) -> None:
@@ -950,9 +1039,12 @@ class _Collector:
         if not self.pending:
             return
         values, self.pending = self.pending, {}
-        for key in [k for k, v in values.items() if v is NO_STORE]:
-            del values[key]  # the loader warmed it itself: nothing to write, but verified too
-            self._stored_by_loader(key)
+        for key in [k for k, v in values.items() if v is NO_STORE or v is None]:
+            if values.pop(key) is None:
+                # Nothing written: the good value cached before stays (a None would read as a miss).
+                self._fail(key, _LOADED_NONE)
+            else:  # the loader warmed it itself: nothing to write, but verified too
+                self._stored_by_loader(key)
         full_keys: dict[Hashable, str] | None = None
         make_key = getattr(self.warmer.cache, "make_key", None)
         if make_key is not None:  # a Django cache; a plain mapping takes any hashable key
@@ -997,15 +1089,26 @@ class _Collector:
             else:
                 self._written(key)
 
-    def _stored_by_loader(self, key: Hashable) -> None:
-        """A ``NO_STORE`` key: read back under the key the loader says it stored (by default the
-        warmer's key; a loader, or its function, may define ``stored_key(key)`` returning another
-        key of the same cache, or None when the entry cannot be looked up there)."""
+    def _loader_hook(self, name: str) -> Callable[..., Any] | None:
+        """The loader's (or its function's) optional ``name`` hook (``stored_key``,
+        ``check_stored``), or None."""
         loader = self.warmer.value_loader
-        hook = getattr(loader, "stored_key", None) or getattr(
-            getattr(loader, "func", None), "stored_key", None
-        )
-        target = hook(key) if callable(hook) else key
+        hook = getattr(loader, name, None) or getattr(getattr(loader, "func", None), name, None)
+        return hook if callable(hook) else None
+
+    def _stored_by_loader(self, key: Hashable) -> None:
+        """A ``NO_STORE`` key: the loader stored the entry itself. The read-back asks the loader's
+        ``check_stored(keys)`` hook when it has one (``render_page``: is the page cache that served
+        the page still holding it?). Else it reads back under the key the loader says it stored
+        (by default the warmer's key; a loader, or its function, may define ``stored_key(key)``
+        returning another key of the same cache, or None when the entry cannot be looked up)."""
+        if self.check_stored is not None:
+            self.finished.add(key)
+            self.stats.keys_warmed += 1
+            self.checked_by_loader.append(key)
+            return
+        hook = self._loader_hook("stored_key")
+        target = hook(key) if hook is not None else key
         make_key = getattr(self.warmer.cache, "make_key", None)
         # A key this cache cannot address (too long, not a string) was stored elsewhere.
         if (
@@ -1030,14 +1133,32 @@ class _Collector:
         self.stats.keys_warmed += 1
         self.written.append(key)
 
+    def _ask_loader(self, keys: list[Hashable]) -> dict[Hashable, str | None]:
+        """The loader's ``check_stored`` answer for ``keys``: the ones not held, with a reason."""
+        assert self.check_stored is not None
+        try:
+            answer = self.check_stored(list(keys))
+        except Exception as exc:
+            logger.debug("cache warmer %s: check_stored failed", self.warmer.name, exc_info=True)
+            reason = f"the loader's check_stored raised {_describe(exc)}"
+            return dict.fromkeys(keys, reason)
+        lost: dict[Hashable, str | None] = {}
+        for key in keys:
+            if key not in answer:
+                lost[key] = "the loader's check_stored gave no answer for this key"
+            elif answer[key] is not None:
+                lost[key] = str(answer[key])
+        return lost
+
     def _verify(self) -> None:
         """Read the written keys back; the ones a real read would miss become failed keys.
 
         Every key up to ``VERIFY_ALL_UP_TO``, a random sample of that many above it, in round
-        trips of ``VERIFY_CHUNK`` keys. When nothing reads back, every
-        written key fails and the run gets a ``run_error``.
+        trips of ``VERIFY_CHUNK`` keys (``CacheWarmer._read_back``: a real ``get_many``). Keys a
+        loader stored itself are asked of its ``check_stored`` hook instead. When nothing reads
+        back, every written key fails and the run gets a ``run_error``.
         """
-        written = self.written
+        written = self.written + self.checked_by_loader
         if not written:
             return
         stats, warmer = self.stats, self.warmer
@@ -1046,30 +1167,37 @@ class _Collector:
             if len(written) <= VERIFY_ALL_UP_TO
             else random.sample(written, VERIFY_ALL_UP_TO)
         )
+        by_loader = set(self.checked_by_loader)
+        ours = [key for key in sample if key not in by_loader] if by_loader else sample
+        theirs = [key for key in sample if key in by_loader] if by_loader else []
         chunk = VERIFY_CHUNK
-        lost: list[Hashable] = []
+        lost: dict[Hashable, str | None] = {}
         error: str | None = None
-        for start in range(0, len(sample), chunk):
-            part = sample[start : start + chunk]
+        for start in range(0, len(ours), chunk):
+            part = ours[start : start + chunk]
             try:
-                lost.extend(warmer._missing(part))
+                lost.update(warmer._read_back(part))
             except Exception as exc:
                 error = f"the read-back failed: {_describe(exc)}"
                 logger.debug("cache warmer %s: read-back failed", warmer.name, exc_info=True)
-                lost.extend(sample[start:])
+                lost.update(dict.fromkeys(ours[start:]))
                 break
+        for start in range(0, len(theirs), chunk):
+            lost.update(self._ask_loader(theirs[start : start + chunk]))
         stats.keys_verified += len(sample)
         if not lost:
             return
         lost_in_sample = len(lost)
         stats.keys_lost += lost_in_sample
-        cause = error or warmer._loss_cause(len(written))
+        first_own = next((r for r in lost.values() if r is not None), None)
+        needs_cause = error is not None or any(r is None for r in lost.values())
+        cause = error or (warmer._loss_cause(len(written)) if needs_cause else first_own or "")
         reason = f"not in the cache when read back: {cause}"
         if lost_in_sample == len(sample):
             # Nothing reads back: no written key can be counted warmed, sampled or not.
             if stats.run_error is None:  # an outage seen while writing keeps its own message
                 stats.run_error = f"nothing read back: {cause}"
-            lost = written
+            lost.update({key: lost.get(key) for key in written})
         if len(sample) < len(written) and len(lost) < len(written):
             # First, so that the bounded error list always keeps it.
             estimate = round(len(lost) * len(written) / len(sample))
@@ -1077,17 +1205,20 @@ class _Collector:
                 f"read-back sample: {len(lost)} of {len(sample)} checked keys were lost, so about "
                 f"{estimate} of the {len(written)} written keys are not cached"
             )
-        for key in lost:
+        for key, own in lost.items():
             stats.keys_warmed -= 1
             stats.keys_failed += 1
-            stats.add_error(self.alias.get(key, key), reason)
+            if error is not None:
+                stats.add_error(self.alias.get(key, key), reason)
+            else:
+                stats.add_error(self.alias.get(key, key), reason if own is None else own)
         if not self.write_failed:  # an outage already had its one line
             logger.warning(
                 "cache warmer %s: %d of %d keys read back were not in the cache: %s",
                 warmer.name,
                 lost_in_sample,
                 len(sample),
-                cause,
+                cause if needs_cause else first_own,
             )
 
     def _fail(self, key: Hashable, message: str) -> None:
@@ -1099,6 +1230,16 @@ class _Collector:
 
 
 _TTL_ZERO = "timeout 0 means don't cache (None means never expire)"
+_LOADED_NONE = "the loader returned None, which cache.get() cannot tell from a miss"
+_READS_AS_NONE = (
+    "it reads back as None, which cache.get() cannot tell from a miss (a value the cache "
+    "cannot decode, e.g. memcached)"
+)
+
+
+def _read_as_none(found: Mapping[Hashable, Any], key: Hashable) -> str | None:
+    """A read-back reason: the key is in ``get_many``'s reply with the value None, or absent."""
+    return _READS_AS_NONE if key in found else None
 
 
 def _describe(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ the two apart with a probe (``CacheWarmer._cache_answers``), not with a list of 
 from __future__ import annotations
 
 import logging
+import pickle
 import random
 from collections.abc import Hashable, Mapping
 from typing import Any
@@ -127,24 +128,39 @@ class RedisWriter:
         pipeline.execute()
         return failed
 
-    def missing(self, full_keys: list[str]) -> list[int] | None:
-        """Indexes of ``full_keys`` that are not in Redis now; None to ask the generic read-back.
+    def read(self, full_keys: list[str]) -> tuple[list[Any], Any] | None:
+        """One ``MGET`` of ``full_keys`` on a read client, as ``RedisCache.get_many`` sends it:
+        the raw replies (None for a miss) and the cache's own deserializer (``loads``) to decode
+        each one as ``cache.get`` would. None when this is not a cache we know the insides of.
 
-        One multi-key EXISTS answers "all there" in one round trip with a reply of one integer;
-        only when some are missing does a pipelined EXISTS per key say which. Raises what redis-py
-        raises when the server cannot be reached.
+        ``get_many`` would make and validate every key again and decode all replies or raise for
+        all; the read-back needs each key's own answer. Raises what redis-py raises.
         """
-        if not full_keys:
-            return []
-        if self._client is None:
-            return None  # nothing was written through this writer: read back the generic way
-        client = self._client
-        if int(client.exists(*full_keys)) == len(full_keys):
-            return []
-        pipeline = client.pipeline(transaction=False)
-        for full_key in full_keys:
-            pipeline.exists(full_key)
-        return [i for i, found in enumerate(pipeline.execute()) if not found]
+        client_wrapper = getattr(self.cache, "_cache", None)
+        serializer = getattr(client_wrapper, "_serializer", None)
+        get_client = getattr(client_wrapper, "get_client", None)
+        loads = getattr(serializer, "loads", None)
+        if loads is None or get_client is None:
+            return None
+        if type(serializer).__module__ == "django.core.cache.backends.redis":
+            loads = _django_redis_loads(loads)
+        return list(get_client(None).mget(full_keys)), loads
+
+
+def _django_redis_loads(loads: Any) -> Any:
+    """Django's ``RedisSerializer.loads``, minus its ``int(data)`` attempt on data that is a pickle.
+
+    ``RedisSerializer`` stores an int as its digits and anything else as a pickle (protocol 2 and
+    up: first byte 0x80), and ``loads`` tries ``int(data)`` first; on a pickle that always raises
+    ``ValueError``, which costs more than the unpickling itself. Same result, a third of the time.
+    """
+
+    def fast_loads(data: Any) -> Any:
+        if data[:1] == b"\x80":
+            return pickle.loads(data)
+        return loads(data)
+
+    return fast_loads
 
 
 def _is_refused_command(exc: BaseException) -> bool:

@@ -22,7 +22,13 @@ from django.core.cache.backends.filebased import FileBasedCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.db import connection
 
-from django_cachewarmers import BatchValueLoader, CacheWarmer, StaticKeyProvider, WarmingConfig
+from django_cachewarmers import (
+    BatchValueLoader,
+    CacheWarmer,
+    CallableValueLoader,
+    StaticKeyProvider,
+    WarmingConfig,
+)
 from tests.memcached_server import MemcachedServer
 from tests.redis_server import RedisServer, close_redis
 
@@ -180,3 +186,83 @@ def test_batch_size(backend: tuple[Any, Ttl], batch_size: int) -> None:
     sizes = sorted(len(b) for b in batches)
     full, rest = divmod(len(KEYS), batch_size)
     assert sizes == sorted([batch_size] * full + ([rest] if rest else []))
+
+
+def _explode() -> None:
+    raise ValueError("this value cannot be unpickled")
+
+
+class PicklesButDoesNotUnpickle:
+    """A value whose pickle is fine, but whose unpickling raises (a view's get would fail)."""
+
+    def __reduce__(self) -> tuple[Callable[[], None], tuple[()]]:
+        return (_explode, ())
+
+
+SIX = [f"k:{i}" for i in range(1, 7)]
+
+
+def value_of(key: str) -> dict[str, str]:
+    return {"key": key}
+
+
+def test_the_read_back_is_a_real_read_that_fails_only_the_value_that_does_not_unpickle(
+    backend: tuple[Any, Ttl],
+) -> None:
+    cache, _ = backend
+
+    def load(key: str) -> Any:
+        return PicklesButDoesNotUnpickle() if key == "k:3" else value_of(key)
+
+    stats = CacheWarmer(
+        cache,
+        StaticKeyProvider(SIX),
+        CallableValueLoader(load),
+        WarmingConfig(max_workers=1, batch_size=2, cache_timeout=600),
+        name="unpickle",
+    ).warm()
+    assert (stats.keys_warmed, stats.keys_failed, stats.run_error) == (5, 1, None), stats.errors
+    assert (stats.keys_verified, stats.keys_lost) == (6, 1)
+    (error,) = stats.errors
+    assert error.startswith("k:3: ")
+    # What a view's read of that key does on this backend: raises (pickle-based backends), or
+    # a miss (memcached cannot decode it and returns None).
+    if "memcached" in type(cache).__module__:
+        assert "reads back as None" in error
+        assert cache.get("k:3") is None
+    else:
+        assert "cached, but reading it back raises ValueError: this value cannot be unpickled" in (
+            error
+        )
+        with pytest.raises(ValueError, match="cannot be unpickled"):
+            cache.get("k:3")
+    for key in SIX:
+        if key != "k:3":
+            assert cache.get(key) == value_of(key)
+
+
+@pytest.mark.parametrize("kind", ["per-key", "batch"])
+def test_a_loader_returning_none_fails_that_key_and_keeps_the_good_value(
+    backend: tuple[Any, Ttl], kind: str
+) -> None:
+    cache, _ = backend
+    cache.set("k:1", "good old value", 600)
+
+    def load(key: str) -> Any:
+        return None if key == "k:1" else value_of(key)
+
+    stats = CacheWarmer(
+        cache,
+        StaticKeyProvider(SIX),
+        CallableValueLoader(load)
+        if kind == "per-key"
+        else BatchValueLoader(lambda keys: {key: load(key) for key in keys}),
+        WarmingConfig(max_workers=1, batch_size=2, cache_timeout=600),
+        name="none",
+    ).warm()
+    assert (stats.keys_warmed, stats.keys_failed, stats.run_error) == (5, 1, None)
+    assert (stats.keys_verified, stats.keys_lost) == (5, 0)
+    assert stats.errors == [
+        "k:1: the loader returned None, which cache.get() cannot tell from a miss"
+    ]
+    assert cache.get("k:1") == "good old value"

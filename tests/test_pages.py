@@ -205,3 +205,68 @@ def test_a_warm_reports_the_uncacheable_pages_as_failed_keys_with_their_reasons(
         assert reason in errors, errors
     with override_settings(MIDDLEWARE=PER_SITE):
         assert hit("/shaped/plain/")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("where", ["per-site", "cache_page"])
+def test_pages_are_read_back_after_the_last_write_and_culled_ones_fail(where: str) -> None:
+    # The tester's case: 20 pages (2 entries each: headers + page) into a LocMemCache of
+    # MAX_ENTRIES 30. Whatever the culling left, the run's counts must be the pages a real
+    # anonymous GET is served from the cache, read back after the run's last render.
+    import django_cachewarmers
+    from django_cachewarmers.pages import page_is_cached
+
+    small = {**LOCMEM, "LOCATION": "pages-small", "OPTIONS": {"MAX_ENTRIES": 30}}
+    prefix = "/shaped" if where == "per-site" else "/cached"
+    urls = [f"http://testserver{prefix}/p{i}/" for i in range(20)]
+    warmers = {
+        "pages": {
+            "keys": urls,
+            "loader": "django_cachewarmers.loaders.render_page",
+            "max_workers": 1,
+            "batch_size": 5,
+            "max_retries": 0,
+        }
+    }
+    with override_settings(
+        MIDDLEWARE=PER_SITE if where == "per-site" else PER_VIEW,
+        CACHES={**settings.CACHES, "default": small},
+        CACHE_WARMERS=warmers,
+    ):
+        caches["default"].clear()
+        views.EXECUTIONS.clear()
+        stats = django_cachewarmers.warm("pages")
+        assert stats is not None
+        held = [url for url in urls if page_is_cached(url)]
+        assert 0 < len(held) < 20  # 40 entries cannot fit in 30
+        assert stats.keys_verified == 20
+        assert (stats.keys_warmed, stats.keys_failed, stats.keys_lost) == (
+            len(held),
+            20 - len(held),
+            20 - len(held),
+        ), stats.errors
+        assert stats.run_error is None
+        assert all("culled by its MAX_ENTRIES (30" in str(error) for error in stats.errors)
+        # The truth a real request sees: hits first (a hit writes nothing, so culls nothing).
+        for url in held:
+            assert hit(url.removeprefix("http://testserver")), url
+        for url in urls:
+            if url not in held:
+                assert not hit(url.removeprefix("http://testserver")), url
+        caches["default"].clear()
+
+
+@pytest.mark.django_db
+def test_page_is_cached_answers_without_running_the_view(page_cache: str) -> None:
+    from django_cachewarmers.pages import page_is_cached
+
+    url = "http://testserver/shaped/probe/"
+    assert page_is_cached(url) is None  # never rendered in this process
+    with override_settings(MIDDLEWARE=PER_SITE):
+        assert render_page(url) is NO_STORE
+        runs = views.EXECUTIONS["shaped:probe"]
+        assert page_is_cached(url) is True
+        caches["default"].clear()
+        assert page_is_cached(url) is False
+        assert views.EXECUTIONS["shaped:probe"] == runs  # no view ran for the answers
+        assert not hit("/shaped/probe/")
