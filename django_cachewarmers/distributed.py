@@ -457,7 +457,7 @@ def _verify(
     ``chunks``: per returned chunk, its ``keys_warmed`` and its ``(read-back key, warmer key)``
     pairs. The same policy as ``CacheWarmer``'s read-back (``warmer._Collector._verify``): every
     key up to ``VERIFY_ALL_UP_TO``, a random sample above it, in round trips of ``VERIFY_CHUNK``
-    keys, through the warmer's own lookup (``CacheWarmer._missing``) and loss diagnosis
+    keys, through the warmer's own real read (``CacheWarmer._read_back``) and loss diagnosis
     (``CacheWarmer._loss_cause``). A key that does not read back moves from warmed to failed
     (never more than its chunk counted warmed); when nothing reads back, every written key fails
     and the run gets a ``run_error``. Duplicates the core's bookkeeping because the core's
@@ -472,7 +472,7 @@ def _verify(
     for start in range(0, len(sample), VERIFY_CHUNK):
         part = sample[start : start + VERIFY_CHUNK]
         try:
-            absent = set(warmer._missing([target for target, _, _ in part]))
+            absent = set(warmer._read_back([target for target, _, _ in part]))
         except Exception as exc:
             error = f"the read-back failed: {type(exc).__name__}: {exc}"
             logger.debug("cache warmer %s: read-back failed", name, exc_info=True)
