@@ -241,8 +241,9 @@ def test_the_read_back_is_a_real_read_that_fails_only_the_value_that_does_not_un
             assert cache.get(key) == value_of(key)
 
 
+@pytest.mark.parametrize("kind", ["per-key", "batch"])
 def test_a_loader_returning_none_fails_that_key_and_keeps_the_good_value(
-    backend: tuple[Any, Ttl],
+    backend: tuple[Any, Ttl], kind: str
 ) -> None:
     cache, _ = backend
     cache.set("k:1", "good old value", 600)
@@ -253,7 +254,9 @@ def test_a_loader_returning_none_fails_that_key_and_keeps_the_good_value(
     stats = CacheWarmer(
         cache,
         StaticKeyProvider(SIX),
-        CallableValueLoader(load),
+        CallableValueLoader(load)
+        if kind == "per-key"
+        else BatchValueLoader(lambda keys: {key: load(key) for key in keys}),
         WarmingConfig(max_workers=1, batch_size=2, cache_timeout=600),
         name="none",
     ).warm()
