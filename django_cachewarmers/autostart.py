@@ -67,12 +67,16 @@ def _on_request_started(sender: object, **kwargs: Any) -> None:
     environ = kwargs.get("environ")
     if in_process_request(sender, environ):
         return  # decides nothing: a real request may follow
-    arms = arms_on_request(sender, environ)
-    if _settle() and arms:
-        # get_specs() and the scheduler's start are not this request's work.
-        threading.Thread(
-            target=_start_in_background, name="cachewarmer-autostart", daemon=True
-        ).start()
+    try:
+        arms = not running_tests(sys.argv, os.environ) and bool(conf.AUTOSTART)
+        if _settle() and arms:
+            # get_specs() and the scheduler's start are not this request's work.
+            threading.Thread(
+                target=_start_in_background, name="cachewarmer-autostart", daemon=True
+            ).start()
+    except Exception:
+        # request_started is sent without send_robust: nothing here may fail the request.
+        logger.exception("cache warming could not start at this process's first request")
 
 
 def _settle() -> bool:

@@ -132,7 +132,9 @@ def split_script_name(path: str) -> tuple[str, str]:
             return script, path[len(script) :] or "/"
         raise PageNotWarmed(f"{path!r} is not under FORCE_SCRIPT_NAME {forced!r}")
     # The script names of the real requests this process served: the server's own split.
-    seen = [name for name in SCRIPT_NAMES_SEEN if path == name or path.startswith(name + "/")]
+    # tuple(): one C-level copy, since request threads add to the dict while a loader reads it.
+    names = tuple(SCRIPT_NAMES_SEEN)
+    seen = [name for name in names if path == name or path.startswith(name + "/")]
     if seen:
         script = max(seen, key=len)
         return script, path[len(script) :] or "/"
