@@ -120,3 +120,58 @@ def test_a_server_that_refuses_scripts_gets_a_pipeline(
     finally:
         client.acl_deluser("noscript")
         close_redis(admin)
+
+
+def test_the_cache_proxy_takes_the_redis_fast_path(redis_server: RedisServer) -> None:
+    # ``from django.core.cache import cache`` is Django's ConnectionProxy to caches["default"];
+    # it must get the Redis adapter (per thread), not the generic set_many.
+    from django.core.cache import cache, caches
+    from django.test import override_settings
+
+    from django_cachewarmers.backends.proxy import ProxyAdapter
+
+    redis_caches = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"{redis_server.url}/3",
+        }
+    }
+    with override_settings(CACHES=redis_caches):
+        try:
+            warmer = CacheWarmer(
+                cache,
+                StaticKeyProvider(KEYS),
+                CallableValueLoader(lambda k: {"key": k}),
+                WarmingConfig(batch_size=100, cache_timeout=600, max_workers=2),
+            )
+            proxy = warmer.backend
+            assert isinstance(proxy, ProxyAdapter)
+            adapter = proxy.current()
+            assert isinstance(adapter, RedisAdapter)
+            assert adapter.cache is caches["default"]
+            assert adapter._client is None
+            stats = warmer.warm()
+            assert (stats.keys_warmed, stats.keys_failed) == (250, 0)
+            # The batches went through the Redis adapter (its client exists once it has written).
+            assert proxy.current() is adapter
+            client: Any = adapter._client  # (mypy narrowed it to None above)
+            assert client is not None
+            real = caches["default"]
+            assert real.get("item:9") == {"key": "item:9"}
+            assert 595 <= ttl(real, "item:9") <= 600
+
+            # Another thread resolves the proxy to its own caches["default"] and adapter.
+            seen: list[Any] = []
+            thread = threading.Thread(
+                target=lambda: seen.append((proxy.current(), caches["default"]))
+            )
+            thread.start()
+            thread.join()
+            other_adapter, other_cache = seen[0]
+            assert isinstance(other_adapter, RedisAdapter)
+            assert other_adapter is not adapter
+            assert other_adapter.cache is other_cache is not real
+            close_redis(other_cache)
+        finally:
+            caches["default"].clear()
+            close_redis(caches["default"])

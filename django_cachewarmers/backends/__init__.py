@@ -3,7 +3,9 @@
 ``register()`` registers an adapter (``django_cachewarmers.core.backends``) for each of Django's
 cache backends: ``base`` (every Django cache: the portable-key rule; LocMem, database and file
 caches: their ``MAX_ENTRIES``; DummyCache stores nothing), ``memcached`` (keys counted in bytes),
-``redis`` (one script call per batch). Importing ``django_cachewarmers`` arranges for it to run
+``redis`` (one script call per batch), ``database`` (one upsert per batch on SQLite and
+PostgreSQL), ``proxy`` (``django.core.cache.cache``: the adapter of the cache it stands for).
+Importing ``django_cachewarmers`` arranges for it to run
 at the engine's first lookup; ``AppConfig.ready()`` runs it too.
 """
 
@@ -18,13 +20,16 @@ from django.core.cache.backends.filebased import FileBasedCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.memcached import BaseMemcachedCache
 from django.core.cache.backends.redis import RedisCache
+from django.utils.connection import ConnectionProxy
 
 from django_cachewarmers.backends.base import (
     CullingCacheAdapter,
     DjangoCacheAdapter,
     DummyCacheAdapter,
 )
+from django_cachewarmers.backends.database import DatabaseCacheAdapter
 from django_cachewarmers.backends.memcached import MemcachedAdapter
+from django_cachewarmers.backends.proxy import ProxyAdapter
 from django_cachewarmers.backends.redis import RedisAdapter
 from django_cachewarmers.core import backends as core_backends
 
@@ -34,11 +39,14 @@ __all__ = ["is_per_process", "max_entries", "register"]
 def register() -> bool:
     """Register the adapters of Django's cache backends with the engine (idempotent); True."""
     core_backends.register(BaseCache, DjangoCacheAdapter)
-    for culling in (LocMemCache, DatabaseCache, FileBasedCache):
+    for culling in (LocMemCache, FileBasedCache):
         core_backends.register(culling, CullingCacheAdapter)
+    core_backends.register(DatabaseCache, DatabaseCacheAdapter)
     core_backends.register(DummyCache, DummyCacheAdapter)
     core_backends.register(BaseMemcachedCache, MemcachedAdapter)
     core_backends.register(RedisCache, RedisAdapter)
+    # ``from django.core.cache import cache``: the adapter of the cache it stands for, per thread.
+    core_backends.register(ConnectionProxy, ProxyAdapter)
     return True
 
 
