@@ -23,6 +23,7 @@ from django_cachewarmers.backends.base import (
     DjangoCacheAdapter,
     DummyCacheAdapter,
 )
+from django_cachewarmers.backends.database import DatabaseCacheAdapter
 from django_cachewarmers.backends.memcached import MemcachedAdapter
 from django_cachewarmers.backends.redis import RedisAdapter
 from django_cachewarmers.core.backends import BackendAdapter
@@ -46,7 +47,7 @@ def warmer_for(cache: Any) -> CacheWarmer:
         (lambda tmp: SubclassedRedis("redis://127.0.0.1:1/0", {}), RedisAdapter),
         (lambda tmp: PyMemcacheCache("127.0.0.1:1", {}), MemcachedAdapter),
         (lambda tmp: LocMemCache("adapters", {}), CullingCacheAdapter),
-        (lambda tmp: DatabaseCache("adapters", {}), CullingCacheAdapter),
+        (lambda tmp: DatabaseCache("adapters", {}), DatabaseCacheAdapter),
         (lambda tmp: FileBasedCache(str(tmp), {}), CullingCacheAdapter),
         (lambda tmp: DummyCache("adapters", {}), DummyCacheAdapter),
         (lambda tmp: {}, BackendAdapter),
