@@ -6,6 +6,7 @@ import argparse
 import os
 import platform
 import sys
+import tempfile
 from collections.abc import Callable
 
 
@@ -45,7 +46,17 @@ def configure_django() -> None:
                     "OPTIONS": {"MAX_ENTRIES": 2_000_000},
                 }
             },
-            DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+            DATABASES={
+                "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+                # DatabaseCache on a file, as a project runs it (db_bench routes to it).
+                "cache_file": {
+                    "ENGINE": "django.db.backends.sqlite3",
+                    "NAME": os.path.join(
+                        tempfile.gettempdir(), f"cachewarmers-bench-{os.getpid()}.sqlite3"
+                    ),
+                },
+            },
+            DATABASE_ROUTERS=["benchmarks.db_bench.CacheRouter"],
             INSTALLED_APPS=[
                 "django.contrib.contenttypes",
                 "django.contrib.auth",
@@ -78,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=["tracker", "warm", "redis", "adaptive", "celery", "coverage"],
+        choices=["tracker", "warm", "redis", "proxy", "database", "adaptive", "celery", "coverage"],
         help="run one group",
     )
     parser.add_argument(
@@ -90,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         adaptive_bench,
         celery_bench,
         coverage_bench,
+        db_bench,
         redis_bench,
         tracker_bench,
         warm_bench,
@@ -99,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         "tracker": tracker_bench.run,
         "warm": warm_bench.run,
         "redis": redis_bench.run,
+        "proxy": redis_bench.run_proxy,
+        "database": db_bench.run,
         "adaptive": adaptive_bench.run,
         "celery": celery_bench.run,
         "coverage": coverage_bench.run,

@@ -219,3 +219,65 @@ def run(repeat: int = 3) -> list[dict[str, str]]:
             f" ({parallel / ideal - 1:+.1%} vs ideal; goal within 10%)",
         ),
     ]
+
+
+PROXY_KEYS = 20_000
+
+
+def run_proxy(repeat: int = 3) -> list[dict[str, str]]:
+    """``CacheWarmer(cache, ...)`` with ``from django.core.cache import cache`` (Django's
+    ConnectionProxy) vs ``CacheWarmer(caches["default"], ...)``, on a Django RedisCache that is
+    the project's default cache, against a private redis-server."""
+    from django.core.cache import cache as proxy
+    from django.core.cache import caches
+    from django.test.utils import override_settings
+
+    from django_cachewarmers import CacheWarmer, CallableValueLoader, StaticKeyProvider
+    from django_cachewarmers.core.config import WarmingConfig
+    from tests.redis_server import RedisServer, close_redis
+
+    server = RedisServer()
+    server.start()
+    try:
+        redis_default = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": f"{server.url}/0",
+            }
+        }
+        keys = [f"product:{i}" for i in range(PROXY_KEYS)]
+        timings: dict[str, float] = {}
+        with override_settings(CACHES=redis_default):
+            real = caches["default"]
+
+            def warming(target: Any) -> Callable[[], None]:
+                config = WarmingConfig(batch_size=BATCH, warmup_timeout_s=600)
+                warmer = CacheWarmer(
+                    target, StaticKeyProvider(keys), CallableValueLoader(load), config
+                )
+
+                def go() -> None:
+                    stats = warmer.warm()
+                    assert stats.keys_warmed == PROXY_KEYS, stats.to_dict()
+
+                return go
+
+            # Interleaved, so that both see the same machine load.
+            for _ in range(repeat):
+                for label, target in (("proxy", proxy), ("caches", real)):
+                    seconds = best_of(1, warming(target), real.clear)
+                    timings[label] = min(timings.get(label, seconds), seconds)
+            real.clear()
+            close_redis(real)
+    finally:
+        server.cleanup()
+    rate = {label: PROXY_KEYS / seconds for label, seconds in timings.items()}
+    return [
+        {
+            "benchmark": f"Redis: warm {PROXY_KEYS:,} keys through `from django.core.cache import "
+            "cache` (the proxy) vs through caches['default']",
+            "ours": f"{rate['proxy']:,.0f} keys/s",
+            "baseline": f"{rate['caches']:,.0f} keys/s",
+            "ratio": f"{rate['proxy'] / rate['caches']:.2f}x (goal ~1.00x: the same fast path)",
+        }
+    ]

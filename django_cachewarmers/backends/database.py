@@ -70,6 +70,7 @@ class DatabaseCacheAdapter(CullingCacheAdapter):
         tz = timezone.utc if settings.USE_TZ else None
         adapt = connection.ops.adapt_datetimefield_value
         never = adapt(datetime.max.replace(microsecond=0)) if timeout is None else None
+        adapted: dict[int, Any] = {}
         for key, value in values.items():
             try:
                 pickled = pickle.dumps(value, protocol)
@@ -82,9 +83,12 @@ class DatabaseCacheAdapter(CullingCacheAdapter):
                 expires = never
             else:
                 ttl = jittered(timeout, jitter) if jitter > 0 else timeout
-                # DatabaseCache.get_backend_timeout: now + ttl, as an absolute timestamp.
-                at = datetime.fromtimestamp(cache.get_backend_timeout(ttl), tz=tz)
-                expires = adapt(at.replace(microsecond=0))
+                # DatabaseCache.get_backend_timeout: now + ttl, as an absolute timestamp; Django
+                # keeps it to the second, so a batch has few distinct expiries: adapt each once.
+                stamp = int(cache.get_backend_timeout(ttl))
+                expires = adapted.get(stamp)
+                if expires is None:
+                    expires = adapted[stamp] = adapt(datetime.fromtimestamp(stamp, tz=tz))
             rows[full_key] = (full_key, base64.b64encode(pickled).decode("latin1"), expires)
         if rows:
             self._upsert(db, list(rows.values()))
@@ -101,9 +105,12 @@ class DatabaseCacheAdapter(CullingCacheAdapter):
         limit: int = cache._max_entries
         with transaction.atomic(using=db), connection.cursor() as cursor:
             start = 0
+            count: int | None = None  # rows in the table at most (an upsert may only update)
             while start < len(rows):
-                cursor.execute(f"SELECT COUNT(*) FROM {table}")
-                count = cursor.fetchone()[0]
+                if count is None or count >= limit:
+                    cursor.execute(f"SELECT COUNT(*) FROM {table}")
+                    count = cursor.fetchone()[0]
+                    assert count is not None
                 if count > limit:
                     # DatabaseCache._base_set's rule, with its own cull (expired rows first,
                     # then 1 / CULL_FREQUENCY of the rest).
@@ -114,6 +121,7 @@ class DatabaseCacheAdapter(CullingCacheAdapter):
                 room = max(1, limit + 1 - count)
                 chunk = rows[start : start + min(room, per_statement)]
                 start += len(chunk)
+                count += len(chunk)
                 placeholders = ", ".join(["(%s, %s, %s)"] * len(chunk))
                 cursor.execute(
                     f"INSERT INTO {table} ({key_col}, {value_col}, {expires_col}) "

@@ -40,8 +40,11 @@ class ProxyAdapter(DjangoCacheAdapter):
         return adapter
 
     def key_problem(self, full_key: str) -> str | None:
-        """The target's adapter's answer."""
-        return self.current().key_problem(full_key)
+        """The target's adapter's answer (asked per key: the adapter this thread resolved last,
+        since a key rule depends on the backend, not on the connection; writes resolve anew)."""
+        pair = getattr(self._local, "pair", None)
+        adapter = self.current() if pair is None else pair[1]
+        return adapter.key_problem(full_key)
 
     def max_entries(self) -> int | None:
         """The target's adapter's answer."""
