@@ -8,7 +8,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping, MutableMapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, cast, runtime_checkable
 
 from django_cachewarmers.core.backends import BackendAdapter
 from django_cachewarmers.core.config import DEFAULT_TIMEOUT, WarmingConfig
@@ -27,6 +27,18 @@ class SupportsSetMany(Protocol):
 
 
 Cache = SupportsSetMany | MutableMapping[Any, Any]
+
+
+def is_django_cache(cache: object) -> TypeGuard[SupportsSetMany]:
+    """True for a Django-style cache (``set_many`` and ``set``), proxies included.
+
+    Looked up with ``getattr``, not ``isinstance(cache, SupportsSetMany)``: since Python 3.12 a
+    runtime protocol check reads attributes statically (``inspect.getattr_static``), so it
+    refuses Django's ``ConnectionProxy`` (``from django.core.cache import cache``), whose
+    methods come from ``__getattr__``.
+    """
+    return callable(getattr(cache, "set_many", None)) and callable(getattr(cache, "set", None))
+
 
 _MISSING = object()
 
@@ -81,8 +93,8 @@ class CacheIO:
         erroring): the caller stops the run.
         """
         cache = self.cache
-        if not isinstance(cache, SupportsSetMany):
-            cache.update(values)
+        if not is_django_cache(cache):
+            cast("MutableMapping[Any, Any]", cache).update(values)
             return {}
         try:
             return self._write_batch(cache, values, full_keys)
@@ -133,7 +145,7 @@ class CacheIO:
         its errors (django-redis ``IGNORE_EXCEPTIONS``) or stores nothing fails the probe.
         """
         cache = self.cache
-        if not isinstance(cache, SupportsSetMany):
+        if not is_django_cache(cache):
             return True
         # No warmer name in it: the key must be valid on every backend (memcached: no spaces).
         key = f"cachewarmers:probe:{os.getpid()}:{threading.get_ident()}:{id(self):x}"
@@ -182,8 +194,8 @@ class CacheIO:
         cache itself stops answering (``reads``).
         """
         cache = self.cache
-        if not isinstance(cache, SupportsSetMany):
-            return {key: None for key in keys if key not in cache}
+        if not is_django_cache(cache):
+            return {key: None for key in keys if key not in cast("MutableMapping[Any, Any]", cache)}
         make_key = getattr(cache, "make_key", None)
         if make_key is not None:
             read = self.backend.read([make_key(key) for key in keys])

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from django_cachewarmers.core.backends import adapter_for
-from django_cachewarmers.core.cache_io import Cache, CacheIO, SupportsSetMany
+from django_cachewarmers.core.cache_io import Cache, CacheIO, is_django_cache
 from django_cachewarmers.core.collector import Collector
 from django_cachewarmers.core.config import WarmingConfig
 from django_cachewarmers.core.forks import after_fork_in_child
@@ -62,7 +62,7 @@ class CacheWarmer:
         before_load: Callable[[], None] | None = None,
         idle_timeout: float = IDLE_TIMEOUT_S,
     ) -> None:
-        if not isinstance(cache, (SupportsSetMany, MutableMapping)):
+        if not (is_django_cache(cache) or isinstance(cache, MutableMapping)):
             raise TypeError(
                 "cache must be a Django cache (with set_many) or a mutable mapping, "
                 f"got {type(cache).__name__}"
