@@ -133,14 +133,20 @@ def max_entries_warning(name: str, count: int) -> str | None:
     ``last_key_count``, and ``ENTRIES_PER_PAGE`` entries per ``render_page`` page.
     """
     entry = _entries.get(name)
-    own = entry[0] if entry is not None else get_specs().get(name)
+    specs: dict[str, WarmerSpec] | None = None
+    if entry is not None:
+        own: WarmerSpec | None = entry[0]
+    else:
+        specs = get_specs()
+        own = specs.get(name)
     if own is None:
         return None
     alias = _entry_cache(own)
     limit = max_entries(caches[alias])
     if limit is None:  # Redis, memcached: they evict by memory, not by count
         return None
-    specs = get_specs()
+    if specs is None:  # parse CACHE_WARMERS once per call, not twice
+        specs = get_specs()
     store = _store(alias)
     parts: list[str] = []
     total = 0
