@@ -18,6 +18,8 @@ class Trigger(models.TextChoices):
     ADMIN = "admin", _("Admin")
     API = "api", _("API")
     CELERY = "celery", _("Celery")
+    TASKS = "tasks", _("Django tasks")
+    CHANGE = "change", _("Model change")
 
 
 class WarmingRunQuerySet(models.QuerySet["WarmingRun"]):
