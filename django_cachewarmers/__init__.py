@@ -76,6 +76,10 @@ def warm(
     ``via="local"`` (the default) warms in this process. ``via="celery"`` fans the keys out over
     Celery workers in chunks, waits for them and records one run, with trigger "celery" unless
     another trigger is given (needs ``django-cachewarmers[celery]``; see docs/celery.md).
+    ``via="tasks"`` enqueues the chunks on the default backend of Django's Tasks framework
+    (``TASKS``) and, where that backend can return results, waits for them and records one run
+    with trigger "tasks"; where it cannot, each chunk records its own run and this returns
+    ``None`` once they are enqueued (see docs/tasks.md).
 
     Called outside a transaction, it warms now and returns the run's ``WarmingStats``. Called
     inside an atomic block (``transaction.atomic``, ``ATOMIC_REQUESTS``, the admin's saves, a
@@ -91,16 +95,22 @@ def warm(
     from django_cachewarmers.runner import check_trigger, defer_until_commit, run_warm
 
     check_trigger(trigger)
-    if via not in ("local", "celery"):
-        raise ValueError(f"via: must be 'local' or 'celery', got {via!r}")
+    if via not in ("local", "celery", "tasks"):
+        raise ValueError(f"via: must be 'local', 'celery' or 'tasks', got {via!r}")
     get_entry(name)  # a bad name is the caller's error now, not a failure after a commit
     requested = None if keys is None else list(keys)  # an iterator may not outlive the call
 
-    def run() -> WarmingStats:
+    def run() -> WarmingStats | None:
         if via == "celery":
             from django_cachewarmers.distributed import fan_out
 
             return fan_out(name, keys=requested, trigger="celery" if trigger == "api" else trigger)
+        if via == "tasks":
+            from django_cachewarmers.task_fanout import fan_out_tasks
+
+            return fan_out_tasks(
+                name, keys=requested, trigger="tasks" if trigger == "api" else trigger
+            )
         stats = run_warm(name, keys=requested, trigger=trigger)
         assert stats is not None  # only claimed runs can be skipped
         return stats

@@ -64,6 +64,18 @@ CHECK_IDS: Final[dict[str, str]] = {
     "refresh_interval + warmup_timeout; its entries get the longer TTL.",
     "django_cachewarmers.W004": "A warmer's TTL ('timeout', or its cache's TIMEOUT) is between 0 "
     "and 1 second, which Redis and Memcached cannot store as given.",
+    "django_cachewarmers.E035": "A warmer's 'via' is not 'local', 'tasks' or 'celery'.",
+    "django_cachewarmers.E036": "A warmer's 'via' is 'tasks' or 'celery', but its cache is a "
+    "LocMemCache (local to each process).",
+    "django_cachewarmers.E037": "A warmer's 'via' is 'tasks', but Django's Tasks framework is not "
+    "available (Django < 6.0 without the django-tasks backport).",
+    "django_cachewarmers.E038": "A warmer's 'via' is 'celery', but Celery is not installed.",
+    "django_cachewarmers.E039": "A warmer's 'via' is 'tasks', but the default task backend is not "
+    "usable, or is a DummyBackend (never runs a task).",
+    "django_cachewarmers.W008": "A warmer's 'via' is 'tasks', but the default task backend is an "
+    "ImmediateBackend (runs the tasks in the server process).",
+    "django_cachewarmers.W009": "A warmer's 'via' is set on a 'lazy' warmer, which has no startup "
+    "or scheduled runs.",
 }
 
 _repr = reprlib.Repr()

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
@@ -57,6 +58,20 @@ def _lock_for(name: str) -> threading.Lock:
         return _locks.setdefault(name, threading.Lock())
 
 
+@dataclass(frozen=True)
+class Elsewhere:
+    """A run carried out by other processes (task workers) instead of this one.
+
+    ``run(keys, trigger, hold_mark)`` fans the keys out (``hold_mark``: whether it must take the
+    warmer's running mark itself; False when ``run_warm`` already holds it) and returns the
+    recorded run's stats, or None when the chunks record their own runs. ``wait_s``: the longest
+    it may take, in seconds; the running mark is held that long plus ``RUNNING_MARK_MARGIN_S``.
+    """
+
+    run: Callable[[list[Hashable] | None, str, bool], WarmingStats | None]
+    wait_s: float
+
+
 def run_warm(
     name: str,
     *,
@@ -64,6 +79,7 @@ def run_warm(
     trigger: Trigger = "api",
     claim: ClaimKind | None = None,
     progress: Callable[[int, int], object] | None = None,
+    elsewhere: Elsewhere | None = None,
 ) -> WarmingStats | None:
     """Warm the configured warmer ``name`` and record the run; returns its stats.
 
@@ -74,6 +90,10 @@ def run_warm(
     for that. Runs of one
     warmer in one process are serialized. Raises ``UnknownWarmer`` or ``ImproperlyConfigured``
     for a warmer that is not declared or not valid.
+
+    With ``elsewhere`` (a warmer whose ``via`` is "tasks" or "celery"), the run is fanned out to
+    workers under the same claims instead of warming here; it returns None when the chunks
+    record their own runs.
     """
     spec, warmer = get_entry(name)
     with _lock_for(name):
@@ -98,7 +118,10 @@ def run_warm(
                 else:
                     won = claims.claim_slot(spec.refresh_interval)
                 if won:
-                    ttl = spec.config.warmup_timeout_s + RUNNING_MARK_MARGIN_S
+                    longest = spec.config.warmup_timeout_s
+                    if elsewhere is not None:  # the workers' run, waited for here
+                        longest = elsewhere.wait_s
+                    ttl = longest + RUNNING_MARK_MARGIN_S
                     won = holds_running_mark = claims.acquire_running(ttl)
             except Exception as exc:
                 logger.warning(
@@ -114,7 +137,14 @@ def run_warm(
                 return None
         try:
             started = time.time()
-            stats = _warm_and_record(name, warmer, keys, trigger, progress)
+            if elsewhere is not None:
+                requested = None if keys is None else list(keys)
+                sent = elsewhere.run(requested, trigger, not holds_running_mark)
+                if sent is None:  # the chunks record their own runs
+                    return None
+                stats = sent
+            else:
+                stats = _warm_and_record(name, warmer, keys, trigger, progress)
             if keys is None and stats.ok:
                 _record_run_started(claims, spec, warmer, started)
             return stats
@@ -273,11 +303,16 @@ def start_in_background(name: str, trigger: Trigger = "admin") -> bool:
     )
 
 
-def run_logged(name: str, trigger: Trigger, claim: ClaimKind | None = None) -> None:
+def run_logged(
+    name: str,
+    trigger: Trigger,
+    claim: ClaimKind | None = None,
+    elsewhere: Elsewhere | None = None,
+) -> None:
     """``run_warm`` on a thread of its own: a failure is logged, never raised, and the thread's
     database connections are closed at the end (nothing else would ever close them)."""
     try:
-        run_warm(name, trigger=trigger, claim=claim)
+        run_warm(name, trigger=trigger, claim=claim, elsewhere=elsewhere)
     except (UnknownWarmer, ImproperlyConfigured) as exc:
         logger.error("cache warmer %s: %s run skipped: %s", name, trigger, exc)
     except Exception:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 
 from django.db import close_old_connections
 
 from django_cachewarmers.core.schedule import next_slot, wait_until
+from django_cachewarmers.core.stats import WarmingStats
 from django_cachewarmers.core.threads import ThreadPerName
+from django_cachewarmers.distributed import default_timeout, fan_out
 from django_cachewarmers.parsing import get_specs
 from django_cachewarmers.registry import get_entry
-from django_cachewarmers.runner import ClaimKind, Trigger, run_logged
+from django_cachewarmers.runner import ClaimKind, Elsewhere, Trigger, run_logged
 from django_cachewarmers.spec import WarmerSpec
+from django_cachewarmers.task_fanout import fan_out_tasks
 
 logger = logging.getLogger("django_cachewarmers")
 
@@ -30,6 +33,25 @@ def first_slots(specs: Iterable[WarmerSpec], started: float) -> dict[str, float]
     return {
         spec.name: next_slot(spec.refresh_interval, started) for spec in specs if spec.is_scheduled
     }
+
+
+def elsewhere_for(name: str) -> Elsewhere | None:
+    """How a startup or scheduled run of warmer ``name`` is sent to workers (its ``via``):
+    fanned out through Django's Tasks framework ("tasks", on the default task backend) or Celery
+    ("celery"), under the run's claims; None to warm in this process ("local", or a warmer that
+    is not valid: ``run_logged`` reports that)."""
+    try:
+        spec = get_entry(name)[0]
+    except Exception:
+        return None
+    if spec.via not in ("tasks", "celery"):
+        return None
+    fan = fan_out_tasks if spec.via == "tasks" else fan_out
+
+    def run(keys: list[Hashable] | None, trigger: str, hold_mark: bool) -> WarmingStats | None:
+        return fan(name, keys=keys, trigger=trigger, hold_mark=hold_mark)
+
+    return Elsewhere(run=run, wait_s=default_timeout(spec.config.warmup_timeout_s))
 
 
 class WarmingScheduler:
@@ -117,7 +139,7 @@ class WarmingScheduler:
     def _run_one(self, name: str, trigger: Trigger, claim: ClaimKind) -> None:
         close_old_connections()
         if not self._stop.is_set():
-            run_logged(name, trigger, claim)
+            run_logged(name, trigger, claim, elsewhere_for(name))
 
     def request_stop(self) -> None:
         """Ask the schedule to end soon; safe to call from a signal handler."""

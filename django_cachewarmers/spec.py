@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULTS",
     "FIELDS",
     "KEY_PART",
+    "VIAS",
     "AdaptiveKeys",
     "WarmerSpec",
     "refresh_ttl",
@@ -53,6 +54,8 @@ FIELDS: Final[dict[str, str]] = {
     "warmup_timeout": "Deadline of one run in seconds (> 0, default 60).",
     "retry_backoff": "First retry delay in seconds (>= 0, default 0.1); each next one doubles.",
     "optional": "True: a failure at startup is a warning; False (default): an error.",
+    "via": "Where scheduled and startup runs warm: 'local' (default, in the server process), "
+    "'tasks' (enqueued on Django's Tasks framework) or 'celery' (fanned out over Celery workers).",
 }
 
 #: The options of ``{"adaptive": {...}}`` keys.
@@ -74,7 +77,11 @@ DEFAULTS: Final[dict[str, object]] = {
     "warmup_timeout": _ENGINE.warmup_timeout_s,
     "retry_backoff": _ENGINE.retry_backoff_s,
     "optional": False,
+    "via": "local",
 }
+
+#: The values of a warmer's ``via``: where its scheduled and startup runs warm.
+VIAS: Final[tuple[str, ...]] = ("local", "tasks", "celery")
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,8 @@ class WarmerSpec:
     config: WarmingConfig
     #: The definition as the user gave it.
     raw: Mapping[str, Any]
+    #: Where scheduled and startup runs warm: "local", "tasks" or "celery" (one of ``VIAS``).
+    via: str = "local"
 
     @property
     def is_scheduled(self) -> bool:

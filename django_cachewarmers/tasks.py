@@ -16,20 +16,12 @@ Importing this module imports Celery: nothing in django_cachewarmers imports it 
 from __future__ import annotations
 
 import logging
-import os
-import socket
-from collections.abc import Iterable, Sequence
 from typing import Any
 
 from celery import shared_task
-from django.core.exceptions import ImproperlyConfigured
 
-from django_cachewarmers import claims
 from django_cachewarmers.celery_app import CHUNK_TASK, WARMER_TASK
-from django_cachewarmers.core.engine import CacheWarmer
-from django_cachewarmers.core.loaders import stored_key
-from django_cachewarmers.core.stats import WarmingStats
-from django_cachewarmers.registry import UnknownWarmer, get_entry
+from django_cachewarmers.distributed import warm_one_chunk
 from django_cachewarmers.runner import run_warm
 
 __all__ = ["warm_chunk", "warm_warmer"]
@@ -67,62 +59,4 @@ def warm_chunk(name: str, keys: list[Any], run_id: str = "", index: int = 0) -> 
     Never raises for a bad warmer: the chunk's keys are reported failed, with the reason, so the
     fan-out records it. Idempotent: running a chunk again writes the same values again.
     """
-    worker = f"{socket.gethostname()}:{os.getpid()}"
-    written: list[list[Any]] = []
-    try:
-        _, warmer = get_entry(name)
-    except (UnknownWarmer, ImproperlyConfigured) as exc:
-        message = f"not usable on worker {worker}: {exc}"
-        stats = WarmingStats(keys_failed=len(keys), run_error=message)
-        for key in keys:  # add_error keeps the first MAX_ERRORS and counts the rest
-            stats.add_error(key, "not warmed: the warmer is " + message)
-    else:
-        stats = warmer.warm(list(keys))
-        logger.debug("cache warmer %s: chunk %d of run %s done on %s", name, index, run_id, worker)
-        written = _written_pairs(warmer, keys, stats)
-    data = stats.to_dict()
-    data.update(run_id=run_id, index=index, worker=worker, owner=claims.OWNER, written=written)
-    return data
-
-
-def _written_pairs(
-    warmer: CacheWarmer, keys: Sequence[Any], stats: WarmingStats
-) -> list[list[Any]]:
-    """``[read-back key, warmer key]`` (``[key]`` when they are the same) of the chunk's keys it
-    did not fail, for the fan-out's read-back after the last chunk.
-
-    The failed keys are the ones its errors name ("key: message"). When more keys failed than
-    the bounded error list names, the unnamed ones are sent too, and the fan-out never fails more
-    of the chunk's keys than it counted warmed. A loader that stores its own entries
-    (``STORED_BY_LOADER``) under another key says which with ``stored_key(key)`` (None: not
-    addressable, not read back), as for the read-back of a run in one process
-    (``core.loaders.stored_key``).
-    """
-    failed = _named_failures(keys, stats.errors) if stats.keys_failed else set()
-    pairs: list[list[Any]] = []
-    for key in keys:
-        if key in failed:
-            continue
-        target = stored_key(warmer.value_loader, key)
-        if target is not None:  # [key] when it is read back under itself: half the payload
-            pairs.append([key] if target == key else [target, key])
-    return pairs
-
-
-def _named_failures(keys: Sequence[Any], errors: Iterable[str]) -> set[Any]:
-    """The ``keys`` that ``errors`` (``WarmingStats.errors`` lines) name unambiguously."""
-    prefixes: dict[str, list[Any]] = {}
-    for key in keys:
-        probe = WarmingStats()  # the exact "key: " prefix add_error writes for this key
-        probe.add_error(key, "")
-        prefixes.setdefault(probe.errors[0], []).append(key)
-    named: set[Any] = set()
-    for text in errors:
-        matches = []
-        at = text.find(": ")
-        while at != -1:
-            matches.extend(prefixes.get(text[: at + 2], []))
-            at = text.find(": ", at + 1)
-        if len(matches) == 1:
-            named.add(matches[0])
-    return named
+    return warm_one_chunk(name, keys, run_id, index)

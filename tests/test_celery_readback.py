@@ -139,7 +139,7 @@ def test_celery_run_that_fits_verifies_every_key() -> None:
 
 def test_named_failures_name_each_failed_key_unambiguously() -> None:
     from django_cachewarmers.core.stats import WarmingStats
-    from django_cachewarmers.tasks import _named_failures
+    from django_cachewarmers.distributed import _named_failures
 
     stats = WarmingStats()
     stats.add_error("a", "boom: it broke")

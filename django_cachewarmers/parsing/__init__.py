@@ -45,6 +45,7 @@ from django_cachewarmers.parsing.fields import (
     parse_seconds,
     parse_strategy,
 )
+from django_cachewarmers.parsing.via import parse_via
 from django_cachewarmers.spec import (
     DEFAULTS,
     FIELDS,
@@ -180,6 +181,7 @@ def _inspect(name: object, raw: object) -> tuple[list[checks.CheckMessage], Warm
         for field, positive in _SECONDS_FIELDS.items()
     }
     timeout = parse_timeout(report, name, raw)
+    via = parse_via(report, name, raw, cache, strategy)
 
     optional = raw.get("optional", DEFAULTS["optional"])
     if not isinstance(optional, bool):
@@ -259,5 +261,6 @@ def _inspect(name: object, raw: object) -> tuple[list[checks.CheckMessage], Warm
         optional=optional,
         config=config,
         raw=raw,
+        via=via,
     )
     return report.messages, spec

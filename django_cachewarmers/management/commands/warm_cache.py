@@ -91,7 +91,7 @@ class Command(BaseCommand):
             "--chunk-size",
             type=_positive_int,
             metavar="N",
-            help="keys per Celery task (default: the warmer's batch_size x 10)",
+            help="keys per task, Celery or --tasks (default: the warmer's batch_size x 10)",
         )
         celery.add_argument(
             "--timeout",
@@ -109,6 +109,26 @@ class Command(BaseCommand):
                 "the Celery app, as for `celery -A` (default: $CELERY_APP, else the app your "
                 "project's celery.py creates)"
             ),
+        )
+
+        tasks = parser.add_argument_group(
+            "Django tasks",
+            "enqueue the keys on Django's Tasks framework (django.tasks on Django >= 6.0, the "
+            "django-tasks backport on 5.2); --chunk-size and --timeout apply too",
+        )
+        tasks.add_argument(
+            "--tasks",
+            action="store_true",
+            help=(
+                "warm through a task backend of TASKS: one task per chunk; where the backend can "
+                "return results, wait for them and record one run per warmer (trigger 'tasks'), "
+                "else each chunk records its own run; without NAME, every warmer in turn"
+            ),
+        )
+        tasks.add_argument(
+            "--task-backend",
+            metavar="ALIAS",
+            help="the alias in TASKS to enqueue on (default: 'default')",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -148,6 +168,11 @@ class Command(BaseCommand):
             raise CommandError(f"cache warmer {name!r} is not usable: {exc}") from exc
 
     def check_celery_options(self, options: dict[str, Any], modes: list[str]) -> None:
+        if options.get("tasks"):
+            self.check_tasks_options(options, modes)
+            return
+        if options.get("task_backend") is not None:
+            raise CommandError("--task-backend only goes with --tasks.")
         celery_only = [
             flag
             for flag in ("chunk_size", "timeout", "celery_app")
@@ -156,7 +181,7 @@ class Command(BaseCommand):
         if not options.get("celery"):
             if celery_only:
                 flags = ", ".join("--" + f.replace("_", "-") for f in celery_only)
-                raise CommandError(f"{flags} only go with --celery.")
+                raise CommandError(f"{flags} only go with --celery or --tasks.")
             return
         if modes:
             flags = " and ".join("--" + m.replace("_", "-") for m in modes)
@@ -168,6 +193,15 @@ class Command(BaseCommand):
         except CeleryUnavailable as exc:
             raise CommandError(f"--celery: {exc}") from exc
 
+    def check_tasks_options(self, options: dict[str, Any], modes: list[str]) -> None:
+        if options.get("celery"):
+            raise CommandError("--tasks and --celery cannot be combined.")
+        if options.get("celery_app") is not None:
+            raise CommandError("--celery-app only goes with --celery.")
+        if modes:
+            flags = " and ".join("--" + m.replace("_", "-") for m in modes)
+            raise CommandError(f"--tasks cannot be combined with {flags}.")
+
     def warm(self, targets: list[str], options: dict[str, Any]) -> None:
         if not targets:
             self.stderr.write("No cache warmers are configured (CACHE_WARMERS is empty).")
@@ -175,7 +209,13 @@ class Command(BaseCommand):
         show_progress = (
             not options["no_progress"] and _isatty(self.stderr) and options["verbosity"] > 0
         )
-        run = self._celery_runner(options) if options.get("celery") else _local_runner
+        if options.get("tasks"):
+            run = self._tasks_runner(options)
+        elif options.get("celery"):
+            run = self._celery_runner(options)
+        else:
+            run = _local_runner
+        enqueued: dict[str, str] = {}
         results: dict[str, WarmingStats] = {}
         failed_required: list[str] = []
         busy: list[str] = []
@@ -192,7 +232,11 @@ class Command(BaseCommand):
             finally:
                 if bar is not None:
                     bar.close()
-            assert stats is not None  # unclaimed runs are never skipped
+            if stats is None:  # --tasks on a backend that cannot return results
+                enqueued[name] = self._enqueued_note(name, options)
+                if not options["json"] and options["verbosity"] > 0:
+                    self.stdout.write(enqueued[name])
+                continue
             results[name] = stats
             if not stats.ok and not spec.optional:
                 failed_required.append(name)
@@ -218,7 +262,9 @@ class Command(BaseCommand):
                     )
                 )
         if options["json"]:
-            self.stdout.write(json.dumps({n: s.to_dict() for n, s in results.items()}))
+            report: dict[str, Any] = {n: s.to_dict() for n, s in results.items()}
+            report.update({n: {"enqueued": True, "note": note} for n, note in enqueued.items()})
+            self.stdout.write(json.dumps(report))
         problems = []
         if failed_required:
             problems.append(f"keys failed in required warmer(s): {', '.join(failed_required)}")
@@ -252,6 +298,54 @@ class Command(BaseCommand):
                 raise CommandError(f"--celery: {exc}") from exc
 
         return run
+
+    def _tasks_runner(self, options: dict[str, Any]) -> _Runner:
+        from django_cachewarmers.distributed import UnsendableKeys, WarmerBusy
+        from django_cachewarmers.task_fanout import fan_out_tasks
+        from django_cachewarmers.tasks_framework import (
+            TasksUnavailable,
+            get_backend,
+            returns_results,
+        )
+
+        alias = options.get("task_backend")
+        try:
+            backend = get_backend(alias)
+        except TasksUnavailable as exc:
+            raise CommandError(f"--tasks: {exc}") from exc
+        wait = options.get("timeout") is not None
+        if wait and not returns_results(backend):
+            raise CommandError(
+                f"--timeout: task backend {backend.alias!r} ({type(backend).__name__}) cannot "
+                "return results (supports_get_result is False), so nothing can wait for the "
+                "chunks. Leave out --timeout (each chunk then records its own run), or use a "
+                "backend that returns results (e.g. django-tasks-db's DatabaseBackend)."
+            )
+
+        def run(name: str, keys: list[str] | None, bar: ProgressBar | None) -> WarmingStats | None:
+            try:
+                return fan_out_tasks(
+                    name,
+                    keys=keys,
+                    chunk_size=options.get("chunk_size"),
+                    timeout=options.get("timeout"),
+                    progress=bar,
+                    backend=alias,
+                    wait=True if wait else None,
+                )
+            except WarmerBusy as exc:
+                raise _Busy(str(exc)) from exc
+            except (TasksUnavailable, UnsendableKeys) as exc:
+                raise CommandError(f"--tasks: {exc}") from exc
+
+        return run
+
+    def _enqueued_note(self, name: str, options: dict[str, Any]) -> str:
+        alias = options.get("task_backend") or "default"
+        return (
+            f"{name}: enqueued on task backend {alias!r}, which cannot return results: each "
+            "chunk records its own run (trigger 'tasks') when a worker runs it"
+        )
 
     def _summary(self, name: str, stats: WarmingStats, *, optional: bool) -> str:
         line = (
@@ -352,7 +446,7 @@ _Runner = Callable[[str, "list[str] | None", "ProgressBar | None"], "WarmingStat
 
 
 class _Busy(Exception):
-    """Another run of the warmer holds its running mark (only with --celery)."""
+    """Another run of the warmer holds its running mark (only with --celery or --tasks)."""
 
 
 def _is_per_process(cache: object) -> bool:
