@@ -51,7 +51,11 @@ def framework() -> ModuleType:
         except (ImportError, ValueError):  # a parent package that is not there, or blocked
             found = False
         if found:
-            return importlib.import_module(name)
+            module = importlib.import_module(name)
+            # Its setting_changed receiver (rebuild the backends when TASKS changes): the
+            # backport connects it only once its app is ready, and it may not be installed.
+            importlib.import_module(f"{name}.signals")
+            return module
     raise TasksUnavailable(f"Django's Tasks framework is not available: {INSTALL_HINT}.")
 
 
