@@ -89,7 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=["tracker", "warm", "redis", "proxy", "database", "adaptive", "celery", "coverage"],
+        choices=[
+            "tracker",
+            "warm",
+            "redis",
+            "proxy",
+            "database",
+            "adaptive",
+            "celery",
+            "tasks",
+            "coverage",
+        ],
         help="run one group",
     )
     parser.add_argument(
@@ -103,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         coverage_bench,
         db_bench,
         redis_bench,
+        tasks_bench,
         tracker_bench,
         warm_bench,
     )
@@ -115,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         "database": db_bench.run,
         "adaptive": adaptive_bench.run,
         "celery": celery_bench.run,
+        "tasks": tasks_bench.run,
         "coverage": coverage_bench.run,
     }
     rows: list[dict[str, str]] = []

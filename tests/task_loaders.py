@@ -28,3 +28,11 @@ def pid_load(key: str) -> str:
 
 def page_keys() -> list[str]:
     return [f"page:{i}" for i in range(200)]
+
+
+def slow_batch(keys: list[str]) -> dict[str, str]:
+    """An I/O-bound batch loader: sleeps CW_BATCH_DELAY seconds per call (default 0.05)."""
+    import time
+
+    time.sleep(float(os.environ.get("CW_BATCH_DELAY", "0.05")))
+    return {key: f"value of {key}" for key in keys}

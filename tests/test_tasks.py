@@ -95,7 +95,7 @@ def test_tasks_on_the_immediate_backend_record_one_run_of_all_chunks(enqueued: l
     assert [r.task.module_path for r in enqueued] == [
         "django_cachewarmers.task_chunks.warm_chunk"
     ] * 3
-    assert [r.args[3:] for r in enqueued] == [[0, False, "tasks"], [1, False, "tasks"], [2, False, "tasks"]]
+    assert [r.args[3:] for r in enqueued] == [[i, False, "tasks"] for i in range(3)]
     assert {r.status for r in enqueued} == {"SUCCESSFUL"}
     assert caches["default"].get("tk:3") == "value of tk:3"
     assert caches["default"].get("tk:7") is None
@@ -108,7 +108,8 @@ def test_warm_via_tasks_returns_the_run_and_keeps_the_given_trigger() -> None:
     assert stats is not None
     assert (stats.keys_warmed, stats.keys_failed) == (2, 0)
     stats = django_cachewarmers.warm("w", keys=["tk:3"], via="tasks", trigger="admin")
-    assert stats is not None and stats.keys_warmed == 1
+    assert stats is not None
+    assert stats.keys_warmed == 1
     assert _runs("w") == [("tasks", 2, 0), ("admin", 1, 0)]
     with pytest.raises(ValueError, match="via: must be 'local', 'celery' or 'tasks'"):
         django_cachewarmers.warm("w", via="rq")
@@ -239,8 +240,9 @@ def test_via_without_the_framework_or_celery_installed_is_an_error(
     assert [m.id for m in messages] == ["django_cachewarmers.E037"]
     assert "install the django-tasks backport" in messages[0].msg
     assert _ids({**SHARED, "via": "celery"}) == ["django_cachewarmers.E038"]
-    with override_settings(CACHE_WARMERS={"w": WARMER}), pytest.raises(
-        CommandError, match="--tasks: Django's Tasks framework is not available"
+    with (
+        override_settings(CACHE_WARMERS={"w": WARMER}),
+        pytest.raises(CommandError, match="--tasks: Django's Tasks framework is not available"),
     ):
         call_command("warm_cache", "w", "--tasks")
 
@@ -267,7 +269,8 @@ def test_a_startup_run_of_a_via_tasks_warmer_is_sent_once_under_its_claim(
     assert sent is not None
     assert sent.wait_s == default_timeout(60.0)
     stats = run_warm("sent", trigger="startup", claim="startup", elsewhere=sent)
-    assert stats is not None and (stats.keys_warmed, stats.keys_failed) == (23, 2)
+    assert stats is not None
+    assert (stats.keys_warmed, stats.keys_failed) == (23, 2)
     assert len(enqueued) == 2  # chunks, not a load in this process's own pool
     assert _runs("sent") == [("startup", 23, 2)]
     # Once per cluster: the startup claim is taken, a second process's startup run skips.
