@@ -64,6 +64,10 @@ CHECK_IDS: Final[dict[str, str]] = {
     "refresh_interval + warmup_timeout; its entries get the longer TTL.",
     "django_cachewarmers.W004": "A warmer's TTL ('timeout', or its cache's TIMEOUT) is between 0 "
     "and 1 second, which Redis and Memcached cannot store as given.",
+    "django_cachewarmers.E026": "A warmer's 'fresh_for' is not a number of seconds > 0 or None.",
+    "django_cachewarmers.E027": "A warmer's 'fresh_for' is not less than the TTL of its entries.",
+    "django_cachewarmers.W005": "A warmer with 'fresh_for' uses a FileBasedCache, whose add() "
+    "cannot single-flight loads and refreshes across processes.",
 }
 
 _repr = reprlib.Repr()

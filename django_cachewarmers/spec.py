@@ -53,6 +53,9 @@ FIELDS: Final[dict[str, str]] = {
     "warmup_timeout": "Deadline of one run in seconds (> 0, default 60).",
     "retry_backoff": "First retry delay in seconds (>= 0, default 0.1); each next one doubles.",
     "optional": "True: a failure at startup is a warning; False (default): an error.",
+    "fresh_for": "Seconds an entry counts as fresh for get(); an older one is served at once "
+    "while one background refresh reloads it (stale-while-revalidate). A number > 0 and less "
+    "than the entries' TTL; default None: get() is a plain read-through.",
 }
 
 #: The options of ``{"adaptive": {...}}`` keys.
@@ -74,6 +77,7 @@ DEFAULTS: Final[dict[str, object]] = {
     "warmup_timeout": _ENGINE.warmup_timeout_s,
     "retry_backoff": _ENGINE.retry_backoff_s,
     "optional": False,
+    "fresh_for": None,
 }
 
 
@@ -103,6 +107,8 @@ class WarmerSpec:
     config: WarmingConfig
     #: The definition as the user gave it.
     raw: Mapping[str, Any]
+    #: Seconds an entry counts as fresh for ``get`` (None: no stale-while-revalidate).
+    fresh_for: float | None = None
 
     @property
     def is_scheduled(self) -> bool:

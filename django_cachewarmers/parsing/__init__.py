@@ -45,6 +45,7 @@ from django_cachewarmers.parsing.fields import (
     parse_seconds,
     parse_strategy,
 )
+from django_cachewarmers.parsing.freshness import check_fresh_for, parse_fresh_for
 from django_cachewarmers.spec import (
     DEFAULTS,
     FIELDS,
@@ -180,6 +181,7 @@ def _inspect(name: object, raw: object) -> tuple[list[checks.CheckMessage], Warm
         for field, positive in _SECONDS_FIELDS.items()
     }
     timeout = parse_timeout(report, name, raw)
+    fresh_for = parse_fresh_for(report, name, raw)
 
     optional = raw.get("optional", DEFAULTS["optional"])
     if not isinstance(optional, bool):
@@ -225,6 +227,9 @@ def _inspect(name: object, raw: object) -> tuple[list[checks.CheckMessage], Warm
             float(seconds["warmup_timeout"]),
         )
 
+    if not check_fresh_for(report, name, fresh_for, cache, timeout):
+        return report.messages, None
+
     retry_backoff = float(seconds["retry_backoff"])
     try:
         config = WarmingConfig(
@@ -259,5 +264,6 @@ def _inspect(name: object, raw: object) -> tuple[list[checks.CheckMessage], Warm
         optional=optional,
         config=config,
         raw=raw,
+        fresh_for=fresh_for,
     )
     return report.messages, spec
