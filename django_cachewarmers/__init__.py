@@ -33,7 +33,7 @@ from django_cachewarmers.core.tracker import AccessTracker
 __version__ = "0.1.0.dev0"
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Hashable, Iterable
+    from collections.abc import Hashable, Iterable
     from typing import Any
 
     from django_cachewarmers.registry import UnknownWarmer
@@ -121,7 +121,8 @@ def track(key: Hashable, tracker: str = "keys") -> None:
     _track(key, tracker)
 
 
-_read: Callable[[str, Any], Any] | None = None
+#: ``readpath``'s readers by warmer name (the same dict object for the process's life).
+_readers: dict[str, Any] | None = None
 
 
 def get(name: str, key: Any) -> Any:
@@ -140,18 +141,19 @@ def get(name: str, key: Any) -> Any:
     for a key a warm would refuse (before the cache is touched), ``NoValue`` when the loader gives
     None on a miss, and the loader's own exception when a miss fails (nothing is written).
     """
-    read = _read
-    if read is None:
-        read = _read_path()
-    return read(name, key)
+    readers = _readers
+    found = None if readers is None else readers.get(name)
+    if found is None:
+        return _first_read(name, key)
+    return found.get(key)
 
 
-def _read_path() -> Callable[[str, Any], Any]:
-    global _read
-    from django_cachewarmers.readpath import get as read
+def _first_read(name: str, key: Any) -> Any:
+    global _readers
+    from django_cachewarmers import readpath
 
-    _read = read
-    return read
+    _readers = readpath._readers
+    return readpath.get(name, key)
 
 
 async def aget(name: str, key: Any) -> Any:

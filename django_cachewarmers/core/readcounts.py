@@ -38,23 +38,25 @@ class ReadCounts:
     ``BACKLOG_LIMIT`` events, as ``AccessTracker.record_access_later`` does.
     """
 
-    __slots__ = ("_backlog", "_counts", "_lock")
+    __slots__ = ("_counts", "_lock", "backlog")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._backlog: deque[int] = deque()
+        #: The events not counted yet. A hot path may append to it directly (as ``record`` does,
+        #: calling ``flush()`` when it holds ``BACKLOG_LIMIT``), saving a call.
+        self.backlog: deque[int] = deque()
         self._counts = [0] * len(EVENTS)
 
     def record(self, event: int) -> None:
         """Count one event (``HIT``, ``MISS``, ``STALE``, ``REFRESH`` or ``REFRESH_FAILED``)."""
-        backlog = self._backlog
+        backlog = self.backlog
         backlog.append(event)
         if len(backlog) >= BACKLOG_LIMIT:
             self.flush()
 
     def flush(self) -> None:
         """Count every event recorded so far."""
-        backlog = self._backlog
+        backlog = self.backlog
         if not backlog:
             return
         with self._lock:
@@ -75,5 +77,5 @@ class ReadCounts:
     def reset(self) -> None:
         """Forget every count (and replace the lock: a forked child's may be held)."""
         self._lock = threading.Lock()
-        self._backlog.clear()
+        self.backlog.clear()
         self._counts = [0] * len(EVENTS)

@@ -31,6 +31,7 @@ from django_cachewarmers.core.cache_io import CacheIO
 from django_cachewarmers.core.config import WarmingConfig
 from django_cachewarmers.core.loaders import STORED_BY_LOADER, BatchValueLoader, ValueLoader
 from django_cachewarmers.core.readcounts import (
+    BACKLOG_LIMIT,
     HIT,
     MISS,
     REFRESH,
@@ -45,6 +46,20 @@ from django_cachewarmers.core.stats import exception_text
 __all__ = ["KeyNames", "NoValue", "ReadThrough", "key_problem", "write_times"]
 
 logger = logging.getLogger("django_cachewarmers")
+
+#: A checked key of a warmer without ``fresh_for``.
+_PLAIN = ""
+
+
+class _Aged:
+    """A checked key of a warmer with ``fresh_for``: its companion key, and both made keys."""
+
+    __slots__ = ("companion", "full_keys")
+
+    def __init__(self, companion: str, full_keys: list[str]) -> None:
+        self.companion = companion
+        self.full_keys = full_keys
+
 
 #: Keys whose rules were checked are remembered (their companion key with them) up to this many.
 CHECKED_KEYS = 4096
@@ -156,6 +171,7 @@ class ReadThrough:
         self.fresh_for = fresh_for
         self._fresh_for = fresh_for or 0.0
         self.counts = counts if counts is not None else ReadCounts()
+        self._hits = self.counts.backlog
         self.lock_ttl = lock_ttl(config.warmup_timeout_s)
         #: After a failed refresh, the next one of that key waits this long (and so its log line).
         self.retry_after = max(1, math.ceil(fresh_for or 1))
@@ -164,7 +180,7 @@ class ReadThrough:
         self._clock = clock
         self._local = threading.local()
         self._flight: SingleFlight[Any] = SingleFlight()
-        self._checked: dict[Hashable, str] = {}
+        self._checked: dict[Hashable, _Aged | str] = {}
         self._logged: dict[Hashable, float] = {}
         self._owner = f"{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.names = KeyNames.for_cache(prefix, self._thread_cache(), self._local.io.backend)
@@ -182,38 +198,60 @@ class ReadThrough:
         the loader gives None. A failing cache is logged and read around: the value is loaded.
         """
         try:
-            companion = self._checked.get(key)
+            entry = self._checked.get(key)
         except TypeError:
-            companion = None  # unhashable: _check says so
-        if companion is None:
-            companion = self._check(key)
+            entry = None  # unhashable: _check says so
+        if entry is None:
+            entry = self._check(key)
         try:
             cache = self._local.cache
         except AttributeError:
             cache = self._thread_cache()
-        if not companion:
+        if isinstance(entry, str):  # no fresh_for
             try:
                 value = cache.get(key)
             except Exception as exc:
                 return self._read_failed(key, exc)
             if value is not None:
-                self.counts.record(HIT)
+                hits = self._hits  # ReadCounts.record(HIT), inlined: this is every hit's cost
+                hits.append(HIT)
+                if len(hits) >= BACKLOG_LIMIT:
+                    self.counts.flush()
                 return value
             return self._miss(key)
         try:
-            found = cache.get_many([key, companion])
+            value, written = self._read_with_age(cache, key, entry)
         except Exception as exc:
             return self._read_failed(key, exc)
-        value = found.get(key)
         if value is None:
             return self._miss(key)
-        written = found.get(companion)
         if type(written) is float and self._clock() - written < self._fresh_for:
-            self.counts.record(HIT)
+            hits = self._hits
+            hits.append(HIT)
+            if len(hits) >= BACKLOG_LIMIT:
+                self.counts.flush()
             return value
         self.counts.record(STALE)
         self.refresher.submit(key, lambda: self._refresh(key))
         return value
+
+    def _read_with_age(self, cache: Any, key: Any, entry: _Aged) -> tuple[Any, Any]:
+        """The value of ``key`` and its write time, in one round trip: the backend adapter's raw
+        read where it has one (Django's RedisCache: one MGET, decoded by the cache's own
+        deserializer, without ``get_many``'s second making and checking of the keys), else the
+        cache's ``get_many``."""
+        read = self._local.read
+        if read is not None:
+            answer = read(entry.full_keys)
+            if answer is not None:
+                (data, data_written), loads = answer
+                return (
+                    None if data is None else loads(data),
+                    None if data_written is None else loads(data_written),
+                )
+            self._local.read = None  # this backend has no raw read: get_many from now on
+        found = cache.get_many([key, entry.companion])
+        return found.get(key), found.get(entry.companion)
 
     def check_key(self, key: Any) -> None:
         """Raise ``ValueError`` when a warm would refuse ``key`` (``key_problem``)."""
@@ -224,16 +262,22 @@ class ReadThrough:
             pass
         self._check(key)
 
-    def _check(self, key: Any) -> str:
-        problem = key_problem(self._thread_cache_or_reference(), self._local.io.backend, key)
+    def _check(self, key: Any) -> _Aged | str:
+        cache = self._thread_cache_or_reference()
+        problem = key_problem(cache, self._local.io.backend, key)
         if problem is not None:
             raise ValueError(f"cache warmer {self.name}: invalid cache key {key!r}: {problem}")
-        companion = self.names.companion(key) if self.fresh_for is not None else ""
+        entry: _Aged | str = _PLAIN
+        if self.fresh_for is not None:
+            companion = self.names.companion(key)
+            make_key = getattr(cache, "make_key", None)
+            full_keys = [] if make_key is None else [make_key(key), make_key(companion)]
+            entry = _Aged(companion, full_keys)
         checked = self._checked
         if len(checked) >= CHECKED_KEYS:
             checked.clear()
-        checked[key] = companion
-        return companion
+        checked[key] = entry
+        return entry
 
     def _thread_cache_or_reference(self) -> Any:
         try:
@@ -244,7 +288,9 @@ class ReadThrough:
     def _thread_cache(self) -> Any:
         """This thread's cache object (and its ``CacheIO``), made on first use."""
         cache = self._connect()
-        self._local.io = CacheIO(cache, self.config, adapter_for(cache), self.name)
+        io = self._local.io = CacheIO(cache, self.config, adapter_for(cache), self.name)
+        has_keys = getattr(cache, "make_key", None) is not None
+        self._local.read = io.backend.read if has_keys else None
         self._local.cache = cache
         return cache
 
