@@ -459,6 +459,21 @@ def test_the_dashboard_shows_the_counts(locmem: Any, source: Source) -> None:
     assert "1 miss" in rows["fresh"].reads_display
 
 
+@pytest.mark.django_db
+def test_the_admin_overview_page_shows_the_counts(
+    locmem: Any, source: Source, admin_client: Any
+) -> None:
+    from django.urls import reverse
+
+    django_cachewarmers.get("fresh", "product:1")
+    django_cachewarmers.get("fresh", "product:1")
+    page = admin_client.get(reverse("admin:django_cachewarmers_warmer_changelist"))
+    content = page.content.decode()
+    assert page.status_code == 200
+    assert "Reads through get()" in content
+    assert "1 hit, 1 miss, 0 stale served, 0 refreshes, 0 refreshes failed" in content
+
+
 def test_counts_of_other_processes_are_merged(redis: Any, source: Source) -> None:
     # Another process's published snapshot, as its publisher thread writes it.
     other = {
