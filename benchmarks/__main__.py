@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             "celery",
             "tasks",
             "coverage",
+            "coverage",
+            "readpath",
         ],
         help="run one group",
     )
@@ -112,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         celery_bench,
         coverage_bench,
         db_bench,
+        readpath_bench,
         redis_bench,
         tasks_bench,
         tracker_bench,
@@ -128,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "celery": celery_bench.run,
         "tasks": tasks_bench.run,
         "coverage": coverage_bench.run,
+        "readpath": readpath_bench.run,
     }
     rows: list[dict[str, str]] = []
     for name, run in groups.items():

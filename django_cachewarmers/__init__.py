@@ -26,6 +26,7 @@ from django_cachewarmers.core.providers import (
     KeyProvider,
     StaticKeyProvider,
 )
+from django_cachewarmers.core.readthrough import NoValue
 from django_cachewarmers.core.stats import WarmingStats
 from django_cachewarmers.core.tracker import AccessTracker
 
@@ -33,6 +34,9 @@ __version__ = "0.1.0.dev0"
 
 if TYPE_CHECKING:
     from collections.abc import Hashable, Iterable
+    from typing import Any
+
+    from django_cachewarmers.registry import UnknownWarmer
 
 
 def _register_django_backends() -> bool:
@@ -127,6 +131,58 @@ def track(key: Hashable, tracker: str = "keys") -> None:
     _track(key, tracker)
 
 
+#: ``readpath``'s readers by warmer name (the same dict object for the process's life).
+_readers: dict[str, Any] | None = None
+
+
+def get(name: str, key: Any) -> Any:
+    """The value of ``key`` from warmer ``name``'s cache; on a miss, loaded and written.
+
+    A miss loads the key with the warmer's loader (a batch loader gets a batch of one) and writes
+    it as a warm would (same TTL, jitter and key rules), once per key at a time: concurrent misses
+    in this process share one load (and its exception), and across processes sharing the cache
+    one of them loads under a lock taken with the cache's ``add`` (expiring after the warmer's
+    ``warmup_timeout``) while the others poll for the value. With the warmer's ``fresh_for``
+    (seconds), an entry older than that is returned at once and one background refresh in the
+    cluster reloads it; a refresh that fails keeps the stale value (counted, logged, not raised).
+    Any key of the loader is served, not only the key provider's.
+
+    Raises ``UnknownWarmer`` (not declared), ``ImproperlyConfigured`` (not valid), ``ValueError``
+    for a key a warm would refuse (before the cache is touched), ``NoValue`` when the loader gives
+    None on a miss, and the loader's own exception when a miss fails (nothing is written).
+    """
+    readers = _readers
+    found = None if readers is None else readers.get(name)
+    if found is None:
+        return _first_read(name, key)
+    return found.get(key)
+
+
+def _first_read(name: str, key: Any) -> Any:
+    global _readers
+    from django_cachewarmers import readpath
+
+    _readers = readpath._readers
+    return readpath.get(name, key)
+
+
+async def aget(name: str, key: Any) -> Any:
+    """``get(name, key)`` for async code: it never blocks the event loop (the read, and a load on
+    a miss, run on a worker thread; concurrent calls for one key share one). Raises as ``get``."""
+    from django_cachewarmers.readpath import aget as _aget
+
+    return await _aget(name, key)
+
+
+def __getattr__(name: str) -> object:
+    # ``UnknownWarmer`` lives in the Django layer: imported on first use, not with the package.
+    if name == "UnknownWarmer":
+        from django_cachewarmers.registry import UnknownWarmer
+
+        return UnknownWarmer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT_TIMEOUT",
     "STORED_BY_LOADER",
@@ -137,11 +193,15 @@ __all__ = [
     "CallableKeyProvider",
     "CallableValueLoader",
     "KeyProvider",
+    "NoValue",
     "StaticKeyProvider",
+    "UnknownWarmer",
     "ValueLoader",
     "WarmingConfig",
     "WarmingStats",
     "WarmingStrategy",
+    "aget",
+    "get",
     "get_warmer",
     "get_warmers",
     "track",

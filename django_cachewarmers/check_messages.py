@@ -76,6 +76,10 @@ CHECK_IDS: Final[dict[str, str]] = {
     "ImmediateBackend (runs the tasks in the server process).",
     "django_cachewarmers.W009": "A warmer's 'via' is set on a 'lazy' warmer, which has no startup "
     "or scheduled runs.",
+    "django_cachewarmers.E026": "A warmer's 'fresh_for' is not a number of seconds > 0 or None.",
+    "django_cachewarmers.E027": "A warmer's 'fresh_for' is not less than the TTL of its entries.",
+    "django_cachewarmers.W005": "A warmer with 'fresh_for' uses a FileBasedCache, whose add() "
+    "cannot single-flight loads and refreshes across processes.",
 }
 
 _repr = reprlib.Repr()

@@ -25,7 +25,7 @@ from django.utils import timezone as dj_timezone
 from django.utils.timesince import timesince, timeuntil
 from django.utils.translation import gettext, ngettext
 
-from django_cachewarmers import pages
+from django_cachewarmers import pages, readstats
 from django_cachewarmers.claims import Claims
 from django_cachewarmers.core.engine import CacheWarmer
 from django_cachewarmers.core.schedule import next_slot
@@ -203,6 +203,8 @@ class WarmerStatus:
     #: Set by the admin: where "Warm now" posts ("" without the permission) and the run history.
     warm_url: str = ""
     runs_url: str = ""
+    #: The cluster's counts of reads through ``get`` (``readstats.cluster_counts``), or None.
+    reads: dict[str, int] | None = None
 
     @property
     def valid(self) -> bool:
@@ -284,6 +286,24 @@ class WarmerStatus:
         return f"{self.refresh_interval:g} s"
 
     @property
+    def reads_display(self) -> str:
+        """The read counts in words ("" when there were no reads through ``get``)."""
+        reads = self.reads
+        if not reads or not any(reads.values()):
+            return ""
+        parts = (
+            ngettext("%(n)d hit", "%(n)d hits", reads["hits"]) % {"n": reads["hits"]},
+            ngettext("%(n)d miss", "%(n)d misses", reads["misses"]) % {"n": reads["misses"]},
+            ngettext("%(n)d stale served", "%(n)d stale served", reads["stale"])
+            % {"n": reads["stale"]},
+            ngettext("%(n)d refresh", "%(n)d refreshes", reads["refreshes"])
+            % {"n": reads["refreshes"]},
+            ngettext("%(n)d refresh failed", "%(n)d refreshes failed", reads["refresh_failures"])
+            % {"n": reads["refresh_failures"]},
+        )
+        return ", ".join(parts)
+
+    @property
     def warnings(self) -> list[str]:
         """What makes the last run's figures untrue of the cache this process reads."""
         found: list[str] = []
@@ -325,6 +345,7 @@ def overview(now: float | None = None) -> list[WarmerStatus]:
     now = time.time() if now is None else now
     declared = names()
     history = recent_runs(declared)
+    reads = readstats.cluster_counts()
     rows = []
     for name in declared:
         row = WarmerStatus(name=name, runs=history.get(name, []))
@@ -338,6 +359,7 @@ def overview(now: float | None = None) -> list[WarmerStatus]:
             row.error = f"{type(exc).__name__}: {exc}"
         else:
             _fill_status(row, spec, warmer, now)
+            row.reads = reads.get(name)
         rows.append(row)
     return rows
 

@@ -21,7 +21,7 @@ from collections.abc import Hashable
 from django.core.cache import caches
 from django.db import close_old_connections, connections
 
-from django_cachewarmers import claims
+from django_cachewarmers import claims, readstats
 from django_cachewarmers.conf import conf
 from django_cachewarmers.core.forks import after_fork_in_child
 from django_cachewarmers.hotkeys import (
@@ -104,6 +104,7 @@ class Publisher:
     def publish_all(self) -> None:
         for name, tracker in all_trackers().items():
             self.publish(name, tracker.top(conf.SNAPSHOT_SIZE))
+        readstats.publish()  # the read path's counts per warmer, shared the same way
 
     def publish(self, tracker: str, top: list[tuple[Hashable, int]]) -> bool:
         """Write this process's snapshot of ``tracker``; False if no slot could be had."""

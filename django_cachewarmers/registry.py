@@ -19,6 +19,7 @@ from django_cachewarmers.core.engine import CacheWarmer
 from django_cachewarmers.core.forks import after_fork_in_child
 from django_cachewarmers.core.loaders import BatchValueLoader, CallableValueLoader, ValueLoader
 from django_cachewarmers.core.providers import CallableKeyProvider, KeyProvider, StaticKeyProvider
+from django_cachewarmers.core.readthrough import KeyNames, write_times
 from django_cachewarmers.pages import renders_pages
 from django_cachewarmers.parsing import get_specs, parse_warmer
 from django_cachewarmers.spec import AdaptiveKeys, WarmerSpec
@@ -77,6 +78,8 @@ def build_warmer(spec: WarmerSpec) -> CacheWarmer:
     warmer.failure_log_level = logging.WARNING if spec.optional else logging.ERROR
     name = spec.name
     warmer.max_entries_check = lambda count: max_entries_warning(name, count)
+    if spec.fresh_for is not None:  # get() tells fresh from stale by each entry's write time
+        warmer.companions = write_times(KeyNames.for_cache(conf.KEY_PREFIX, cache, warmer.backend))
     return warmer
 
 

@@ -56,6 +56,9 @@ FIELDS: Final[dict[str, str]] = {
     "optional": "True: a failure at startup is a warning; False (default): an error.",
     "via": "Where scheduled and startup runs warm: 'local' (default, in the server process), "
     "'tasks' (enqueued on Django's Tasks framework) or 'celery' (fanned out over Celery workers).",
+    "fresh_for": "Seconds an entry counts as fresh for get(); an older one is served at once "
+    "while one background refresh reloads it (stale-while-revalidate). A number > 0 and less "
+    "than the entries' TTL; default None: get() is a plain read-through.",
 }
 
 #: The options of ``{"adaptive": {...}}`` keys.
@@ -78,6 +81,7 @@ DEFAULTS: Final[dict[str, object]] = {
     "retry_backoff": _ENGINE.retry_backoff_s,
     "optional": False,
     "via": "local",
+    "fresh_for": None,
 }
 
 #: The values of a warmer's ``via``: where its scheduled and startup runs warm.
@@ -112,6 +116,8 @@ class WarmerSpec:
     raw: Mapping[str, Any]
     #: Where scheduled and startup runs warm: "local", "tasks" or "celery" (one of ``VIAS``).
     via: str = "local"
+    #: Seconds an entry counts as fresh for ``get`` (None: no stale-while-revalidate).
+    fresh_for: float | None = None
 
     @property
     def is_scheduled(self) -> bool:

@@ -296,7 +296,7 @@ class Collector:
             self.stats.run_error = f"nothing was cached: {_TTL_ZERO}"
             return
         try:
-            refused = self.warmer.io.write(values, full_keys)
+            refused = self.warmer.io.write(self._with_companions(values, full_keys), full_keys)
         except Exception as exc:
             self.write_failed = True
             reason = f"cache write failed: {type(exc).__name__}: {exc}"
@@ -313,6 +313,25 @@ class Collector:
                 self._fail(key, refused[key])
             else:
                 self._written(key)
+
+    def _with_companions(
+        self, values: dict[Hashable, Any], full_keys: dict[Hashable, str] | None
+    ) -> dict[Hashable, Any]:
+        """``values`` and the warmer's ``companions`` of them, to write in the same write (their
+        made keys added to ``full_keys``); just ``values`` when there are none or the hook fails."""
+        companions = self.warmer.companions
+        if companions is None:
+            return values
+        try:
+            extra = companions(values)
+            if full_keys is not None and extra:
+                make_key = self.warmer.cache.make_key  # type: ignore[union-attr]
+                for key in extra:
+                    full_keys[key] = make_key(key)
+        except Exception:
+            logger.warning("cache warmer %s: companions failed", self.warmer.name, exc_info=True)
+            return values
+        return {**values, **extra}
 
     def _stored_by_loader(self, key: Hashable) -> None:
         """A ``STORED_BY_LOADER`` key: the loader stored the entry itself. The read-back asks the

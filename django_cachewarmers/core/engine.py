@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Hashable, Iterable, MutableMapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping
 from concurrent.futures import Future
 from datetime import datetime, timezone
 from typing import Any
@@ -88,6 +88,11 @@ class CacheWarmer:
         #: count with the backend's ``max_entries()``. The Django layer sets one that counts every
         #: warmer writing into the same cache (``registry.max_entries_warning``).
         self.max_entries_check: Callable[[int], str | None] | None = None
+        #: Optional: given a batch about to be written (``{key: value}``), extra entries to write
+        #: in the same write (``{key: value}``), e.g. each key's write time for ``get`` with
+        #: ``fresh_for`` (``core.readthrough.write_times``). They are not keys of the run: not
+        #: counted, not read back, and a failure of theirs fails no key.
+        self.companions: Callable[[Mapping[Hashable, Any]], dict[Hashable, Any]] | None = None
         self._on_thread_exit = on_thread_exit
         self._idle_timeout = idle_timeout
         self._before_load = before_load

@@ -45,6 +45,7 @@ from django_cachewarmers.parsing.fields import (
     parse_seconds,
     parse_strategy,
 )
+from django_cachewarmers.parsing.freshness import check_fresh_for, parse_fresh_for
 from django_cachewarmers.parsing.via import parse_via
 from django_cachewarmers.spec import (
     DEFAULTS,
@@ -182,6 +183,7 @@ def _inspect(name: object, raw: object) -> tuple[list[checks.CheckMessage], Warm
     }
     timeout = parse_timeout(report, name, raw)
     via = parse_via(report, name, raw, cache, strategy)
+    fresh_for = parse_fresh_for(report, name, raw)
 
     optional = raw.get("optional", DEFAULTS["optional"])
     if not isinstance(optional, bool):
@@ -227,6 +229,9 @@ def _inspect(name: object, raw: object) -> tuple[list[checks.CheckMessage], Warm
             float(seconds["warmup_timeout"]),
         )
 
+    if not check_fresh_for(report, name, fresh_for, cache, timeout):
+        return report.messages, None
+
     retry_backoff = float(seconds["retry_backoff"])
     try:
         config = WarmingConfig(
@@ -262,5 +267,6 @@ def _inspect(name: object, raw: object) -> tuple[list[checks.CheckMessage], Warm
         config=config,
         raw=raw,
         via=via,
+        fresh_for=fresh_for,
     )
     return report.messages, spec

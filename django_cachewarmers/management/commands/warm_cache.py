@@ -13,6 +13,7 @@ from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
+from django_cachewarmers import readstats
 from django_cachewarmers.core.stats import WarmingStats, format_duration
 from django_cachewarmers.registry import UnknownWarmer, get_entry, names
 
@@ -381,6 +382,7 @@ class Command(BaseCommand):
         from django_cachewarmers.history import last_runs
 
         runs = last_runs()
+        reads = readstats.cluster_counts()
         rows: list[dict[str, Any]] = []
         for name in targets:
             spec, _ = self._entry(name)
@@ -397,6 +399,10 @@ class Command(BaseCommand):
                         if run is None
                         else f"{run.keys_warmed} warmed, {run.keys_failed} failed ({run.trigger})"
                     ),
+                    "fresh_for": spec.fresh_for,
+                    # Reads through get(), by the live server processes sharing the snapshot
+                    # cache (and this one): hits, misses, stale, refreshes, refresh_failures.
+                    "reads": reads.get(name, readstats.zero()),
                 }
             )
         if as_json:
