@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from django_cachewarmers.core.config import WarmingConfig, WarmingStrategy
@@ -53,6 +53,11 @@ FIELDS: Final[dict[str, str]] = {
     "warmup_timeout": "Deadline of one run in seconds (> 0, default 60).",
     "retry_backoff": "First retry delay in seconds (>= 0, default 0.1); each next one doubles.",
     "optional": "True: a failure at startup is a warning; False (default): an error.",
+    "rewarm_on": "{model label: callable(instance) -> keys, or its dotted path}: when an instance "
+    "of the model is saved, its keys are rewritten in place after the commit; when it is deleted, "
+    "they are deleted (default: none).",
+    "rewarm_delay": "Seconds the changed keys of a batch are collected from its first change "
+    "before they are re-warmed together (>= 0, default 1.0).",
 }
 
 #: The options of ``{"adaptive": {...}}`` keys.
@@ -74,6 +79,7 @@ DEFAULTS: Final[dict[str, object]] = {
     "warmup_timeout": _ENGINE.warmup_timeout_s,
     "retry_backoff": _ENGINE.retry_backoff_s,
     "optional": False,
+    "rewarm_delay": 1.0,
 }
 
 
@@ -103,6 +109,10 @@ class WarmerSpec:
     config: WarmingConfig
     #: The definition as the user gave it.
     raw: Mapping[str, Any]
+    #: ``rewarm_on``: model label (``"shop.Product"``) -> callable(instance) returning its keys.
+    rewarm_on: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
+    #: ``rewarm_delay``: seconds changed keys are collected from a batch's first change.
+    rewarm_delay: float = 1.0
 
     @property
     def is_scheduled(self) -> bool:

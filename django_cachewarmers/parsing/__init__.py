@@ -45,6 +45,11 @@ from django_cachewarmers.parsing.fields import (
     parse_seconds,
     parse_strategy,
 )
+from django_cachewarmers.parsing.rewarm import (
+    check_rewarm_cache,
+    parse_rewarm_delay,
+    parse_rewarm_on,
+)
 from django_cachewarmers.spec import (
     DEFAULTS,
     FIELDS,
@@ -209,6 +214,15 @@ def _inspect(name: object, raw: object) -> tuple[list[checks.CheckMessage], Warm
         check_backend(report, name, cache, strategy, seconds["refresh_interval"])
         check_timeout_value(report, name, cache, timeout, strategy)
 
+    rewarm_on = parse_rewarm_on(report, name, raw)
+    rewarm_delay = parse_rewarm_delay(report, name, raw)
+    if raw.get("rewarm_on"):
+        from django_cachewarmers.pages import renders_pages
+
+        has_loader = raw.get("loader") is not None or raw.get("batch_loader") is not None
+        pages = renders_pages(loader)
+        check_rewarm_cache(report, name, raw["rewarm_on"], has_loader, cache, pages)
+
     if report.has_errors or not name_ok or keys is None or cache is None or strategy is None:
         return report.messages, None
     if not isinstance(optional, bool) or not isinstance(name, str):  # narrowed for mypy
@@ -259,5 +273,7 @@ def _inspect(name: object, raw: object) -> tuple[list[checks.CheckMessage], Warm
         optional=optional,
         config=config,
         raw=raw,
+        rewarm_on=rewarm_on,
+        rewarm_delay=rewarm_delay,
     )
     return report.messages, spec
