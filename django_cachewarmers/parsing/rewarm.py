@@ -43,7 +43,8 @@ _KEYS_FOR_HINT = (
 
 
 def resolve_model(label: str) -> type[Model] | None:
-    """The installed model ``label`` (``"app_label.ModelName"``, any case) names, or None.
+    """The installed model ``label`` (``"app_label.ModelName"``, the model name in any case)
+    names, or None.
 
     Raises ``AppRegistryNotReady`` before the models are loaded.
     """
@@ -60,7 +61,7 @@ def parse_rewarm_on(
 
     E040: not a dict, or a key that is not a string; E041: a label that names no installed model;
     E042: a callable that cannot be imported or is not callable. Labels are given as
-    ``"app_label.ModelName"`` (``Model._meta.label``, matched without regard to case) and kept as
+    ``"app_label.ModelName"`` (``Model._meta.label``; the model name in any case) and kept as
     the model's own label.
     """
     if "rewarm_on" not in raw or raw["rewarm_on"] is None:
