@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib.auth.models import Group
 
 #: Every call of ``load_groups``: the list of keys it was given.
-BATCH_CALLS: list[list[str]] = []
+batch_calls: list[list[str]] = []
 _lock = threading.Lock()
 
 
@@ -26,7 +26,7 @@ def group_key_str(instance: Group) -> str:
 def load_groups(keys: list[str]) -> dict[str, str]:
     """One query for a batch of group keys: each group's name."""
     with _lock:
-        BATCH_CALLS.append(list(keys))
+        batch_calls.append(list(keys))
     ids = [int(key.split(":", 1)[1]) for key in keys]
     return {f"group:{pk}": name for pk, name in Group.objects.filter(pk__in=ids).values_list()}
 
