@@ -403,6 +403,10 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         waiting = queue.pending_unlocked()
         deadline = time.monotonic() + _flush_timeout(waiting)
         queue.request_flush()
+        logger.info(
+            "re-warm on change: SIGTERM: flushing %d changed keys before the process ends",
+            sum(waiting.values()),
+        )
         done = False
         while not done and time.monotonic() < deadline:
             time.sleep(0.05)
