@@ -382,10 +382,30 @@ def _install_exit_hooks() -> None:
 
 
 def _flush_at_exit() -> None:
+    if not queue.busy:
+        return
+    if not _threads_can_start():
+        # CPython 3.12 forbids new threads once the interpreter is finalizing, atexit included
+        # (python/cpython#113964; 3.11 and 3.13 allow them), and a warm runs on worker threads.
+        _log_left(
+            queue.pending_unlocked(),
+            "the process exited (this Python cannot start threads at exit)",
+        )
+        return
     try:
         flush(reason="the process exits")
     except Exception:
         logger.exception("re-warm on change: flushing at exit failed")
+
+
+def _threads_can_start() -> bool:
+    try:
+        probe = threading.Thread(target=lambda: None, name="cachewarmer-rewarm-probe", daemon=True)
+        probe.start()
+    except RuntimeError:
+        return False
+    probe.join()
+    return True
 
 
 def _flush_at_celery_child_exit(**kwargs: Any) -> None:
