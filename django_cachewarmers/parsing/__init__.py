@@ -217,11 +217,8 @@ def _inspect(name: object, raw: object) -> tuple[list[checks.CheckMessage], Warm
     rewarm_on = parse_rewarm_on(report, name, raw)
     rewarm_delay = parse_rewarm_delay(report, name, raw)
     if raw.get("rewarm_on"):
-        from django_cachewarmers.pages import renders_pages
-
         has_loader = raw.get("loader") is not None or raw.get("batch_loader") is not None
-        pages = renders_pages(loader)
-        check_rewarm_cache(report, name, raw["rewarm_on"], has_loader, cache, pages)
+        check_rewarm_cache(report, name, raw["rewarm_on"], has_loader, cache, loader)
 
     if report.has_errors or not name_ok or keys is None or cache is None or strategy is None:
         return report.messages, None

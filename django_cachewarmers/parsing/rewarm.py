@@ -165,9 +165,10 @@ def check_rewarm_cache(
     rewarm_on: Mapping[str, object],
     has_loader: bool,
     cache: str | None,
-    renders_pages: bool,
+    loader: object,
 ) -> None:
-    """E043: ``rewarm_on`` without a loader; W010: a per-process cache; W011: a page warmer."""
+    """E043: ``rewarm_on`` without a loader; W010: a per-process cache; W011: a page warmer
+    (``loader`` is ``django_cachewarmers.pages.render_page``)."""
     if not rewarm_on:
         return
     where = setting_path(name, "rewarm_on")
@@ -191,7 +192,7 @@ def check_rewarm_cache(
             "process (runserver, one worker) this is what you want: add "
             "'django_cachewarmers.W010' to SILENCED_SYSTEM_CHECKS.",
         )
-    if renders_pages:
+    if _renders_pages(loader):
         report.warning(
             11,
             f"{where}: the warmer renders pages (render_page): a page still in the page cache is "
@@ -200,6 +201,14 @@ def check_rewarm_cache(
             "Re-warm the data keys the page reads instead (a warmer with a 'batch_loader' of "
             "those keys), or give the page a short cache timeout.",
         )
+
+
+def _renders_pages(loader: object) -> bool:
+    # By name: parsing sits below the pages module (see the import contracts in pyproject.toml).
+    return (
+        getattr(loader, "__module__", None) == "django_cachewarmers.pages"
+        and getattr(loader, "__name__", None) == "render_page"
+    )
 
 
 def rewarm_setting_problems() -> list[checks.CheckMessage]:
