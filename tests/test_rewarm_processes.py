@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.processes import PYTHON, Project, http_get, wait_until
+from tests.redis_server import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -115,7 +116,12 @@ def _post(
         return str(response.url)
 
 
-def test_gunicorn_flushes_pending_changes_on_sigterm(projects: Callable[..., Project]) -> None:
+@pytest.mark.parametrize("worker_class", ["sync", "gthread"])
+def test_gunicorn_flushes_pending_changes_on_sigterm(
+    projects: Callable[..., Project], worker_class: str
+) -> None:
+    """The sync worker saves in its main thread, gthread in a thread of its pool: either way
+    gunicorn's own SIGTERM handler stays, and its graceful exit runs the flush (``atexit``)."""
     p = projects({"groups": GROUPS})
     p.env["DJANGO_SUPERUSER_PASSWORD"] = "cachewarmers"
     made = p.manage("createsuperuser", "--noinput", "--username", "demo", "--email", "d@e.org")
@@ -126,7 +132,15 @@ def test_gunicorn_flushes_pending_changes_on_sigterm(projects: Callable[..., Pro
     pk = group_id(p, "before")
     assert p.cache.get(f"group:{pk}") == "before"
 
-    server, port = p.start_gunicorn("gunicorn.log", workers=1)
+    port = free_port()
+    # (gunicorn turns a sync worker with --threads > 1 into gthread: threads only for gthread.)
+    threads = ["--threads", "2"] if worker_class == "gthread" else []
+    server = p.start(
+        PYTHON, "-m", "gunicorn", "tests.wsgi:application", "-w", "1", "-k", worker_class,
+        *threads, "-b", f"127.0.0.1:{port}", "--graceful-timeout", "30",
+        log="gunicorn.log",
+    )  # fmt: skip
+    wait_until(lambda: http_get(port, "/ping/") == (200, b"pong"), 60, "gunicorn to answer")
     opener = _admin_login(port)
     change = f"/admin/auth/group/{pk}/change/"
     status, page = http_get(port, change, opener=opener)
@@ -141,4 +155,5 @@ def test_gunicorn_flushes_pending_changes_on_sigterm(projects: Callable[..., Pro
     log = p.log("gunicorn.log")
     assert "flushing 1 changed keys now (the process exits)" in log, log
     assert "Traceback" not in log, log
+    assert f"Using worker: {worker_class}" in log, log
     assert [r["keys_warmed"] for r in change_runs(p)] == [1, 1]
