@@ -124,6 +124,26 @@ def warm(
     return run()
 
 
+def rewarm(name: str, keys: Iterable[Hashable]) -> WarmingStats | None:
+    """Rewrite ``keys`` of the declared warmer ``name`` in place, now: load them with the
+    warmer's loader and write them over the cached values (no delete first); recorded as a run
+    with trigger "change".
+
+    For changes that send no ``post_save`` (``rewarm_on`` sees only those): ``QuerySet.update()``,
+    ``bulk_update()``, ``bulk_create()``, raw SQL. It is ``warm(name, keys, trigger="change")``:
+    outside a transaction it runs in the caller's thread and returns the run's ``WarmingStats``;
+    inside an atomic block it returns ``None`` and runs right after the commit (nothing on
+    rollback). Nothing is coalesced or delayed (``rewarm_delay`` is for ``rewarm_on``).
+
+    Raises ``TypeError`` when ``keys`` is a string or None (give a list of keys),
+    ``UnknownWarmer`` / ``ImproperlyConfigured`` for a warmer that is not declared or not valid.
+    """
+    given: object = keys  # as the caller passed it, whatever the annotation says
+    if given is None or isinstance(given, (str, bytes)):
+        raise TypeError(f"keys: must be an iterable of keys, got {type(given).__name__}")
+    return warm(name, keys, trigger="change")
+
+
 def track(key: Hashable, tracker: str = "keys") -> None:
     """Count one access to an application key, so adaptive warmers keep hot data warm."""
     from django_cachewarmers.tracking import track as _track
@@ -204,6 +224,7 @@ __all__ = [
     "get",
     "get_warmer",
     "get_warmers",
+    "rewarm",
     "track",
     "warm",
 ]

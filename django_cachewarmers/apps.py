@@ -16,7 +16,8 @@ class CacheWarmersConfig(AppConfig):
 
     def ready(self) -> None:
         # checks register on import; the publisher starts with the process's first tracker.
-        from django_cachewarmers import autostart, backends, checks, publisher  # noqa: F401
+        from django_cachewarmers import autostart, backends, checks, publisher, rewarming  # noqa: F401
 
         backends.register()  # the engine's adapters for Django's cache backends
         autostart.arm()
+        rewarming.connect()  # post_save/post_delete of the models in rewarm_on (idempotent)

@@ -80,6 +80,16 @@ CHECK_IDS: Final[dict[str, str]] = {
     "django_cachewarmers.E027": "A warmer's 'fresh_for' is not less than the TTL of its entries.",
     "django_cachewarmers.W005": "A warmer with 'fresh_for' uses a FileBasedCache, whose add() "
     "cannot single-flight loads and refreshes across processes.",
+    "django_cachewarmers.E040": "A warmer's 'rewarm_on' is not a dict of model labels to "
+    "callables.",
+    "django_cachewarmers.E041": "A model label in 'rewarm_on' names no installed model.",
+    "django_cachewarmers.E042": "A callable in 'rewarm_on' cannot be imported or is not callable.",
+    "django_cachewarmers.E043": "A warmer with 'rewarm_on' has no 'loader' or 'batch_loader'.",
+    "django_cachewarmers.E044": "CACHE_WARMERS_REWARM_QUEUE_SIZE is not an integer >= 1.",
+    "django_cachewarmers.W010": "A warmer with 'rewarm_on' uses a LocMemCache: only the process "
+    "that saved re-warms its own copy.",
+    "django_cachewarmers.W011": "A page warmer (render_page) has 'rewarm_on': a page still cached "
+    "is not rendered again.",
 }
 
 _repr = reprlib.Repr()

@@ -19,6 +19,7 @@ from django_cachewarmers.check_messages import describe_value, error, internal_e
 from django_cachewarmers.conf import conf
 from django_cachewarmers.core.config import is_int_at_least, number_problem
 from django_cachewarmers.parsing import validate_warmers
+from django_cachewarmers.parsing.rewarm import rewarm_setting_problems
 from django_cachewarmers.spec import KEY_PART
 
 __all__ = ["check_cache_warmers", "validate_app_settings"]
@@ -81,6 +82,7 @@ def validate_app_settings() -> list[CheckMessage]:
                 )
             )
         messages.extend(_tracking_problems())
+        messages.extend(rewarm_setting_problems())
     except Exception as exc:
         messages.append(internal_error("CACHE_WARMERS_*", exc))
     return messages

@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_HISTORY_LIMIT",
     "DEFAULT_KEY_PREFIX",
     "DEFAULT_PERSIST_INTERVAL",
+    "DEFAULT_REWARM_QUEUE_SIZE",
     "DEFAULT_SNAPSHOT_CACHE",
     "DEFAULT_SNAPSHOT_INTERVAL",
     "DEFAULT_SNAPSHOT_SIZE",
@@ -40,6 +41,7 @@ DEFAULT_SNAPSHOT_CACHE = "default"
 DEFAULT_SNAPSHOT_INTERVAL = 2.0
 DEFAULT_SNAPSHOT_SIZE = 1000
 DEFAULT_PERSIST_INTERVAL = 10.0
+DEFAULT_REWARM_QUEUE_SIZE = 10_000
 
 
 class Settings:
@@ -125,6 +127,12 @@ class Settings:
     def PERSIST_INTERVAL(self) -> float:
         """``CACHE_WARMERS_PERSIST_INTERVAL``: seconds between saves of the hot set (0: off)."""
         value: float = getattr(settings, "CACHE_WARMERS_PERSIST_INTERVAL", DEFAULT_PERSIST_INTERVAL)
+        return value
+
+    @property
+    def REWARM_QUEUE_SIZE(self) -> int:
+        """``CACHE_WARMERS_REWARM_QUEUE_SIZE``: changed keys a process holds to re-warm, at most."""
+        value: int = getattr(settings, "CACHE_WARMERS_REWARM_QUEUE_SIZE", DEFAULT_REWARM_QUEUE_SIZE)
         return value
 
 

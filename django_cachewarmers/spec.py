@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from django_cachewarmers.core.config import WarmingConfig, WarmingStrategy
@@ -59,6 +59,11 @@ FIELDS: Final[dict[str, str]] = {
     "fresh_for": "Seconds an entry counts as fresh for get(); an older one is served at once "
     "while one background refresh reloads it (stale-while-revalidate). A number > 0 and less "
     "than the entries' TTL; default None: get() is a plain read-through.",
+    "rewarm_on": "{model label: callable(instance) -> keys, or its dotted path}: when an instance "
+    "of the model is saved, its keys are rewritten in place after the commit; when it is deleted, "
+    "they are deleted (default: none).",
+    "rewarm_delay": "Seconds the changed keys of a batch are collected from its first change "
+    "before they are re-warmed together (>= 0, default 1.0).",
 }
 
 #: The options of ``{"adaptive": {...}}`` keys.
@@ -82,6 +87,7 @@ DEFAULTS: Final[dict[str, object]] = {
     "optional": False,
     "via": "local",
     "fresh_for": None,
+    "rewarm_delay": 1.0,
 }
 
 #: The values of a warmer's ``via``: where its scheduled and startup runs warm.
@@ -118,6 +124,10 @@ class WarmerSpec:
     via: str = "local"
     #: Seconds an entry counts as fresh for ``get`` (None: no stale-while-revalidate).
     fresh_for: float | None = None
+    #: ``rewarm_on``: model label (``"shop.Product"``) -> callable(instance) returning its keys.
+    rewarm_on: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
+    #: ``rewarm_delay``: seconds changed keys are collected from a batch's first change.
+    rewarm_delay: float = 1.0
 
     @property
     def is_scheduled(self) -> bool:

@@ -79,8 +79,8 @@ def _int(minimum: int) -> Callable[[object], bool]:
 #: field -> (is this value valid?, where the parsed spec shows it)
 FIELD_RULES: dict[str, tuple[Callable[[object], bool], Callable[[WarmerSpec], object]]] = {
     "cache": (lambda v: v in ("default", "db"), lambda s: s.cache),
-    "timeout": (
-        lambda v: v is None or _seconds(0, math.inf, open_low=True)(v),  # 0 is E025
+    "timeout": (  # 0 means "don't cache" in Django: E025
+        lambda v: v is None or _seconds(0, math.inf, open_low=True)(v),
         lambda s: s.config.cache_timeout,
     ),
     "timeout_jitter": (_seconds(0, math.inf, open_low=False), lambda s: s.config.timeout_jitter),

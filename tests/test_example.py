@@ -192,3 +192,71 @@ def test_example_shop_sets_up_warms_and_serves_warm_pages(example: Example) -> N
     # Django's autoreloader exits 0 on SIGTERM (its handler calls sys.exit(0)).
     assert stopped == 0, example.log()
     assert "Traceback" not in example.log(), example.log()
+
+
+def test_editing_a_product_in_the_admin_rewrites_its_cached_page_data_in_place(
+    example: Example,
+) -> None:
+    """`rewarm_on` of the `products` warmer: a real POST of the admin's change form, through a
+    real runserver; the product page shows the new name and never stops being a cache hit."""
+    ok(example.manage("migrate", "--noinput"))
+    ok(example.manage("generate_catalogue", "--products", "50"))
+    ok(example.manage("ensure_demo_staff"))
+    example.start_server()
+    wait_until(
+        lambda: example.query(
+            "SELECT 1 FROM django_cachewarmers_warmingrun "
+            "WHERE warmer = 'products' AND trigger = 'startup'"
+        ),
+        60,
+        "the server's startup warm of the products",
+    )
+    wait_until(lambda: http_get(example.port, "/admin/login/")[0] == 200, 30, "runserver")
+    product_id, name, price, category_id = example.query(
+        "SELECT id, name, price_cents, category_id FROM shop_product ORDER BY id LIMIT 1"
+    )[0]
+    status, body = http_get(example.port, f"/product/{product_id}/")
+    assert status == 200
+    assert b'data-cache="hit"' in body, body
+    assert name.encode() in body
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+
+    def post(path: str, page: bytes, form: dict[str, str]) -> str:
+        token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert token is not None, page
+        data = urllib.parse.urlencode({**form, "csrfmiddlewaretoken": token.group(1).decode()})
+        with opener.open(example.url(path), data=data.encode(), timeout=30) as response:
+            assert response.status == 200
+            return str(response.url)
+
+    status, page = http_get(example.port, "/admin/login/", opener=opener)
+    assert status == 200
+    post("/admin/login/", page, {"username": "demo", "password": "cachewarmers", "next": "/admin/"})
+    change = f"/admin/shop/product/{product_id}/change/"
+    status, page = http_get(example.port, change, opener=opener)
+    assert status == 200, page
+    new_name = f"{name} (edited)"
+    form = {"category": str(category_id), "name": new_name, "price_cents": str(price)}
+    landed = post(change, page, {**form, "_save": "Save"})
+    assert landed.endswith("/admin/shop/product/"), landed
+
+    # Every view of the page from the save on is a cache hit: the old name until the re-warm
+    # (rewarm_delay, 1 s, after the commit) has rewritten the key, then the new one.
+    views: list[bytes] = []
+
+    def shows_new_name() -> bool:
+        status, body = http_get(example.port, f"/product/{product_id}/")
+        assert status == 200
+        views.append(body)
+        return new_name.encode() in body
+
+    wait_until(shows_new_name, 30, "the product page to show the new name")
+    assert all(b'data-cache="hit"' in body for body in views), [b"miss" in body for body in views]
+    runs = example.query(
+        "SELECT keys_warmed, keys_failed FROM django_cachewarmers_warmingrun "
+        "WHERE warmer = 'products' AND trigger = 'change'"
+    )
+    assert runs == [(1, 0)]
+    assert "Traceback" not in example.log(), example.log()

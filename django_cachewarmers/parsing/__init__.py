@@ -46,6 +46,11 @@ from django_cachewarmers.parsing.fields import (
     parse_strategy,
 )
 from django_cachewarmers.parsing.freshness import check_fresh_for, parse_fresh_for
+from django_cachewarmers.parsing.rewarm import (
+    check_rewarm_cache,
+    parse_rewarm_delay,
+    parse_rewarm_on,
+)
 from django_cachewarmers.parsing.via import parse_via
 from django_cachewarmers.spec import (
     DEFAULTS,
@@ -213,6 +218,12 @@ def _inspect(name: object, raw: object) -> tuple[list[checks.CheckMessage], Warm
         check_backend(report, name, cache, strategy, seconds["refresh_interval"])
         check_timeout_value(report, name, cache, timeout, strategy)
 
+    rewarm_on = parse_rewarm_on(report, name, raw)
+    rewarm_delay = parse_rewarm_delay(report, name, raw)
+    if raw.get("rewarm_on"):
+        has_loader = raw.get("loader") is not None or raw.get("batch_loader") is not None
+        check_rewarm_cache(report, name, raw["rewarm_on"], has_loader, cache, loader)
+
     if report.has_errors or not name_ok or keys is None or cache is None or strategy is None:
         return report.messages, None
     if not isinstance(optional, bool) or not isinstance(name, str):  # narrowed for mypy
@@ -268,5 +279,7 @@ def _inspect(name: object, raw: object) -> tuple[list[checks.CheckMessage], Warm
         raw=raw,
         via=via,
         fresh_for=fresh_for,
+        rewarm_on=rewarm_on,
+        rewarm_delay=rewarm_delay,
     )
     return report.messages, spec

@@ -87,12 +87,17 @@ else:
             "TIMEOUT": 600,
         },
     }
+    # W010: with a per-process cache only the process that saves re-warms. runserver is one
+    # process, which both serves the pages and saves the admin's edits: that is what we want.
+    SILENCED_SYSTEM_CHECKS = ["django_cachewarmers.W010"]
 
 # The warmers: one per strategy. `manage.py warm_cache --list` shows them, and so does the admin's
 # "Cache warmers" page.
 CACHE_WARMERS = {
     # scheduled: warmed at server start, then refreshed every 5 minutes, 500 products per query.
-    # The product pages read these keys (`product:<pk>`).
+    # The product pages read these keys (`product:<pk>`). rewarm_on: a product saved (in the
+    # admin, say) has its key rewritten in place right after the commit (changes within
+    # `rewarm_delay`, 1 s, loaded together), never deleted, so its page stays a cache hit.
     "products": {
         "keys": "shop.warming.product_keys",
         "batch_loader": "shop.warming.load_products",
@@ -101,6 +106,7 @@ CACHE_WARMERS = {
         "timeout": 600,
         "timeout_jitter": 0.1,
         "batch_size": 500,
+        "rewarm_on": {"shop.Product": "shop.warming.product_keys_for"},
     },
     # eager: warmed once at server start. The category pages read these keys (`category:<pk>`).
     "categories": {

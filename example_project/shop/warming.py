@@ -16,6 +16,12 @@ def product_keys() -> list[str]:
     return [f"product:{pk}" for pk in Product.objects.values_list("pk", flat=True)]
 
 
+def product_keys_for(product: Product) -> list[str]:
+    """The keys of one product: re-warmed when it is saved (the `products` warmer's
+    `rewarm_on`), deleted when it is deleted."""
+    return [f"product:{product.pk}"]
+
+
 def load_products(keys: list[str]) -> dict[str, dict[str, Any]]:
     """One query for a whole batch of product keys."""
     ids = [int(key.split(":", 1)[1]) for key in keys]
