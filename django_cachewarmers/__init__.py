@@ -110,11 +110,15 @@ def warm(
     return run()
 
 
-def track(key: Hashable, tracker: str = "keys") -> None:
-    """Count one access to an application key, so adaptive warmers keep hot data warm."""
+def track(key: Hashable, tracker: str = "keys", *, hit: bool | None = None) -> None:
+    """Count one access to an application key, so adaptive warmers keep hot data warm.
+
+    ``hit=True`` / ``hit=False``: code that read the cache itself says whether it found the key;
+    the read counts toward the hit ratio of the warmers whose last run listed ``key``.
+    """
     from django_cachewarmers.tracking import track as _track
 
-    _track(key, tracker)
+    _track(key, tracker, hit=hit)
 
 
 __all__ = [

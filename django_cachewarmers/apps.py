@@ -16,7 +16,8 @@ class CacheWarmersConfig(AppConfig):
 
     def ready(self) -> None:
         # checks register on import; the publisher starts with the process's first tracker.
-        from django_cachewarmers import autostart, backends, checks, publisher  # noqa: F401
+        from django_cachewarmers import autostart, backends, checks, metrics, publisher  # noqa: F401
 
         backends.register()  # the engine's adapters for Django's cache backends
+        metrics.connect()  # Prometheus counters of runs, when prometheus_client is installed
         autostart.arm()

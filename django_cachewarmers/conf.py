@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_AUTOSTART",
     "DEFAULT_HISTORY_LIMIT",
     "DEFAULT_KEY_PREFIX",
+    "DEFAULT_METRICS_ALLOWED_IPS",
     "DEFAULT_PERSIST_INTERVAL",
     "DEFAULT_SNAPSHOT_CACHE",
     "DEFAULT_SNAPSHOT_INTERVAL",
@@ -40,6 +41,7 @@ DEFAULT_SNAPSHOT_CACHE = "default"
 DEFAULT_SNAPSHOT_INTERVAL = 2.0
 DEFAULT_SNAPSHOT_SIZE = 1000
 DEFAULT_PERSIST_INTERVAL = 10.0
+DEFAULT_METRICS_ALLOWED_IPS = ("127.0.0.1", "::1")
 
 
 class Settings:
@@ -125,6 +127,22 @@ class Settings:
     def PERSIST_INTERVAL(self) -> float:
         """``CACHE_WARMERS_PERSIST_INTERVAL``: seconds between saves of the hot set (0: off)."""
         value: float = getattr(settings, "CACHE_WARMERS_PERSIST_INTERVAL", DEFAULT_PERSIST_INTERVAL)
+        return value
+
+    @property
+    def METRICS_TOKEN(self) -> str | None:
+        """``CACHE_WARMERS_METRICS_TOKEN``: when set, ``django_cachewarmers.urls``' metrics view
+        answers only requests with ``Authorization: Bearer <token>`` (default None)."""
+        value: str | None = getattr(settings, "CACHE_WARMERS_METRICS_TOKEN", None)
+        return value
+
+    @property
+    def METRICS_ALLOWED_IPS(self) -> list[str] | tuple[str, ...]:
+        """``CACHE_WARMERS_METRICS_ALLOWED_IPS``: addresses or networks (CIDR) whose requests the
+        metrics view answers (``REMOTE_ADDR``; default loopback only)."""
+        value: list[str] | tuple[str, ...] = getattr(
+            settings, "CACHE_WARMERS_METRICS_ALLOWED_IPS", DEFAULT_METRICS_ALLOWED_IPS
+        )
         return value
 
 

@@ -21,7 +21,7 @@ from collections.abc import Hashable
 from django.core.cache import caches
 from django.db import close_old_connections, connections
 
-from django_cachewarmers import claims
+from django_cachewarmers import claims, readstats
 from django_cachewarmers.conf import conf
 from django_cachewarmers.core.forks import after_fork_in_child
 from django_cachewarmers.hotkeys import (
@@ -70,6 +70,8 @@ class Publisher:
                 for tracker in all_trackers().values():
                     tracker.flush()
                 close_old_connections()
+                readstats.sync()
+                readstats.flush()
                 if conf.SNAPSHOT_INTERVAL > 0:
                     self.publish_all()
                 interval = conf.PERSIST_INTERVAL
@@ -167,6 +169,10 @@ def _persist_at_exit() -> None:
     # A clean shutdown (gunicorn's SIGTERM, Ctrl+C) saves what this process knows of the hot set.
     if _publisher is not None:
         _publisher.stop()
+    try:
+        readstats.flush()
+    except Exception:
+        logger.exception("read counts: could not save this process's last reads at exit")
     if conf.PERSIST_INTERVAL <= 0:
         return
     for name in all_trackers():

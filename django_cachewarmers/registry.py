@@ -13,6 +13,7 @@ from django.core.signals import setting_changed
 from django.db import close_old_connections, connections, transaction
 from django.dispatch import receiver
 
+from django_cachewarmers import readstats
 from django_cachewarmers.backends import max_entries
 from django_cachewarmers.conf import conf
 from django_cachewarmers.core.engine import CacheWarmer
@@ -77,6 +78,8 @@ def build_warmer(spec: WarmerSpec) -> CacheWarmer:
     warmer.failure_log_level = logging.WARNING if spec.optional else logging.ERROR
     name = spec.name
     warmer.max_entries_check = lambda count: max_entries_warning(name, count)
+    pages = renders_pages(spec.loader)
+    warmer.keys_listener = lambda keys: readstats.remember_keys(name, keys, pages=pages)
     return warmer
 
 

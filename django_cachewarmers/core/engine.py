@@ -88,6 +88,10 @@ class CacheWarmer:
         #: count with the backend's ``max_entries()``. The Django layer sets one that counts every
         #: warmer writing into the same cache (``registry.max_entries_warning``).
         self.max_entries_check: Callable[[int], str | None] | None = None
+        #: Optional: called with the keys of each run of the whole key set (not with those of a
+        #: run of requested keys), before they are loaded; what it raises is logged. The Django
+        #: layer sets one that attributes reads to this warmer (``readstats``).
+        self.keys_listener: Callable[[list[Hashable]], None] | None = None
         self._on_thread_exit = on_thread_exit
         self._idle_timeout = idle_timeout
         self._before_load = before_load
@@ -284,6 +288,11 @@ class CacheWarmer:
                 return stats
             keys = self._unique_keys(requested, stats)
             self._warn_max_entries(len(keys))
+            if run.request is None and self.keys_listener is not None:
+                try:
+                    self.keys_listener(keys)
+                except Exception:
+                    logger.exception("cache warmer %s: keys listener failed", self.name)
             if keys:
                 Collector(self, run, stats, deadline).collect(keys)
             return stats
