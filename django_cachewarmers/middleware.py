@@ -241,6 +241,12 @@ class AccessTrackingMiddleware:
         | Callable[[HttpRequest], Awaitable[HttpResponseBase]],
     ) -> None:
         self.get_response = get_response
+        try:
+            # The warmers with fixed key lists own their pages from the first request on (the
+            # others' keys arrive with the background thread: ``readstats``).
+            readstats.sync(shared=False)
+        except Exception:
+            logger.exception("read counts: could not attribute pages to warmers")
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             markcoroutinefunction(self)

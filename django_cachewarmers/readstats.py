@@ -34,8 +34,10 @@ from datetime import timezone as dt_timezone
 from urllib.parse import urlsplit
 
 from django.core.cache import caches
+from django.core.signals import setting_changed
 from django.db import IntegrityError, router, transaction
 from django.db.models import F, Sum
+from django.dispatch import receiver
 
 from django_cachewarmers.conf import conf
 from django_cachewarmers.core.forks import after_fork_in_child
@@ -72,13 +74,16 @@ MAX_KEYS_PER_WARMER = 10_000
 MAX_BACKLOG = 200_000
 
 _backlog: deque[tuple[str, str]] = deque(maxlen=MAX_BACKLOG)
-#: Key -> the warmers whose last run listed it. Page URLs are kept by path (see ``_page_path``).
+#: Key -> the warmers whose last run listed it. Page URLs are kept without their query string.
 _owners: dict[Hashable, tuple[str, ...]] = {}
 _page_owners: dict[str, tuple[str, ...]] = {}
 #: Warmer -> (published-at stamp, its keys, page warmer?): what the two maps are built from.
 _known: dict[str, tuple[float, tuple[Hashable, ...], bool]] = {}
 _lock = threading.Lock()
 _last_prune = 0.0
+#: Seconds between two ``sync()`` calls that do something (the background thread wakes more often).
+SYNC_INTERVAL = 5.0
+_last_sync = -SYNC_INTERVAL
 #: Reads drained but not written yet (the database was down): added to the next flush.
 _unwritten: Counter[tuple[str, str]] = Counter()
 
@@ -121,10 +126,10 @@ def page_read(url: str, hit: bool) -> None:
 
 
 def _page_path(url: str) -> str:
-    """What identifies a page here: its path (a warmer may list ``/a/`` or ``http://host/a/``)."""
-    if url.startswith("/"):
-        return url.partition("?")[0]
-    return urlsplit(url).path or "/"
+    """What identifies a page here: its URL without query string or fragment, as the tracking
+    middleware's page keys are (``scheme://host/path``)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path or '/'}"
 
 
 def remember_keys(warmer: str, keys: Sequence[Hashable], *, pages: bool) -> None:
@@ -170,10 +175,15 @@ def refresh_owners(warmers: Iterable[str]) -> None:
             _rebuild()
 
 
-def sync() -> None:
+def sync(*, shared: bool = True) -> None:
     """Bring the attributions up to date with ``CACHE_WARMERS`` (the background thread calls it):
-    a fixed key list is known without a run; other warmers' keys come from the last run any
-    process shared. Raises what the snapshot cache raises."""
+    a fixed key list is known without a run; with ``shared``, other warmers' keys come from the
+    last run any process shared. Raises what the snapshot cache raises."""
+    global _last_sync
+    if shared:
+        if time.monotonic() - _last_sync < SYNC_INTERVAL:
+            return
+        _last_sync = time.monotonic()
     from django_cachewarmers.pages import renders_pages
     from django_cachewarmers.parsing import get_specs
 
@@ -187,7 +197,8 @@ def sync() -> None:
             if isinstance(spec.keys, tuple) and name not in _known:
                 _known[name] = (0.0, spec.keys[:MAX_KEYS_PER_WARMER], renders_pages(spec.loader))
                 _rebuild()
-    refresh_owners(name for name, spec in specs.items() if not isinstance(spec.keys, tuple))
+    if shared:
+        refresh_owners(name for name, spec in specs.items() if not isinstance(spec.keys, tuple))
 
 
 def _rebuild() -> None:
@@ -214,7 +225,8 @@ def _keys_key(warmer: str) -> str:
 
 def forget() -> None:
     """Forget the attributions and the backlog (tests, and ``CACHE_WARMERS`` changes)."""
-    global _owners, _page_owners
+    global _owners, _page_owners, _last_sync
+    _last_sync = -SYNC_INTERVAL
     with _lock:
         _known.clear()
         _owners, _page_owners = {}, {}
@@ -406,3 +418,9 @@ def _reset_after_fork() -> None:
     _thread_armed = False
     _backlog.clear()
     _unwritten.clear()
+
+
+@receiver(setting_changed)
+def _settings_changed(*, setting: str, **kwargs: object) -> None:
+    if setting == "CACHE_WARMERS":
+        forget()
