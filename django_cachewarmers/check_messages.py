@@ -64,6 +64,9 @@ CHECK_IDS: Final[dict[str, str]] = {
     "refresh_interval + warmup_timeout; its entries get the longer TTL.",
     "django_cachewarmers.W004": "A warmer's TTL ('timeout', or its cache's TIMEOUT) is between 0 "
     "and 1 second, which Redis and Memcached cannot store as given.",
+    "django_cachewarmers.E045": "CACHE_WARMERS_METRICS_TOKEN is not a non-empty string or None.",
+    "django_cachewarmers.E046": "CACHE_WARMERS_METRICS_ALLOWED_IPS is not a list of IP addresses "
+    "or networks.",
 }
 
 _repr = reprlib.Repr()

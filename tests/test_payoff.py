@@ -306,3 +306,38 @@ def test_without_prometheus_client_nothing_is_counted_or_imported(
         response = Client().get("/cachewarmers/metrics", REMOTE_ADDR="127.0.0.1")
     assert response.status_code == 503
     assert b"django-cachewarmers[prometheus]" in response.content
+
+
+# --------------------------------------------------------------------------- checks
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "check_id", "text"),
+    [
+        ("CACHE_WARMERS_METRICS_TOKEN", "", "E045", "must be a non-empty string or None"),
+        ("CACHE_WARMERS_METRICS_TOKEN", 1234, "E045", "got 1234"),
+        ("CACHE_WARMERS_METRICS_ALLOWED_IPS", "127.0.0.1", "E046", "must be a list"),
+        ("CACHE_WARMERS_METRICS_ALLOWED_IPS", ["10.0.0.0/33"], "E046", "'10.0.0.0/33' is not"),
+        ("CACHE_WARMERS_METRICS_ALLOWED_IPS", ["localhost"], "E046", "'localhost' is not"),
+    ],
+)
+def test_bad_metrics_settings_are_check_errors(
+    setting: str, value: object, check_id: str, text: str
+) -> None:
+    from django_cachewarmers.checks import validate_app_settings
+
+    with override_settings(**{setting: value}):
+        messages = validate_app_settings()
+    assert [m.id for m in messages] == [f"django_cachewarmers.{check_id}"]
+    assert setting in messages[0].msg
+    assert text in messages[0].msg
+    assert messages[0].hint
+
+
+def test_good_metrics_settings_pass_the_checks() -> None:
+    from django_cachewarmers.checks import validate_app_settings
+
+    with override_settings(
+        CACHE_WARMERS_METRICS_TOKEN="t", CACHE_WARMERS_METRICS_ALLOWED_IPS=["10.0.0.0/8", "::1"]
+    ):
+        assert validate_app_settings() == []
