@@ -114,11 +114,16 @@ def track(key: Hashable, tracker: str = "keys", *, hit: bool | None = None) -> N
     """Count one access to an application key, so adaptive warmers keep hot data warm.
 
     ``hit=True`` / ``hit=False``: code that read the cache itself says whether it found the key;
-    the read counts toward the hit ratio of the warmers whose last run listed ``key``.
+    the read counts toward the hit ratio of the warmers whose last run listed ``key``
+    (``readstats``; ``django_cachewarmers_reads_total``). None (the default): an access only.
     """
     from django_cachewarmers.tracking import track as _track
 
-    _track(key, tracker, hit=hit)
+    _track(key, tracker)
+    if hit is not None:
+        from django_cachewarmers.readstats import key_read
+
+        key_read(key, hit)
 
 
 __all__ = [

@@ -244,7 +244,7 @@ class AccessTrackingMiddleware:
         try:
             # The warmers with fixed key lists own their pages from the first request on (the
             # others' keys arrive with the background thread: ``readstats``).
-            readstats.sync(shared=False)
+            readstats.sync_now()
         except Exception:
             logger.exception("read counts: could not attribute pages to warmers")
         self.async_mode = iscoroutinefunction(get_response)

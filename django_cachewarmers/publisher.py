@@ -32,6 +32,8 @@ from django_cachewarmers.hotkeys import (
     slot_key,
     snapshot_ttl,
 )
+from django_cachewarmers.pages import renders_pages
+from django_cachewarmers.parsing import get_specs
 from django_cachewarmers.process import running_tests
 from django_cachewarmers.tracking import all_trackers, on_tracker_created
 
@@ -70,7 +72,7 @@ class Publisher:
                 for tracker in all_trackers().values():
                     tracker.flush()
                 close_old_connections()
-                readstats.sync()
+                sync_read_owners()
                 readstats.flush()
                 if conf.SNAPSHOT_INTERVAL > 0:
                     self.publish_all()
@@ -163,6 +165,38 @@ def ensure_publisher() -> None:
 
 
 on_tracker_created(ensure_publisher)
+readstats.on_first_read(ensure_publisher)
+
+#: Seconds between two syncs of the read attributions that do something (the thread wakes more
+#: often).
+SYNC_INTERVAL = 5.0
+_last_sync = -SYNC_INTERVAL
+
+
+def sync_read_owners(*, shared: bool = True, force: bool = False) -> None:
+    """Bring ``readstats``' attributions up to date with ``CACHE_WARMERS``: fixed key lists are
+    known without a run; with ``shared``, other warmers' keys come from the last run any process
+    shared in the snapshot cache (raises what that cache raises)."""
+    global _last_sync
+    if shared and not force:
+        if time.monotonic() - _last_sync < SYNC_INTERVAL:
+            return
+        _last_sync = time.monotonic()
+    specs = get_specs()
+    readstats.seed(
+        {
+            name: (spec.keys, renders_pages(spec.loader))
+            for name, spec in specs.items()
+            if isinstance(spec.keys, tuple)
+        }
+    )
+    if shared:
+        readstats.refresh_owners(
+            name for name, spec in specs.items() if not isinstance(spec.keys, tuple)
+        )
+
+
+readstats.on_sync(lambda: sync_read_owners(shared=False))
 
 
 def _persist_at_exit() -> None:

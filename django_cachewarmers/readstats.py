@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -55,8 +55,9 @@ __all__ = [
     "page_read",
     "refresh_owners",
     "remember_keys",
+    "seed",
     "summary",
-    "sync",
+    "sync_now",
 ]
 
 logger = logging.getLogger("django_cachewarmers")
@@ -81,9 +82,6 @@ _page_owners: dict[str, tuple[str, ...]] = {}
 _known: dict[str, tuple[float, tuple[Hashable, ...], bool]] = {}
 _lock = threading.Lock()
 _last_prune = 0.0
-#: Seconds between two ``sync()`` calls that do something (the background thread wakes more often).
-SYNC_INTERVAL = 5.0
-_last_sync = -SYNC_INTERVAL
 #: Reads drained but not written yet (the database was down): added to the next flush.
 _unwritten: Counter[tuple[str, str]] = Counter()
 
@@ -175,30 +173,41 @@ def refresh_owners(warmers: Iterable[str]) -> None:
             _rebuild()
 
 
-def sync(*, shared: bool = True) -> None:
-    """Bring the attributions up to date with ``CACHE_WARMERS`` (the background thread calls it):
-    a fixed key list is known without a run; with ``shared``, other warmers' keys come from the
-    last run any process shared. Raises what the snapshot cache raises."""
-    global _last_sync
-    if shared:
-        if time.monotonic() - _last_sync < SYNC_INTERVAL:
-            return
-        _last_sync = time.monotonic()
-    from django_cachewarmers.pages import renders_pages
-    from django_cachewarmers.parsing import get_specs
-
-    specs = get_specs()
+def seed(fixed: Mapping[str, tuple[tuple[Hashable, ...], bool]]) -> None:
+    """Know the warmers with fixed key lists: ``{name: (keys, page warmer?)}``; forget warmers
+    that are no longer declared. A fixed list needs no run to be known."""
     with _lock:
+        changed = False
         for name in list(_known):
-            if name not in specs:  # no longer declared
+            if name not in fixed and _known[name][0] == 0.0:
                 del _known[name]
-                _rebuild()
-        for name, spec in specs.items():
-            if isinstance(spec.keys, tuple) and name not in _known:
-                _known[name] = (0.0, spec.keys[:MAX_KEYS_PER_WARMER], renders_pages(spec.loader))
-                _rebuild()
-    if shared:
-        refresh_owners(name for name, spec in specs.items() if not isinstance(spec.keys, tuple))
+                changed = True
+        for name, (keys, pages) in fixed.items():
+            if name not in _known:
+                _known[name] = (0.0, keys[:MAX_KEYS_PER_WARMER], pages)
+                changed = True
+        if changed:
+            _rebuild()
+
+
+def sync_now() -> None:
+    """Run the registered ``on_sync`` callable at once (the tracking middleware does when it is
+    loaded, so fixed key lists own their pages from the first request on)."""
+    for callback in _on_sync:
+        callback()
+
+
+def on_sync(callback: Callable[[], None]) -> None:
+    """Register what ``sync_now`` runs (the background thread's module registers its sync)."""
+    if callback not in _on_sync:
+        _on_sync.append(callback)
+
+
+def on_first_read(callback: Callable[[], None]) -> None:
+    """Register what runs when the process counts its first read (starting the background
+    thread that writes the counts)."""
+    if callback not in _on_first_read:
+        _on_first_read.append(callback)
 
 
 def _rebuild() -> None:
@@ -225,8 +234,7 @@ def _keys_key(warmer: str) -> str:
 
 def forget() -> None:
     """Forget the attributions and the backlog (tests, and ``CACHE_WARMERS`` changes)."""
-    global _owners, _page_owners, _last_sync
-    _last_sync = -SYNC_INTERVAL
+    global _owners, _page_owners
     with _lock:
         _known.clear()
         _owners, _page_owners = {}, {}
@@ -395,6 +403,8 @@ def misses_after_warm(
 # --------------------------------------------------------------------------- the background thread
 
 _thread_armed = False
+_on_first_read: list[Callable[[], None]] = []
+_on_sync: list[Callable[[], None]] = []
 
 
 def _ensure_thread() -> None:
@@ -402,12 +412,11 @@ def _ensure_thread() -> None:
     if _thread_armed:
         return
     _thread_armed = True
-    from django_cachewarmers.publisher import ensure_publisher
-
-    try:
-        ensure_publisher()
-    except Exception:  # never let a read fail
-        logger.exception("read counts: could not start the background thread")
+    for callback in _on_first_read:
+        try:
+            callback()
+        except Exception:  # never let a read fail
+            logger.exception("read counts: could not start the background thread")
 
 
 @after_fork_in_child

@@ -45,22 +45,13 @@ def all_trackers() -> dict[str, AccessTracker]:
     return dict(_trackers)
 
 
-def track(key: Hashable, tracker: str = KEYS, *, hit: bool | None = None) -> None:
+def track(key: Hashable, tracker: str = KEYS) -> None:
     """Count one access to an application-level key, so adaptive warmers can warm hot data.
-
-    ``hit``: for code that reads the cache itself, whether that read found the key (True) or
-    missed (False); the read is then counted for the warmers whose last run listed ``key``
-    (``readstats``: hit ratios, ``django_cachewarmers_reads_total``). None (the default): an
-    access only.
 
     Cheap enough for every cache read: no lock, no clock (``AccessTracker.record_access_later``).
     """
     found = _trackers.get(tracker)
     (get_tracker(tracker) if found is None else found).record_access_later(key)
-    if hit is not None:
-        from django_cachewarmers import readstats
-
-        readstats.key_read(key, hit)
 
 
 def reset() -> None:
