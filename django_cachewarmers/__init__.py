@@ -115,13 +115,13 @@ def track(key: Hashable, tracker: str = "keys", *, hit: bool | None = None) -> N
 
     ``hit=True`` / ``hit=False``: code that read the cache itself says whether it found the key;
     the read counts toward the hit ratio of the warmers whose last run listed ``key``
-    (``readstats``; ``django_cachewarmers_reads_total``). None (the default): an access only.
+    (``reads``; ``django_cachewarmers_reads_total``). None (the default): an access only.
     """
     from django_cachewarmers.tracking import track as _track
 
     _track(key, tracker)
     if hit is not None:
-        from django_cachewarmers.readstats import key_read
+        from django_cachewarmers.reads import key_read
 
         key_read(key, hit)
 

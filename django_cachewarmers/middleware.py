@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.urls import NoReverseMatch, get_script_prefix, reverse
 from django.utils.encoding import escape_uri_path
 
-from django_cachewarmers import readstats
+from django_cachewarmers import reads
 from django_cachewarmers.conf import conf
 from django_cachewarmers.process import RENDER_MARKER
 from django_cachewarmers.tracking import PAGES, _trackers, get_tracker
@@ -243,8 +243,8 @@ class AccessTrackingMiddleware:
         self.get_response = get_response
         try:
             # The warmers with fixed key lists own their pages from the first request on (the
-            # others' keys arrive with the background thread: ``readstats``).
-            readstats.sync_now()
+            # others' keys arrive with the background thread: ``reads``).
+            reads.sync_now()
         except Exception:
             logger.exception("read counts: could not attribute pages to warmers")
         self.async_mode = iscoroutinefunction(get_response)
@@ -266,8 +266,8 @@ class AccessTrackingMiddleware:
                 if tracker is None:
                     tracker = get_tracker(PAGES)
                 tracker.record_access_later(key)
-                if readstats._page_owners:
-                    readstats.page_read(key, served_from_cache(request))
+                if reads._page_owners:
+                    reads.page_read(key, served_from_cache(request))
         except DisallowedHost:
             pass  # a 2xx for a host not in ALLOWED_HOSTS (no CommonMiddleware): not counted
         except Exception:
@@ -282,8 +282,8 @@ class AccessTrackingMiddleware:
                 not _may_be_signed_in(request) or not await _asigned_in(request)
             ):
                 get_tracker(PAGES).record_access_later(key)
-                if readstats._page_owners:
-                    readstats.page_read(key, served_from_cache(request))
+                if reads._page_owners:
+                    reads.page_read(key, served_from_cache(request))
         except DisallowedHost:
             pass
         except Exception:

@@ -154,8 +154,8 @@ class HotKey(models.Model):
 class ReadCount(models.Model):
     """Reads of one warmer's keys in one minute, summed over every process that counted them.
 
-    Written by each process's background thread (``readstats.flush``), never on a request;
-    rows older than ``readstats.KEEP`` are pruned. Pages: a hit is a response Django's cache
+    Written by each process's background thread (``reads.flush``), never on a request;
+    rows older than ``reads.KEEP`` are pruned. Pages: a hit is a response Django's cache
     middleware or ``cache_page`` answered from the cache, a miss one the view rendered. Data keys:
     reads through ``django_cachewarmers.get()`` / ``aget()`` and ``track(key, hit=...)``.
     """

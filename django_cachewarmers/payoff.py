@@ -1,6 +1,6 @@
 """Did warming pay off? The admin overview's read figures, gathered here.
 
-From the per-minute ``ReadCount`` rows (``readstats``: every process's reads of each warmer's
+From the per-minute ``ReadCount`` rows (``reads``: every process's reads of each warmer's
 keys): each warmer's hit ratio over the last hour and day, a chart of the last hour minute by
 minute, the misses that came within a refresh interval after a successful run (what warming was
 there to prevent), and one plain-language line for the top of the page. Numbers reach the template
@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from django.utils.formats import number_format
 from django.utils.translation import gettext, ngettext
 
-from django_cachewarmers import readstats
-from django_cachewarmers.readstats import ReadSummary
+from django_cachewarmers import reads
+from django_cachewarmers.reads import ReadSummary
 
 __all__ = ["DAY", "HOUR", "HitChart", "Reads", "reads_for", "summary_line"]
 
@@ -128,20 +128,20 @@ def reads_for(
 ) -> dict[str, Reads]:
     """``{name: Reads}`` for ``(name, refresh interval in seconds)`` pairs."""
     names = [name for name, _interval in warmers]
-    hour = readstats.summary(names, HOUR, now)
-    day = readstats.summary(names, DAY, now)
+    hour = reads.summary(names, HOUR, now)
+    day = reads.summary(names, DAY, now)
     found = {}
     for name, interval in warmers:
         chart = None
         if hour[name].reads:
             chart = hit_chart(
-                readstats.per_minute(name, HOUR, now),
+                reads.per_minute(name, HOUR, now),
                 gettext(
                     "Reads of %(name)s's keys in the last hour, minute by minute: %(ratio)s hits"
                 )
                 % {"name": name, "ratio": _ratio(hour[name])},
             )
-        after = readstats.misses_after_warm(name, interval, DAY, now) if day[name].misses else 0
+        after = reads.misses_after_warm(name, interval, DAY, now) if day[name].misses else 0
         found[name] = Reads(hour=hour[name], day=day[name], misses_after_warm=after, chart=chart)
     return found
 

@@ -21,7 +21,7 @@ from collections.abc import Hashable
 from django.core.cache import caches
 from django.db import close_old_connections, connections
 
-from django_cachewarmers import claims, readstats
+from django_cachewarmers import claims, reads
 from django_cachewarmers.conf import conf
 from django_cachewarmers.core.forks import after_fork_in_child
 from django_cachewarmers.hotkeys import (
@@ -73,7 +73,7 @@ class Publisher:
                     tracker.flush()
                 close_old_connections()
                 sync_read_owners()
-                readstats.flush()
+                reads.flush()
                 if conf.SNAPSHOT_INTERVAL > 0:
                     self.publish_all()
                 interval = conf.PERSIST_INTERVAL
@@ -165,7 +165,7 @@ def ensure_publisher() -> None:
 
 
 on_tracker_created(ensure_publisher)
-readstats.on_first_read(ensure_publisher)
+reads.on_first_read(ensure_publisher)
 
 #: Seconds between two syncs of the read attributions that do something (the thread wakes more
 #: often).
@@ -174,7 +174,7 @@ _last_sync = -SYNC_INTERVAL
 
 
 def sync_read_owners(*, shared: bool = True, force: bool = False) -> None:
-    """Bring ``readstats``' attributions up to date with ``CACHE_WARMERS``: fixed key lists are
+    """Bring ``reads``' attributions up to date with ``CACHE_WARMERS``: fixed key lists are
     known without a run; with ``shared``, other warmers' keys come from the last run any process
     shared in the snapshot cache (raises what that cache raises)."""
     global _last_sync
@@ -183,7 +183,7 @@ def sync_read_owners(*, shared: bool = True, force: bool = False) -> None:
             return
         _last_sync = time.monotonic()
     specs = get_specs()
-    readstats.seed(
+    reads.seed(
         {
             name: (spec.keys, renders_pages(spec.loader))
             for name, spec in specs.items()
@@ -191,12 +191,12 @@ def sync_read_owners(*, shared: bool = True, force: bool = False) -> None:
         }
     )
     if shared:
-        readstats.refresh_owners(
+        reads.refresh_owners(
             name for name, spec in specs.items() if not isinstance(spec.keys, tuple)
         )
 
 
-readstats.on_sync(lambda: sync_read_owners(shared=False))
+reads.on_sync(lambda: sync_read_owners(shared=False))
 
 
 def _persist_at_exit() -> None:
@@ -204,7 +204,7 @@ def _persist_at_exit() -> None:
     if _publisher is not None:
         _publisher.stop()
     try:
-        readstats.flush()
+        reads.flush()
     except Exception:
         logger.exception("read counts: could not save this process's last reads at exit")
     if conf.PERSIST_INTERVAL <= 0:

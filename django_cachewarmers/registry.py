@@ -13,7 +13,7 @@ from django.core.signals import setting_changed
 from django.db import close_old_connections, connections, transaction
 from django.dispatch import receiver
 
-from django_cachewarmers import readstats
+from django_cachewarmers import reads
 from django_cachewarmers.backends import max_entries
 from django_cachewarmers.conf import conf
 from django_cachewarmers.core.engine import CacheWarmer
@@ -79,7 +79,7 @@ def build_warmer(spec: WarmerSpec) -> CacheWarmer:
     name = spec.name
     warmer.max_entries_check = lambda count: max_entries_warning(name, count)
     pages = renders_pages(spec.loader)
-    warmer.keys_listener = lambda keys: readstats.remember_keys(name, keys, pages=pages)
+    warmer.keys_listener = lambda keys: reads.remember_keys(name, keys, pages=pages)
     return warmer
 
 

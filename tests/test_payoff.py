@@ -15,7 +15,7 @@ from django.test import Client, override_settings
 from prometheus_client import REGISTRY
 
 import django_cachewarmers
-from django_cachewarmers import metrics, readstats
+from django_cachewarmers import metrics, reads
 from django_cachewarmers.middleware import AccessTrackingMiddleware
 from django_cachewarmers.models import ReadCount
 from django_cachewarmers.publisher import sync_read_owners
@@ -45,10 +45,10 @@ TRACKED = [
 @pytest.fixture(autouse=True)
 def clean() -> Iterator[None]:
     caches["default"].clear()
-    readstats.forget()
+    reads.forget()
     reset()
     yield
-    readstats.forget()
+    reads.forget()
     reset()
     caches["default"].clear()
 
@@ -68,21 +68,21 @@ def rows() -> dict[str, tuple[int, int, int]]:
 def test_reads_are_counted_per_warmer_and_minute_and_summed_by_the_database() -> None:
     minute = datetime(2026, 11, 30, 6, 0, 17, tzinfo=timezone.utc)
     for _ in range(3):
-        readstats.count("a", "hit")
-    readstats.count("a", "miss")
-    readstats.count("b", "stale")
-    assert readstats.flush(now=minute) == 5
+        reads.count("a", "hit")
+    reads.count("a", "miss")
+    reads.count("b", "stale")
+    assert reads.flush(now=minute) == 5
     # A second process (or a later flush in the same minute) adds to the same row.
-    readstats.count("a", "hit")
-    assert readstats.flush(now=minute + timedelta(seconds=20)) == 1
+    reads.count("a", "hit")
+    assert reads.flush(now=minute + timedelta(seconds=20)) == 1
     assert rows() == {"a": (4, 1, 0), "b": (0, 0, 1)}
     assert ReadCount.objects.get(warmer="a").minute == minute.replace(second=0)
-    assert readstats.flush(now=minute) == 0  # nothing new
+    assert reads.flush(now=minute) == 0  # nothing new
 
 
 def test_an_unknown_result_is_refused() -> None:
     with pytest.raises(ValueError, match="result: must be one of hit, miss, stale"):
-        readstats.count("a", "hot")
+        reads.count("a", "hot")
 
 
 def test_summary_and_per_minute_windows() -> None:
@@ -90,13 +90,13 @@ def test_summary_and_per_minute_windows() -> None:
     ReadCount.objects.create(warmer="a", minute=now - timedelta(minutes=5), hits=9, misses=1)
     ReadCount.objects.create(warmer="a", minute=now - timedelta(hours=3), hits=0, misses=10)
     ReadCount.objects.create(warmer="a", minute=now - timedelta(days=3), hits=100, misses=0)
-    hour = readstats.summary(["a", "b"], timedelta(hours=1), now)
-    day = readstats.summary(["a"], timedelta(days=1), now)
+    hour = reads.summary(["a", "b"], timedelta(hours=1), now)
+    day = reads.summary(["a"], timedelta(days=1), now)
     assert (hour["a"].hits, hour["a"].misses, hour["a"].hit_ratio) == (9, 1, 0.9)
     assert hour["b"].hit_ratio is None
     assert hour["b"].reads == 0
     assert (day["a"].reads, day["a"].hit_ratio) == (20, 0.45)
-    minutes = readstats.per_minute("a", timedelta(hours=1), now)
+    minutes = reads.per_minute("a", timedelta(hours=1), now)
     assert len(minutes) == 60
     assert minutes[-6].hits == 9
     assert sum(m.reads for m in minutes) == 10
@@ -115,23 +115,23 @@ def test_misses_after_a_successful_warm_are_those_within_its_refresh_interval() 
     ReadCount.objects.create(warmer="a", minute=warmed_at + timedelta(minutes=2), misses=3)
     ReadCount.objects.create(warmer="a", minute=warmed_at + timedelta(minutes=20), misses=5)
     ReadCount.objects.create(warmer="a", minute=warmed_at - timedelta(minutes=10), misses=7)
-    assert readstats.misses_after_warm("a", 300, timedelta(days=1), now) == 3
-    assert readstats.misses_after_warm("a", 3600, timedelta(days=1), now) == 8
-    assert readstats.misses_after_warm("b", 300, timedelta(days=1), now) == 0
+    assert reads.misses_after_warm("a", 300, timedelta(days=1), now) == 3
+    assert reads.misses_after_warm("a", 3600, timedelta(days=1), now) == 8
+    assert reads.misses_after_warm("b", 300, timedelta(days=1), now) == 0
 
 
 def test_a_failed_write_keeps_the_reads_for_the_next_flush(
     django_assert_num_queries: Any,
 ) -> None:
-    readstats.count("a", "hit")
+    reads.count("a", "hit")
     ReadCount.objects.create(warmer="x", minute=datetime(2026, 1, 1, tzinfo=timezone.utc))
     with (
         override_settings(DATABASE_ROUTERS=["tests.test_payoff.NoWrites"]),
         pytest.raises(RuntimeError, match="no writes"),
     ):
-        readstats.flush()
-    readstats.count("a", "hit")
-    assert readstats.flush() == 2
+        reads.flush()
+    reads.count("a", "hit")
+    assert reads.flush() == 2
     assert rows()["a"] == (2, 0, 0)
 
 
@@ -155,7 +155,7 @@ def test_page_reads_go_to_the_page_warmers_that_list_the_page(client: Client) ->
     client.get("/products/3/")  # now stored by cache_page: a hit
     client.get("/pages/x/")  # no warmer lists it: not counted
     client.get("/products/1/?utm=1")  # the query string is not part of the page: a miss
-    readstats.flush()
+    reads.flush()
     assert rows() == {"shop_pages": (2, 1, 0), "other_pages": (2, 1, 0)}
 
 
@@ -167,12 +167,12 @@ def test_a_run_shares_its_keys_so_other_processes_attribute_reads() -> None:
     shared = caches["default"].get("django_cachewarmers:runkeys:pages")
     assert shared["keys"] == [f"{SITE}/products/7/"]
     assert shared["pages"] is True
-    readstats.forget()  # another process: it knows nothing of the run
-    readstats.page_read("http://testserver/products/7/", hit=True)
-    assert readstats.drain() == {}
+    reads.forget()  # another process: it knows nothing of the run
+    reads.page_read("http://testserver/products/7/", hit=True)
+    assert reads.drain() == {}
     sync_read_owners(force=True)
-    readstats.page_read("http://testserver/products/7/", hit=True)
-    assert readstats.drain() == {("pages", "hit"): 1}
+    reads.page_read("http://testserver/products/7/", hit=True)
+    assert reads.drain() == {("pages", "hit"): 1}
 
 
 @override_settings(CACHE_WARMERS=PAGES)
@@ -182,7 +182,7 @@ def test_track_with_hit_counts_a_data_read_for_the_warmer_listing_the_key() -> N
     django_cachewarmers.track("item:2", hit=False)
     django_cachewarmers.track("unlisted", hit=False)
     django_cachewarmers.track("item:1")  # an access only
-    assert readstats.drain() == {("data", "hit"): 1, ("data", "miss"): 1}
+    assert reads.drain() == {("data", "hit"): 1, ("data", "miss"): 1}
 
 
 # --------------------------------------------------------------------------- Prometheus
@@ -201,9 +201,9 @@ def test_runs_and_reads_land_in_prometheus_default_registry() -> None:
     stats = run_warm("data")
     assert stats is not None
     assert stats.ok
-    readstats.count("data", "hit")
-    readstats.count("data", "hit")
-    readstats.flush()
+    reads.count("data", "hit")
+    reads.count("data", "hit")
+    reads.flush()
     assert sample("django_cachewarmers_keys_warmed_total", warmer="data") == before["warmed"] + 2
     assert (
         sample("django_cachewarmers_runs_total", warmer="data", trigger="api", outcome="ok")

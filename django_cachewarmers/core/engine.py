@@ -90,7 +90,7 @@ class CacheWarmer:
         self.max_entries_check: Callable[[int], str | None] | None = None
         #: Optional: called with the keys of each run of the whole key set (not with those of a
         #: run of requested keys), before they are loaded; what it raises is logged. The Django
-        #: layer sets one that attributes reads to this warmer (``readstats``).
+        #: layer sets one that attributes reads to this warmer (``reads``).
         self.keys_listener: Callable[[list[Hashable]], None] | None = None
         self._on_thread_exit = on_thread_exit
         self._idle_timeout = idle_timeout
