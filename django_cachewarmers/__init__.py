@@ -144,11 +144,20 @@ def rewarm(name: str, keys: Iterable[Hashable]) -> WarmingStats | None:
     return warm(name, keys, trigger="change")
 
 
-def track(key: Hashable, tracker: str = "keys") -> None:
-    """Count one access to an application key, so adaptive warmers keep hot data warm."""
+def track(key: Hashable, tracker: str = "keys", *, hit: bool | None = None) -> None:
+    """Count one access to an application key, so adaptive warmers keep hot data warm.
+
+    ``hit=True`` / ``hit=False``: code that read the cache itself says whether it found the key;
+    the read counts toward the hit ratio of the warmers whose last run listed ``key``
+    (``reads``; ``django_cachewarmers_reads_total``). None (the default): an access only.
+    """
     from django_cachewarmers.tracking import track as _track
 
     _track(key, tracker)
+    if hit is not None:
+        from django_cachewarmers.reads import key_read
+
+        key_read(key, hit)
 
 
 #: ``readpath``'s readers by warmer name (the same dict object for the process's life).

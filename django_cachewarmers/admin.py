@@ -23,7 +23,7 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from django_cachewarmers import dashboard
+from django_cachewarmers import dashboard, payoff
 from django_cachewarmers.core.stats import format_duration
 from django_cachewarmers.models import Warmer, WarmingRun
 from django_cachewarmers.parsing import get_specs
@@ -184,6 +184,7 @@ class WarmerAdmin(_OverviewAdmin):
             "rows": rows,
             "counts": counts,
             "running": sum(1 for row in rows if row.running),
+            "payoff": payoff.summary_line({row.name: row.reads for row in rows if row.reads}),
             "can_warm": can_warm,
             "warm_all_url": self._url("warm_all") if can_warm else "",
             "runs_url": runs_url,

@@ -16,8 +16,16 @@ class CacheWarmersConfig(AppConfig):
 
     def ready(self) -> None:
         # checks register on import; the publisher starts with the process's first tracker.
-        from django_cachewarmers import autostart, backends, checks, publisher, rewarming  # noqa: F401
+        from django_cachewarmers import (  # noqa: F401
+            autostart,
+            backends,
+            checks,
+            metrics,
+            publisher,
+            rewarming,
+        )
 
         backends.register()  # the engine's adapters for Django's cache backends
+        metrics.connect()  # Prometheus counters of runs, when prometheus_client is installed
         autostart.arm()
         rewarming.connect()  # post_save/post_delete of the models in rewarm_on (idempotent)

@@ -7,6 +7,7 @@ problems of each warmer, this module those of the ``CACHE_WARMERS_*`` app settin
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -83,8 +84,46 @@ def validate_app_settings() -> list[CheckMessage]:
             )
         messages.extend(_tracking_problems())
         messages.extend(rewarm_setting_problems())
+        messages.extend(_metrics_problems())
     except Exception as exc:
         messages.append(internal_error("CACHE_WARMERS_*", exc))
+    return messages
+
+
+def _metrics_problems() -> list[CheckMessage]:
+    """Problems of the settings of the Prometheus exposition view (``django_cachewarmers.urls``)."""
+    messages: list[CheckMessage] = []
+    token: object = conf.METRICS_TOKEN
+    if token is not None and (not isinstance(token, str) or not token.strip()):
+        messages.append(
+            error(
+                45,
+                "CACHE_WARMERS_METRICS_TOKEN: must be a non-empty string or None, "
+                f"got {describe_value(token)}.",
+                "Scrapers then send 'Authorization: Bearer <token>'; read it from the "
+                "environment, e.g. os.environ['METRICS_TOKEN'] (default None: no token).",
+            )
+        )
+    allowed: object = conf.METRICS_ALLOWED_IPS
+    problem = None
+    if not isinstance(allowed, (list, tuple)) or not all(isinstance(a, str) for a in allowed):
+        problem = f"must be a list of IP addresses or networks, got {describe_value(allowed)}"
+    else:
+        for entry in allowed:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                problem = f"{entry!r} is not an IP address or network ({exc})"
+                break
+    if problem:
+        messages.append(
+            error(
+                46,
+                f"CACHE_WARMERS_METRICS_ALLOWED_IPS: {problem}.",
+                "Give addresses or CIDR networks of the scrapers, e.g. ['127.0.0.1', "
+                "'10.0.0.0/8'] (default: loopback only).",
+            )
+        )
     return messages
 
 

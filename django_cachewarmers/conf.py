@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_AUTOSTART",
     "DEFAULT_HISTORY_LIMIT",
     "DEFAULT_KEY_PREFIX",
+    "DEFAULT_METRICS_ALLOWED_IPS",
     "DEFAULT_PERSIST_INTERVAL",
     "DEFAULT_REWARM_QUEUE_SIZE",
     "DEFAULT_SNAPSHOT_CACHE",
@@ -42,6 +43,7 @@ DEFAULT_SNAPSHOT_INTERVAL = 2.0
 DEFAULT_SNAPSHOT_SIZE = 1000
 DEFAULT_PERSIST_INTERVAL = 10.0
 DEFAULT_REWARM_QUEUE_SIZE = 10_000
+DEFAULT_METRICS_ALLOWED_IPS = ("127.0.0.1", "::1")
 
 
 class Settings:
@@ -133,6 +135,22 @@ class Settings:
     def REWARM_QUEUE_SIZE(self) -> int:
         """``CACHE_WARMERS_REWARM_QUEUE_SIZE``: changed keys a process holds to re-warm, at most."""
         value: int = getattr(settings, "CACHE_WARMERS_REWARM_QUEUE_SIZE", DEFAULT_REWARM_QUEUE_SIZE)
+        return value
+
+    @property
+    def METRICS_TOKEN(self) -> str | None:
+        """``CACHE_WARMERS_METRICS_TOKEN``: when set, ``django_cachewarmers.urls``' metrics view
+        answers only requests with ``Authorization: Bearer <token>`` (default None)."""
+        value: str | None = getattr(settings, "CACHE_WARMERS_METRICS_TOKEN", None)
+        return value
+
+    @property
+    def METRICS_ALLOWED_IPS(self) -> list[str] | tuple[str, ...]:
+        """``CACHE_WARMERS_METRICS_ALLOWED_IPS``: addresses or networks (CIDR) whose requests the
+        metrics view answers (``REMOTE_ADDR``; default loopback only)."""
+        value: list[str] | tuple[str, ...] = getattr(
+            settings, "CACHE_WARMERS_METRICS_ALLOWED_IPS", DEFAULT_METRICS_ALLOWED_IPS
+        )
         return value
 
 

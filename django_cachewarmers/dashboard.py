@@ -25,7 +25,7 @@ from django.utils import timezone as dj_timezone
 from django.utils.timesince import timesince, timeuntil
 from django.utils.translation import gettext, ngettext
 
-from django_cachewarmers import pages, readstats
+from django_cachewarmers import pages, payoff, readstats
 from django_cachewarmers.claims import Claims
 from django_cachewarmers.core.engine import CacheWarmer
 from django_cachewarmers.core.schedule import next_slot
@@ -200,11 +200,13 @@ class WarmerStatus:
     chart: Sparkline | None = None
     #: What this process reads now from the warmer's cache (None: not probed, e.g. invalid).
     presence: Presence | None = None
+    #: What readers of its keys got (hit ratios; ``payoff``); None for an invalid warmer.
+    reads: payoff.Reads | None = None
     #: Set by the admin: where "Warm now" posts ("" without the permission) and the run history.
     warm_url: str = ""
     runs_url: str = ""
     #: The cluster's counts of reads through ``get`` (``readstats.cluster_counts``), or None.
-    reads: dict[str, int] | None = None
+    get_reads: dict[str, int] | None = None
 
     @property
     def valid(self) -> bool:
@@ -288,7 +290,7 @@ class WarmerStatus:
     @property
     def reads_display(self) -> str:
         """The read counts in words ("" when there were no reads through ``get``)."""
-        reads = self.reads
+        reads = self.get_reads
         if not reads or not any(reads.values()):
             return ""
         parts = (
@@ -345,8 +347,9 @@ def overview(now: float | None = None) -> list[WarmerStatus]:
     now = time.time() if now is None else now
     declared = names()
     history = recent_runs(declared)
-    reads = readstats.cluster_counts()
+    get_counts = readstats.cluster_counts()
     rows = []
+    intervals: list[tuple[str, float]] = []
     for name in declared:
         row = WarmerStatus(name=name, runs=history.get(name, []))
         row.chart = sparkline(row.runs)
@@ -359,8 +362,16 @@ def overview(now: float | None = None) -> list[WarmerStatus]:
             row.error = f"{type(exc).__name__}: {exc}"
         else:
             _fill_status(row, spec, warmer, now)
-            row.reads = reads.get(name)
+            row.get_reads = get_counts.get(name)
+            intervals.append((name, spec.config.refresh_interval_s))
         rows.append(row)
+    try:
+        reads = payoff.reads_for(intervals)
+    except Exception:  # the read counts are not worth an error page (e.g. not migrated yet)
+        logger.exception("cache warmers: could not read the read counts for the admin")
+        reads = {}
+    for row in rows:
+        row.reads = reads.get(row.name)
     return rows
 
 

@@ -19,6 +19,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.urls import NoReverseMatch, get_script_prefix, reverse
 from django.utils.encoding import escape_uri_path
 
+from django_cachewarmers import reads
 from django_cachewarmers.conf import conf
 from django_cachewarmers.process import RENDER_MARKER
 from django_cachewarmers.tracking import PAGES, _trackers, get_tracker
@@ -240,6 +241,12 @@ class AccessTrackingMiddleware:
         | Callable[[HttpRequest], Awaitable[HttpResponseBase]],
     ) -> None:
         self.get_response = get_response
+        try:
+            # The warmers with fixed key lists own their pages from the first request on (the
+            # others' keys arrive with the background thread: ``reads``).
+            reads.sync_now()
+        except Exception:
+            logger.exception("read counts: could not attribute pages to warmers")
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             markcoroutinefunction(self)
@@ -259,6 +266,8 @@ class AccessTrackingMiddleware:
                 if tracker is None:
                     tracker = get_tracker(PAGES)
                 tracker.record_access_later(key)
+                if reads._page_owners:
+                    reads.page_read(key, served_from_cache(request))
         except DisallowedHost:
             pass  # a 2xx for a host not in ALLOWED_HOSTS (no CommonMiddleware): not counted
         except Exception:
@@ -273,11 +282,24 @@ class AccessTrackingMiddleware:
                 not _may_be_signed_in(request) or not await _asigned_in(request)
             ):
                 get_tracker(PAGES).record_access_later(key)
+                if reads._page_owners:
+                    reads.page_read(key, served_from_cache(request))
         except DisallowedHost:
             pass
         except Exception:
             logger.exception("access tracking failed; the request is not affected")
         return response
+
+
+def served_from_cache(request: HttpRequest) -> bool:
+    """Whether Django's page cache answered ``request`` (``FetchFromCacheMiddleware`` or
+    ``cache_page`` found the page) rather than the view rendering it.
+
+    Django's cache middleware leaves no public trace of a hit: it sets the request's
+    ``_cache_update_cache`` to False when it answers from the cache (True when the view must
+    render, for ``UpdateCacheMiddleware`` to store the result), which is what is read here.
+    """
+    return getattr(request, "_cache_update_cache", None) is False
 
 
 def _signed_in(request: HttpRequest) -> bool:

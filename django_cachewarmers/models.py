@@ -149,3 +149,33 @@ class HotKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tracker}: {self.key} ({self.count:g})"
+
+
+class ReadCount(models.Model):
+    """Reads of one warmer's keys in one minute, summed over every process that counted them.
+
+    Written by each process's background thread (``reads.flush``), never on a request;
+    rows older than ``reads.KEEP`` are pruned. Pages: a hit is a response Django's cache
+    middleware or ``cache_page`` answered from the cache, a miss one the view rendered. Data keys:
+    reads through ``django_cachewarmers.get()`` / ``aget()`` and ``track(key, hit=...)``.
+    """
+
+    warmer = models.CharField(_("warmer"), max_length=200)
+    minute = models.DateTimeField(_("minute"), help_text=_("Start of the minute (UTC)."))
+    hits = models.PositiveBigIntegerField(_("hits"), default=0)
+    misses = models.PositiveBigIntegerField(_("misses"), default=0)
+    stale = models.PositiveBigIntegerField(
+        _("stale"), default=0, help_text=_("Stale entries served while they were refreshed.")
+    )
+
+    class Meta:
+        verbose_name = _("read count")
+        verbose_name_plural = _("read counts")
+        constraints = [
+            models.UniqueConstraint(fields=["warmer", "minute"], name="cachewarmers_reads_minute")
+        ]
+        indexes = [models.Index(fields=["minute"], name="cachewarmers_reads_minute_idx")]
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"{self.warmer} {self.minute.isoformat(timespec='minutes')}"

@@ -21,7 +21,7 @@ from collections.abc import Hashable
 from django.core.cache import caches
 from django.db import close_old_connections, connections
 
-from django_cachewarmers import claims, readstats
+from django_cachewarmers import claims, reads, readstats
 from django_cachewarmers.conf import conf
 from django_cachewarmers.core.forks import after_fork_in_child
 from django_cachewarmers.hotkeys import (
@@ -32,6 +32,8 @@ from django_cachewarmers.hotkeys import (
     slot_key,
     snapshot_ttl,
 )
+from django_cachewarmers.pages import renders_pages
+from django_cachewarmers.parsing import get_specs
 from django_cachewarmers.process import running_tests
 from django_cachewarmers.tracking import all_trackers, on_tracker_created
 
@@ -70,6 +72,9 @@ class Publisher:
                 for tracker in all_trackers().values():
                     tracker.flush()
                 close_old_connections()
+                sync_read_owners()
+                hand_over_get_reads()
+                reads.flush()
                 if conf.SNAPSHOT_INTERVAL > 0:
                     self.publish_all()
                 interval = conf.PERSIST_INTERVAL
@@ -162,12 +167,70 @@ def ensure_publisher() -> None:
 
 
 on_tracker_created(ensure_publisher)
+reads.on_first_read(ensure_publisher)
+
+#: Seconds between two syncs of the read attributions that do something (the thread wakes more
+#: often).
+SYNC_INTERVAL = 5.0
+_last_sync = -SYNC_INTERVAL
+
+
+def sync_read_owners(*, shared: bool = True, force: bool = False) -> None:
+    """Bring ``reads``' attributions up to date with ``CACHE_WARMERS``: fixed key lists are
+    known without a run; with ``shared``, other warmers' keys come from the last run any process
+    shared in the snapshot cache (raises what that cache raises)."""
+    global _last_sync
+    if shared and not force:
+        if time.monotonic() - _last_sync < SYNC_INTERVAL:
+            return
+        _last_sync = time.monotonic()
+    specs = get_specs()
+    reads.seed(
+        {
+            name: (spec.keys, renders_pages(spec.loader))
+            for name, spec in specs.items()
+            if isinstance(spec.keys, tuple)
+        }
+    )
+    if shared:
+        reads.refresh_owners(
+            name for name, spec in specs.items() if not isinstance(spec.keys, tuple)
+        )
+
+
+reads.on_sync(lambda: sync_read_owners(shared=False))
+
+#: ``get()``'s counts (``readstats``) already handed to ``reads``, by warmer.
+_handed_over: dict[str, dict[str, int]] = {}
+_GET_RESULTS = (("hits", reads.HIT), ("misses", reads.MISS), ("stale", reads.STALE))
+
+
+def hand_over_get_reads() -> None:
+    """Give ``reads`` (hit ratios over time, Prometheus) what ``get()`` counted since the last
+    call: its counters are this process's totals since it started."""
+    delta: dict[tuple[str, str], int] = {}
+    for name, totals in readstats.local_counts().items():
+        before = _handed_over.get(name, {})
+        for event, result in _GET_RESULTS:
+            base = before.get(event, 0)
+            if totals[event] < base:  # the counters were reset (readstats.reset)
+                base = 0
+            grown = totals[event] - base
+            if grown > 0:
+                delta[(name, result)] = grown
+        _handed_over[name] = totals
+    if delta:
+        reads.count_many(delta)
 
 
 def _persist_at_exit() -> None:
     # A clean shutdown (gunicorn's SIGTERM, Ctrl+C) saves what this process knows of the hot set.
     if _publisher is not None:
         _publisher.stop()
+    try:
+        reads.flush()
+    except Exception:
+        logger.exception("read counts: could not save this process's last reads at exit")
     if conf.PERSIST_INTERVAL <= 0:
         return
     for name in all_trackers():
@@ -183,3 +246,4 @@ def _reset_after_fork() -> None:
     global _lock, _publisher
     _lock = threading.Lock()
     _publisher = None
+    _handed_over.clear()

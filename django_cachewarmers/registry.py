@@ -13,6 +13,7 @@ from django.core.signals import setting_changed
 from django.db import close_old_connections, connections, transaction
 from django.dispatch import receiver
 
+from django_cachewarmers import reads
 from django_cachewarmers.backends import max_entries
 from django_cachewarmers.conf import conf
 from django_cachewarmers.core.engine import CacheWarmer
@@ -80,6 +81,8 @@ def build_warmer(spec: WarmerSpec) -> CacheWarmer:
     warmer.max_entries_check = lambda count: max_entries_warning(name, count)
     if spec.fresh_for is not None:  # get() tells fresh from stale by each entry's write time
         warmer.companions = write_times(KeyNames.for_cache(conf.KEY_PREFIX, cache, warmer.backend))
+    pages = renders_pages(spec.loader)
+    warmer.keys_listener = lambda keys: reads.remember_keys(name, keys, pages=pages)
     return warmer
 
 

@@ -454,8 +454,8 @@ def test_the_dashboard_shows_the_counts(locmem: Any, source: Source) -> None:
 
     django_cachewarmers.get("fresh", "product:1")
     rows = {row.name: row for row in overview()}
-    assert rows["fresh"].reads is not None
-    assert rows["fresh"].reads["misses"] == 1
+    assert rows["fresh"].get_reads is not None
+    assert rows["fresh"].get_reads["misses"] == 1
     assert "1 miss" in rows["fresh"].reads_display
 
 

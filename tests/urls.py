@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from tests.testapp import views
 
@@ -12,4 +12,5 @@ urlpatterns = [
     path("shaped/<slug:kind>/", views.shaped),
     path("cached/<slug:kind>/", views.cached_shaped),
     path("cached-bare/<slug:kind>/", views.cached_shaped_bare),
+    path("cachewarmers/", include("django_cachewarmers.urls")),
 ]

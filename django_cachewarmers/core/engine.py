@@ -93,6 +93,10 @@ class CacheWarmer:
         #: ``fresh_for`` (``core.readthrough.write_times``). They are not keys of the run: not
         #: counted, not read back, and a failure of theirs fails no key.
         self.companions: Callable[[Mapping[Hashable, Any]], dict[Hashable, Any]] | None = None
+        #: Optional: called with the keys of each run of the whole key set (not with those of a
+        #: run of requested keys), before they are loaded; what it raises is logged. The Django
+        #: layer sets one that attributes reads to this warmer (``reads``).
+        self.keys_listener: Callable[[list[Hashable]], None] | None = None
         self._on_thread_exit = on_thread_exit
         self._idle_timeout = idle_timeout
         self._before_load = before_load
@@ -289,6 +293,11 @@ class CacheWarmer:
                 return stats
             keys = self._unique_keys(requested, stats)
             self._warn_max_entries(len(keys))
+            if run.request is None and self.keys_listener is not None:
+                try:
+                    self.keys_listener(keys)
+                except Exception:
+                    logger.exception("cache warmer %s: keys listener failed", self.name)
             if keys:
                 Collector(self, run, stats, deadline).collect(keys)
             return stats
