@@ -228,9 +228,13 @@ def _persist_at_exit() -> None:
     if _publisher is not None:
         _publisher.stop()
     try:
+        hand_over_get_reads()
         reads.flush()
-    except Exception:
-        logger.exception("read counts: could not save this process's last reads at exit")
+    except Exception as exc:
+        logger.warning(
+            "read counts: could not save this process's last reads at exit: %s",
+            " ".join(f"{type(exc).__name__}: {exc}".split()),
+        )
     if conf.PERSIST_INTERVAL <= 0:
         return
     for name in all_trackers():

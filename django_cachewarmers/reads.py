@@ -279,13 +279,14 @@ def flush(now: datetime | None = None) -> int:
         metrics.observe_reads(fresh)  # counted once, whatever the database does
     counts = _unwritten + fresh
     _unwritten.clear()
-    if counts:
-        minute = (now or datetime.now(dt_timezone.utc)).replace(second=0, microsecond=0)
-        try:
-            _add(counts, minute)
-        except Exception:
-            _unwritten.update(counts)  # written with the next flush, in its minute
-            raise
+    if not counts:
+        return 0  # nothing touches the database in a process that counted nothing
+    minute = (now or datetime.now(dt_timezone.utc)).replace(second=0, microsecond=0)
+    try:
+        _add(counts, minute)
+    except Exception:
+        _unwritten.update(counts)  # written with the next flush, in its minute
+        raise
     _prune(now)
     return sum(counts.values())
 

@@ -16,6 +16,8 @@ import pytest
 from tests.processes import PYTHON, Project, stop_group, wait_until
 from tests.redis_server import RedisServer, close_redis
 
+pytestmark = pytest.mark.slow  # real processes
+
 WARMER = {
     "keys": ["product:1"],
     "loader": "tests.readpath_loaders.shared_load",
@@ -28,6 +30,9 @@ WARMER = {
 @pytest.fixture
 def project(tmp_path: Path, redis_server: RedisServer) -> Any:
     made = Project(tmp_path, redis_server, {"products": WARMER})
+    # A migrated project, as a user's: each reader saves its read counts at exit (ReadCount).
+    migrated = made.manage("migrate", "--noinput", "--skip-checks")
+    assert migrated.returncode == 0, migrated.stderr
     yield made
     made.cleanup()
     for key in made.cache._cache.get_client().scan_iter(f"{made.prefix}:*"):
