@@ -1,8 +1,11 @@
 """Rendering a page through the project's own request handler, for ``render_page``.
 
 A render counts as a warm only when a second anonymous GET of the same URL, right after it, is
-answered by a page cache (``cache_page`` or the per-site cache middleware) without running the view:
-that is the entry the next real anonymous request is served from.
+answered by a page cache (``cache_page`` or the per-site cache middleware) without running the view,
+with the response this render stored: that is the entry the next real anonymous request is served
+from. A render refreshes a page that is still cached in place: its page-cache lookups miss (only
+for that render), so the view runs and the cache middleware overwrites the entry under the same
+key, while real requests keep being served the previous entry until then.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import io
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -24,6 +28,7 @@ from django.http import HttpResponseBase
 from django.http.request import split_domain_port, validate_host
 from django.middleware.cache import FetchFromCacheMiddleware
 from django.urls import Resolver404, get_script_prefix, resolve, set_script_prefix
+from django.utils import translation
 from django.utils.cache import get_cache_key, get_max_age, has_vary_header
 from django.utils.encoding import repercent_broken_unicode
 
@@ -32,6 +37,7 @@ from django_cachewarmers.core.engine import CacheWarmer
 from django_cachewarmers.core.loaders import STORED_BY_LOADER
 from django_cachewarmers.middleware import SCRIPT_NAMES_SEEN
 from django_cachewarmers.process import RENDER_MARKER
+from django_cachewarmers.variants import header_environ_key, split_page_key
 
 
 class PageNotWarmed(Exception):
@@ -151,11 +157,13 @@ def split_script_name(path: str) -> tuple[str, str]:
     return "", path
 
 
-def environ_for(url: str) -> dict[str, Any]:
-    """The WSGI environ of an anonymous GET for ``url`` (no cookies, no query string).
+def environ_for(url: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The WSGI environ of an anonymous GET for ``url`` (no cookies, no query string), with the
+    request ``headers`` of a page variant (``{"Accept-Encoding": "gzip"}``) as ``HTTP_*`` keys.
 
     ``SCRIPT_NAME`` and ``PATH_INFO`` come from ``split_script_name``, so a site served under a
-    sub-path gets the request a WSGI server would have made of ``url``.
+    sub-path gets the request a WSGI server would have made of ``url``. ``url`` may be an absolute
+    URL of any host in ``ALLOWED_HOSTS`` (else ``PageNotWarmed``): it is the request's ``Host``.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -174,7 +182,7 @@ def environ_for(url: str) -> dict[str, Any]:
     script_name, path_info = split_script_name(
         unquote_to_bytes(parts.path or "/").decode("iso-8859-1")
     )
-    return {
+    environ = {
         "REQUEST_METHOD": "GET",
         "SCRIPT_NAME": script_name,
         "PATH_INFO": path_info,
@@ -193,15 +201,94 @@ def environ_for(url: str) -> dict[str, Any]:
         "wsgi.run_once": False,
         RENDER_MARKER: True,
     }
+    for name, value in (headers or {}).items():
+        environ[header_environ_key(name)] = value
+    return environ
 
 
-def _get(url: str) -> tuple[_PageRequest, HttpResponseBase]:
-    """One in-process anonymous GET of ``url`` through the full stack: its request and response.
+#: Django's page-cache entries (``django.utils.cache._generate_cache_key``) start with this; the
+#: headers entries (``cache_header``) do not.
+PAGE_ENTRY_PREFIX = "views.decorators.cache.cache_page."
+
+
+def _fingerprint(value: Any) -> tuple[Any, ...]:
+    """What tells one stored page response from another: status, body and headers."""
+    content = getattr(value, "content", None)
+    items = getattr(value, "items", None)
+    return (
+        getattr(value, "status_code", None),
+        content if isinstance(content, bytes) else None,
+        tuple(items()) if callable(items) else None,
+    )
+
+
+class _PageCacheView:
+    """A cache as one render sees it (``_page_caches``): with ``refresh``, lookups of page entries
+    miss (so the view runs and the cache middleware stores its response again); the page entries
+    stored (``stored``) and the ones that answered a lookup (``answered``) are noted by key, with
+    their ``_fingerprint``. Everything else goes to the real cache."""
+
+    def __init__(self, cache: Any, refresh: bool, notes: _PageCacheNotes) -> None:
+        self._cache = cache
+        self._refresh = refresh
+        self._notes = notes
+
+    def get(self, key: Any, default: Any = None, version: Any = None) -> Any:
+        if not (isinstance(key, str) and key.startswith(PAGE_ENTRY_PREFIX)):
+            return self._cache.get(key, default, version=version)
+        if self._refresh:
+            return default
+        value = self._cache.get(key, default, version=version)
+        if value is not default:
+            self._notes.answered[key] = _fingerprint(value)
+        return value
+
+    def set(self, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        result = self._cache.set(key, value, *args, **kwargs)
+        if isinstance(key, str) and key.startswith(PAGE_ENTRY_PREFIX):
+            self._notes.stored[key] = _fingerprint(value)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cache, name)
+
+
+class _PageCacheNotes:
+    """The page entries one render stored and the ones that answered its lookups."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, tuple[Any, ...]] = {}
+        self.answered: dict[str, tuple[Any, ...]] = {}
+
+
+@contextmanager
+def _page_caches(*, refresh: bool) -> Iterator[_PageCacheNotes]:
+    """Every cache of ``CACHES`` seen through a ``_PageCacheView`` by this thread (Django's
+    ``caches`` handler is per thread and context: real requests on other threads are not
+    affected), for one render. The cache middleware and ``cache_page`` look their cache up in
+    ``caches`` on every request, so they get the view."""
+    notes = _PageCacheNotes()
+    originals = {alias: caches[alias] for alias in settings.CACHES}
+    try:
+        for alias, cache in originals.items():
+            caches[alias] = _PageCacheView(cache, refresh, notes)  # type: ignore[assignment]
+        yield notes
+    finally:
+        for alias, cache in originals.items():
+            caches[alias] = cache
+
+
+def _get(
+    url: str, headers: Mapping[str, str] | None = None
+) -> tuple[_PageRequest, HttpResponseBase]:
+    """One in-process anonymous GET of ``url`` (with a variant's request ``headers``) through the
+    full stack: its request and response.
 
     The environ carries ``RENDER_MARKER``: the access-tracking middleware does not count it, and
-    a ``request_started`` receiver can tell it from a real request.
+    a ``request_started`` receiver can tell it from a real request. The thread's active language
+    (``LocaleMiddleware`` activates the request's) is restored after.
     """
-    environ = environ_for(url)
+    environ = environ_for(url, headers)
     handler = _get_handler()
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -211,15 +298,17 @@ def _get(url: str) -> tuple[_PageRequest, HttpResponseBase]:
     # The handler sets this thread's script prefix (reverse() reads it) to the page's SCRIPT_NAME;
     # the loader thread goes back to what it had.
     previous_prefix = get_script_prefix()
+    # LocaleMiddleware activates the request's language in this thread: override() restores it.
     try:
-        body = handler(environ, start_response)
-        try:
-            for _ in body:
-                pass
-        finally:
-            close = getattr(body, "close", None)
-            if close is not None:
-                close()  # sends request_finished, as a server would
+        with translation.override(translation.get_language()):
+            body = handler(environ, start_response)
+            try:
+                for _ in body:
+                    pass
+            finally:
+                close = getattr(body, "close", None)
+                if close is not None:
+                    close()  # sends request_finished, as a server would
     finally:
         set_script_prefix(previous_prefix)
     exchange: tuple[_PageRequest, HttpResponseBase] | None = handler.last.exchange
@@ -363,36 +452,55 @@ def check_stored(urls: Sequence[Hashable]) -> dict[Hashable, str | None]:
     return answer
 
 
-def render(url: str) -> int:
-    """Render ``url`` as an anonymous visitor, then check that a page cache now serves it.
+def render(key: str) -> int:
+    """Render a page as an anonymous visitor, replacing its page-cache entry, then check that a
+    page cache now serves the new render.
 
-    The render goes through the full middleware stack (no network), so ``cache_page`` views and
-    the per-site cache store the response under the key a real anonymous request for that URL
-    looks up. A second anonymous GET then checks that a page cache answers it without running the
-    view. Returns the render's status code. Raises ``PageNotWarmed`` saying why otherwise: not
-    2xx, no page cache in front of the page, or a response the page cache does not store (sets a
-    cookie, ``private``, ``no-cache``, ``no-store``, ``max-age=0``, ``Vary: *``) or did not keep.
+    ``key`` is a page URL, or a page variant's key (``variants.page_key``: the URL and the request
+    headers of the variant, e.g. ``Accept-Encoding``), rendered with those headers. The render goes
+    through the full middleware stack (no network) with the page cache's lookups of page entries
+    missing (``_page_caches``), so ``cache_page`` views and the per-site cache run the view and
+    store the response under the key a real anonymous request for that URL looks up, over the
+    entry that may be there: a cached page is refreshed in place, and real requests meanwhile
+    keep being served the previous entry. A second anonymous GET then checks that a page cache
+    answers it, without running the view, with the response this render stored. Returns the
+    render's status code. Raises ``PageNotWarmed`` saying why otherwise: not 2xx, no page cache in
+    front of the page, or a response the page cache does not store (sets a cookie, ``private``,
+    ``no-cache``, ``no-store``, ``max-age=0``, ``Vary: *``) or did not keep, or (refreshing) a
+    page cache still serving the previous render.
     """
-    request, response = _get(url)
+    url, headers = split_page_key(key)
+    with _page_caches(refresh=True) as refreshed:
+        request, response = _get(url, headers)
     code = response.status_code
     if not 200 <= code < 300:
-        raise PageNotWarmed(f"{url} answered {code} {response.reason_phrase}")
+        raise PageNotWarmed(f"{key} answered {code} {response.reason_phrase}")
     served = _served_from_cache(request)
     if served is None:
         raise PageNotWarmed(
-            f"{url}: no page cache in front of it (neither cache_page nor the per-site cache "
+            f"{key}: no page cache in front of it (neither cache_page nor the per-site cache "
             "middleware saw the request), so rendering it warms nothing"
         )
     if served:
-        _remember(url, request)
-        return code  # the render itself was answered from the cache (see README: Limits)
+        raise PageNotWarmed(
+            f"{key}: a page cache answered the refresh from an entry it does not keep under "
+            "Django's page-cache keys, so the page was not rendered again"
+        )
     # The view ran: did a page cache store what it answered? Ask the cache, not the response:
     # cache_page stores the view's response before the outer middleware (CSRF, sessions) add
     # their cookies and headers, and a cache may drop what it was given.
-    probe, _ = _get(url)
+    with _page_caches(refresh=False) as probed:
+        probe, _ = _get(url, headers)
     if _served_from_cache(probe):
-        _remember(url, probe)
-        return code
+        if any(
+            refreshed.stored.get(entry) == fingerprint
+            for entry, fingerprint in probed.answered.items()
+        ):
+            _remember(key, probe)
+            return code
+        stale = True
+    else:
+        stale = False
     reason = not_stored_reason(response)
     if reason is None and request.__dict__.get("_cw_cache_update_cache") is False:
         reason = (
@@ -403,16 +511,23 @@ def render(url: str) -> int:
         "the page cache did not keep the response (a DummyCache, a cache that culled it or "
         "ignores errors, or a page cache timeout of 0)"
     )
-    raise PageNotWarmed(f"{url}: the next anonymous GET would run the view: {reason}")
+    if stale:
+        raise PageNotWarmed(
+            f"{key}: the next anonymous GET would get the page cache's previous entry, not this "
+            f"render: {reason}"
+        )
+    raise PageNotWarmed(f"{key}: the next anonymous GET would run the view: {reason}")
 
 
 def render_page(url: str) -> object:
     """A loader for page URLs (``"loader": "django_cachewarmers.pages.render_page"``).
 
-    Renders ``url`` through the project's own request handler (full middleware stack, no network)
-    as an anonymous visitor, so that ``cache_page`` views and the per-site cache store the response
-    under exactly the key a real request looks up. Returns ``STORED_BY_LOADER`` only when a second
-    anonymous GET right after the render is answered by Django's page cache; else raises
+    Renders ``url`` (a page URL, or a page variant's key: ``variants.page_key``) through the
+    project's own request handler (full middleware stack, no network) as an anonymous visitor, so
+    that ``cache_page`` views and the per-site cache store the response under exactly the key a
+    real request looks up, replacing a cached entry in place (``render``). Returns
+    ``STORED_BY_LOADER`` only when a second anonymous GET right after the render is answered by
+    Django's page cache with this render; else raises
     ``PageNotWarmed`` saying why (not 2xx, no page cache, a response the page cache does not
     store, or did not keep): a failed key. A site under a sub-path gets ``SCRIPT_NAME`` split off
     the URL's path (``split_script_name``). After the run's last write, its ``check_stored``

@@ -21,7 +21,9 @@ __all__ = [
     "DEFAULTS",
     "FIELDS",
     "KEY_PART",
+    "SITEMAP_FIELDS",
     "AdaptiveKeys",
+    "Variant",
     "WarmerSpec",
     "refresh_ttl",
 ]
@@ -34,7 +36,7 @@ KEY_PART = re.compile(r"[^\s\x00-\x1f\x7f]+")
 #: Every field a warmer definition may have, with a one-line description.
 FIELDS: Final[dict[str, str]] = {
     "keys": "Which keys to warm: a list or tuple of keys, a callable returning them (or its "
-    "dotted path), 'adaptive', or {'adaptive': {...}} (required).",
+    "dotted path), 'adaptive', {'adaptive': {...}}, or {'sitemap': ...} (required).",
     "loader": "callable(key) -> value, or its dotted path; give exactly one of loader and "
     "batch_loader.",
     "batch_loader": "callable(list_of_keys) -> {key: value}, or its dotted path; give exactly "
@@ -53,6 +55,8 @@ FIELDS: Final[dict[str, str]] = {
     "warmup_timeout": "Deadline of one run in seconds (> 0, default 60).",
     "retry_backoff": "First retry delay in seconds (>= 0, default 0.1); each next one doubles.",
     "optional": "True: a failure at startup is a warning; False (default): an error.",
+    "variants": "Page warmers (render_page): the request headers to render each page with, a "
+    "list of dicts such as [{}, {'Accept-Encoding': 'gzip'}] (default [{}]: the plain page).",
 }
 
 #: The options of ``{"adaptive": {...}}`` keys.
@@ -61,6 +65,19 @@ ADAPTIVE_FIELDS: Final[dict[str, str]] = {
     "threshold": "Minimum access count of a hot key (integer >= 1, default 5).",
     "limit": "Most keys warmed per run (integer >= 1, default 100).",
 }
+
+#: The options of ``{"sitemap": {...}}`` keys (``sitemaps.SitemapKeys``).
+SITEMAP_FIELDS: Final[dict[str, str]] = {
+    "sitemaps": "Dotted path of the dict of django.contrib.sitemaps.Sitemap classes (or the dict "
+    "itself), as passed to the sitemap view (required).",
+    "limit": "Most URLs warmed, highest priority first (integer >= 1; default None: all).",
+    "domain": "Host of the URLs; required without django.contrib.sites and SITE_ID (default: "
+    "the current Site's domain).",
+    "protocol": "'http' or 'https' (default: each sitemap's own protocol, else 'https').",
+}
+
+#: A page variant: sorted ``(request header, value)`` pairs; ``()`` is the plain page.
+Variant = tuple[tuple[str, str], ...]
 
 #: Defaults of the optional fields ("timeout" omitted means the cache's default timeout).
 DEFAULTS: Final[dict[str, object]] = {
@@ -103,6 +120,8 @@ class WarmerSpec:
     config: WarmingConfig
     #: The definition as the user gave it.
     raw: Mapping[str, Any]
+    #: A page warmer's variants: the request headers each page is rendered with.
+    variants: tuple[Variant, ...] = ((),)
 
     @property
     def is_scheduled(self) -> bool:

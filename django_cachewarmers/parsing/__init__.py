@@ -45,6 +45,7 @@ from django_cachewarmers.parsing.fields import (
     parse_seconds,
     parse_strategy,
 )
+from django_cachewarmers.parsing.pages import check_page_fields, parse_variants
 from django_cachewarmers.spec import (
     DEFAULTS,
     FIELDS,
@@ -168,6 +169,8 @@ def _inspect(name: object, raw: object) -> tuple[list[checks.CheckMessage], Warm
 
     keys = parse_keys(report, name, raw)
     loader, batch_loader = parse_loaders(report, name, raw)
+    variants = parse_variants(report, name, raw)
+    check_page_fields(report, name, raw, keys, loader)
     cache = parse_cache(report, name, raw)
     strategy = parse_strategy(report, name, raw)
 
@@ -259,5 +262,6 @@ def _inspect(name: object, raw: object) -> tuple[list[checks.CheckMessage], Warm
         optional=optional,
         config=config,
         raw=raw,
+        variants=variants,
     )
     return report.messages, spec
