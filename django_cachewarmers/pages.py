@@ -63,6 +63,8 @@ class _PageRequest(WSGIRequest):
     page_cache_hit = False
     #: The ``FetchFromCacheMiddleware`` (or ``CacheMiddleware``, for ``cache_page``) that answered.
     page_cache_answered_by: Any = None
+    #: The active language when it answered: part of the page-cache key (``get_cache_key``).
+    page_cache_language: str | None = None
 
     @property
     def _cache_update_cache(self) -> bool:
@@ -81,6 +83,8 @@ class _PageRequest(WSGIRequest):
                 self.page_cache_hit = True
                 # Its cache alias and key prefix tell where this page is held (page_is_cached).
                 self.page_cache_answered_by = frame.f_locals.get("self")
+                # Django's page-cache keys end with the active language (LocaleMiddleware's).
+                self.page_cache_language = translation.get_language()
 
 
 class _Handler(WSGIHandler):
@@ -375,7 +379,8 @@ _MAX_REMEMBERED = 100_000
 _served_lock = threading.Lock()
 #: url -> (cache alias, key prefix, environ of its anonymous GET) of the page cache that served
 #: it at its last render in this process.
-_served_by: OrderedDict[str, tuple[str, str, dict[str, Any]]] = OrderedDict()
+#: And the language active at that lookup (Django's page-cache keys end with it).
+_served_by: OrderedDict[str, tuple[str, str, dict[str, Any], str | None]] = OrderedDict()
 
 
 @receiver(setting_changed)
@@ -395,7 +400,12 @@ def _remember(url: str, request: _PageRequest) -> None:
         return
     environ = {k: v for k, v in request.environ.items() if k != "wsgi.input"}
     with _served_lock:
-        _served_by[url] = (alias, str(middleware.key_prefix or ""), environ)
+        _served_by[url] = (
+            alias,
+            str(middleware.key_prefix or ""),
+            environ,
+            request.page_cache_language,
+        )
         _served_by.move_to_end(url)
         while len(_served_by) > _MAX_REMEMBERED:
             _served_by.popitem(last=False)
@@ -407,14 +417,16 @@ def page_not_cached_reason(url: str) -> str | None:
 
     No view runs: Django's own ``get_cache_key(request, key_prefix, "GET", cache=cache)`` (the
     lookup ``FetchFromCacheMiddleware`` makes, with the cache alias and ``key_prefix`` of the
-    middleware that answered) and one ``cache.get`` of that key. Raises ``KeyError`` when ``url``
+    middleware that answered, in the language active at that lookup: the key ends with it) and one
+    ``cache.get`` of that key. Raises ``KeyError`` when ``url``
     was not rendered by ``render`` in this process, and what the cache raises.
     """
     with _served_lock:
-        alias, key_prefix, environ = _served_by[url]
+        alias, key_prefix, environ, language = _served_by[url]
     cache = caches[alias]
     request = WSGIRequest({**environ, "wsgi.input": io.BytesIO(b"")})
-    cache_key = get_cache_key(request, key_prefix, "GET", cache=cache)
+    with translation.override(language):
+        cache_key = get_cache_key(request, key_prefix, "GET", cache=cache)
     if cache_key is not None and cache.get(cache_key) is not None:
         return None
     limit = max_entries(cache)
