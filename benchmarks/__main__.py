@@ -89,7 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=["tracker", "warm", "redis", "proxy", "database", "adaptive", "celery", "coverage"],
+        choices=[
+            "tracker", "warm", "redis", "proxy", "database", "adaptive", "celery", "coverage",
+            "pages",
+        ],
         help="run one group",
     )
     parser.add_argument(
@@ -102,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         celery_bench,
         coverage_bench,
         db_bench,
+        pages_bench,
         redis_bench,
         tracker_bench,
         warm_bench,
@@ -116,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "adaptive": adaptive_bench.run,
         "celery": celery_bench.run,
         "coverage": coverage_bench.run,
+        "pages": pages_bench.run,
     }
     rows: list[dict[str, str]] = []
     for name, run in groups.items():

@@ -65,6 +65,9 @@ class _PageRequest(WSGIRequest):
     page_cache_answered_by: Any = None
     #: The active language when it answered: part of the page-cache key (``get_cache_key``).
     page_cache_language: str | None = None
+    #: The first (outermost) page cache middleware that looked it up, and the language then.
+    page_cache_seen_by: Any = None
+    page_cache_seen_language: str | None = None
 
     @property
     def _cache_update_cache(self) -> bool:
@@ -78,6 +81,9 @@ class _PageRequest(WSGIRequest):
         self.__dict__["_cw_cache_update_cache"] = value
         frame = sys._getframe(1)
         if frame.f_code is _FETCH_FROM_CACHE:
+            if not self.page_cache_seen:  # the outermost page cache: the one that answers first
+                self.page_cache_seen_by = frame.f_locals.get("self")
+                self.page_cache_seen_language = translation.get_language()
             self.page_cache_seen = True
             if not value:  # the hit branch (the other False is for a method other than GET/HEAD)
                 self.page_cache_hit = True
@@ -213,6 +219,8 @@ def environ_for(url: str, headers: Mapping[str, str] | None = None) -> dict[str,
 #: Django's page-cache entries (``django.utils.cache._generate_cache_key``) start with this; the
 #: headers entries (``cache_header``) do not.
 PAGE_ENTRY_PREFIX = "views.decorators.cache.cache_page."
+#: And the headers entries (``learn_cache_key``) with this.
+HEADERS_ENTRY_PREFIX = "views.decorators.cache.cache_header."
 
 
 def _fingerprint(value: Any) -> tuple[Any, ...]:
@@ -232,7 +240,8 @@ class _PageCacheView:
     stored (``stored``) and the ones that answered a lookup (``answered``) are noted by key, with
     their ``_fingerprint``. Everything else goes to the real cache."""
 
-    def __init__(self, cache: Any, refresh: bool, notes: _PageCacheNotes) -> None:
+    def __init__(self, alias: str, cache: Any, refresh: bool, notes: _PageCacheNotes) -> None:
+        self._alias = alias
         self._cache = cache
         self._refresh = refresh
         self._notes = notes
@@ -244,13 +253,16 @@ class _PageCacheView:
             return default
         value = self._cache.get(key, default, version=version)
         if value is not default:
-            self._notes.answered[key] = _fingerprint(value)
+            self._notes.answered[(self._alias, key)] = _fingerprint(value)
         return value
 
     def set(self, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
         result = self._cache.set(key, value, *args, **kwargs)
-        if isinstance(key, str) and key.startswith(PAGE_ENTRY_PREFIX):
-            self._notes.stored[key] = _fingerprint(value)
+        if isinstance(key, str):
+            if key.startswith(PAGE_ENTRY_PREFIX):
+                self._notes.stored[(self._alias, key)] = _fingerprint(value)
+            elif key.startswith(HEADERS_ENTRY_PREFIX):
+                self._notes.headers[(self._alias, key)] = value
         return result
 
     def __getattr__(self, name: str) -> Any:
@@ -258,11 +270,32 @@ class _PageCacheView:
 
 
 class _PageCacheNotes:
-    """The page entries one render stored and the ones that answered its lookups."""
+    """The page and headers entries one render stored and the page entries that answered its
+    lookups, by (cache alias, key)."""
 
     def __init__(self) -> None:
-        self.stored: dict[str, tuple[Any, ...]] = {}
-        self.answered: dict[str, tuple[Any, ...]] = {}
+        self.stored: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self.headers: dict[tuple[str, str], Any] = {}
+        self.answered: dict[tuple[str, str], tuple[Any, ...]] = {}
+
+    def not_kept(self) -> str | None:
+        """Why the entries this render stored are not all held now (one ``get_many`` per
+        cache), or None: each headers entry and each page entry as stored."""
+        wanted: dict[str, list[str]] = {}
+        for alias, key in (*self.headers, *self.stored):
+            wanted.setdefault(alias, []).append(key)
+        for alias, keys in wanted.items():
+            found = caches[alias].get_many(keys)
+            for key in keys:
+                if (alias, key) in self.headers:
+                    if found.get(key) != self.headers[(alias, key)]:
+                        return _lost_reason(alias, header=True)
+                elif key not in found or _fingerprint(found[key]) != self.stored[(alias, key)]:
+                    return _lost_reason(alias, header=False)
+        return None
+
+    def entries(self) -> tuple[tuple[str, str], ...]:
+        return (*self.headers, *self.stored)
 
 
 @contextmanager
@@ -275,7 +308,8 @@ def _page_caches(*, refresh: bool) -> Iterator[_PageCacheNotes]:
     originals = {alias: caches[alias] for alias in settings.CACHES}
     try:
         for alias, cache in originals.items():
-            caches[alias] = _PageCacheView(cache, refresh, notes)  # type: ignore[assignment]
+            view = _PageCacheView(alias, cache, refresh, notes)
+            caches[alias] = view  # type: ignore[assignment]
         yield notes
     finally:
         for alias, cache in originals.items():
@@ -380,7 +414,10 @@ _served_lock = threading.Lock()
 #: url -> (cache alias, key prefix, environ of its anonymous GET) of the page cache that served
 #: it at its last render in this process.
 #: And the language active at that lookup (Django's page-cache keys end with it).
-_served_by: OrderedDict[str, tuple[str, str, dict[str, Any], str | None]] = OrderedDict()
+#: And the (cache alias, key) entries the render stored (``check_stored`` reads them back).
+_served_by: OrderedDict[
+    str, tuple[str, str, dict[str, Any], str | None, tuple[tuple[str, str], ...]]
+] = OrderedDict()
 
 
 @receiver(setting_changed)
@@ -393,8 +430,11 @@ def _forget_served_by(*, setting: str, **kwargs: Any) -> None:
             _served_by.clear()
 
 
-def _remember(url: str, request: _PageRequest) -> None:
-    middleware = request.page_cache_answered_by
+def _remember(url: str, request: _PageRequest, entries: tuple[tuple[str, str], ...]) -> None:
+    """Note where the page cache keeps ``url``: the outermost page cache that looked the render
+    up (its alias, key prefix, the request and the language then), and the ``entries`` (cache
+    alias, key) the render stored."""
+    middleware = request.page_cache_seen_by
     alias = getattr(middleware, "cache_alias", None)
     if not isinstance(alias, str):
         return
@@ -404,11 +444,25 @@ def _remember(url: str, request: _PageRequest) -> None:
             alias,
             str(middleware.key_prefix or ""),
             environ,
-            request.page_cache_language,
+            request.page_cache_seen_language,
+            entries,
         )
         _served_by.move_to_end(url)
         while len(_served_by) > _MAX_REMEMBERED:
             _served_by.popitem(last=False)
+
+
+def _lost_reason(alias: str, *, header: bool) -> str:
+    """Why a page is not served from the page cache ``alias``: its headers or page entry is gone."""
+    entry = "its headers entry" if header else "the page entry"
+    limit = max_entries(caches[alias])
+    if limit is not None:
+        return (
+            f"the page cache ({alias!r}) no longer holds {entry}: culled by its MAX_ENTRIES "
+            f"({limit}; each page takes 2 entries, headers + page, beside everything else in that "
+            "cache), or expired"
+        )
+    return f"the page cache ({alias!r}) no longer holds {entry}: evicted or expired"
 
 
 def page_not_cached_reason(url: str) -> str | None:
@@ -417,27 +471,19 @@ def page_not_cached_reason(url: str) -> str | None:
 
     No view runs: Django's own ``get_cache_key(request, key_prefix, "GET", cache=cache)`` (the
     lookup ``FetchFromCacheMiddleware`` makes, with the cache alias and ``key_prefix`` of the
-    middleware that answered, in the language active at that lookup: the key ends with it) and one
-    ``cache.get`` of that key. Raises ``KeyError`` when ``url``
-    was not rendered by ``render`` in this process, and what the cache raises.
+    outermost page cache middleware, in the language active at that lookup: the key ends with
+    it) and one ``cache.get`` of that key. Raises ``KeyError`` when ``url`` was not rendered by
+    ``render`` in this process, and what the cache raises.
     """
     with _served_lock:
-        alias, key_prefix, environ, language = _served_by[url]
+        alias, key_prefix, environ, language, _ = _served_by[url]
     cache = caches[alias]
     request = WSGIRequest({**environ, "wsgi.input": io.BytesIO(b"")})
     with translation.override(language):
         cache_key = get_cache_key(request, key_prefix, "GET", cache=cache)
     if cache_key is not None and cache.get(cache_key) is not None:
         return None
-    limit = max_entries(cache)
-    entry = "its headers entry" if cache_key is None else "the page entry"
-    if limit is not None:
-        return (
-            f"the page cache ({alias!r}) no longer holds {entry}: culled by its MAX_ENTRIES "
-            f"({limit}; each page takes 2 entries, headers + page, beside everything else in that "
-            "cache), or expired"
-        )
-    return f"the page cache ({alias!r}) no longer holds {entry}: evicted or expired"
+    return _lost_reason(alias, header=cache_key is None)
 
 
 def page_is_cached(url: str) -> bool | None:
@@ -453,14 +499,31 @@ def page_is_cached(url: str) -> bool | None:
 
 def check_stored(urls: Sequence[Hashable]) -> dict[Hashable, str | None]:
     """``render_page``'s read-back hook (``check_stored``, see ``core.loaders.loader_hook``): for
-    each URL, None when the page cache that served it at its render still holds it, else the
-    reason. Raises what the cache raises."""
+    each URL, None when the page cache still holds every entry its last render in this process
+    stored (its headers entries and page entries, under the keys Django's cache middleware
+    computed for it), else the reason. One ``get_many`` per cache for all ``urls``. Raises what the
+    cache raises."""
     answer: dict[Hashable, str | None] = {}
-    for url in urls:
-        try:
-            answer[url] = page_not_cached_reason(str(url))
-        except KeyError:
-            answer[url] = "no page cache location was recorded for it in this process"
+    wanted: dict[Hashable, tuple[tuple[str, str], ...]] = {}
+    by_alias: dict[str, list[str]] = {}
+    with _served_lock:
+        for url in urls:
+            served = _served_by.get(str(url))
+            if served is None:
+                answer[url] = "no page cache location was recorded for it in this process"
+                continue
+            wanted[url] = served[4]
+            for alias, key in served[4]:
+                by_alias.setdefault(alias, []).append(key)
+    found = {
+        alias: caches[alias].get_many(list(dict.fromkeys(keys))) for alias, keys in by_alias.items()
+    }
+    for url, entries in wanted.items():
+        answer[url] = None
+        for alias, key in entries:
+            if key not in found[alias]:
+                answer[url] = _lost_reason(alias, header=key.startswith(HEADERS_ENTRY_PREFIX))
+                break
     return answer
 
 
@@ -498,21 +561,19 @@ def render(key: str) -> int:
             f"{key}: a page cache answered the refresh from an entry it does not keep under "
             "Django's page-cache keys, so the page was not rendered again"
         )
-    # The view ran: did a page cache store what it answered? Ask the cache, not the response:
-    # cache_page stores the view's response before the outer middleware (CSRF, sessions) add
-    # their cookies and headers, and a cache may drop what it was given.
+    # The view ran: did the page cache middleware store what it answered, and does the cache hold
+    # it? Ask the cache, not the response: cache_page stores the view's response before the
+    # outer middleware (CSRF, sessions) add their cookies and headers, and a cache may drop what
+    # it was given. The next anonymous GET computes the same keys from the same request, so the
+    # entries this render stored are the ones it reads.
+    kept = refreshed.not_kept() if refreshed.stored else "nothing stored"
+    if kept is None:
+        _remember(key, request, refreshed.entries())
+        return code
+    # Not stored, or not kept: a second anonymous GET tells the reason.
     with _page_caches(refresh=False) as probed:
         probe, _ = _get(url, headers)
-    if _served_from_cache(probe):
-        if any(
-            refreshed.stored.get(entry) == fingerprint
-            for entry, fingerprint in probed.answered.items()
-        ):
-            _remember(key, probe)
-            return code
-        stale = True
-    else:
-        stale = False
+    stale = bool(_served_from_cache(probe) and probed.answered)
     reason = not_stored_reason(response)
     if reason is None and request.__dict__.get("_cw_cache_update_cache") is False:
         reason = (

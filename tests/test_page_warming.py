@@ -21,6 +21,7 @@ from django.core.cache import caches
 from django.core.checks import CheckMessage
 from django.db import connection
 from django.test import Client, modify_settings, override_settings
+from django.utils import translation
 
 import django_cachewarmers
 from django_cachewarmers import STORED_BY_LOADER, tracking
@@ -73,7 +74,10 @@ def page_cache(request: pytest.FixtureRequest) -> Iterator[str]:
 def visit(path: str, **headers: Any) -> tuple[bool, bytes, Any]:
     """A real anonymous GET: (whether it was a hit, its decoded body, the response)."""
     before = _real_executions()
-    response = Client().get(path, **headers)
+    # LocaleMiddleware leaves the request's language active in this thread (a server's next
+    # request activates its own): give the thread back its language for the tests after.
+    with translation.override(translation.get_language()):
+        response = Client().get(path, **headers)
     assert response.status_code == 200, response
     body = response.content
     if response.get("Content-Encoding") == "gzip":
