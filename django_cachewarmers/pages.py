@@ -235,8 +235,9 @@ def _fingerprint(value: Any) -> tuple[Any, ...]:
 
 
 class _PageCacheView:
-    """A cache as one render sees it (``_page_caches``): with ``refresh``, lookups of page entries
-    miss (so the view runs and the cache middleware stores its response again); the page entries
+    """A cache as one render sees it (``_page_caches``): with ``refresh``, lookups of page and
+    headers entries miss (so the view runs and the cache middleware stores its response again,
+    over the entries real requests keep reading meanwhile); the page entries
     stored (``stored``) and the ones that answered a lookup (``answered``) are noted by key, with
     their ``_fingerprint``. Everything else goes to the real cache."""
 
@@ -247,6 +248,10 @@ class _PageCacheView:
         self._notes = notes
 
     def get(self, key: Any, default: Any = None, version: Any = None) -> Any:
+        if self._refresh and isinstance(key, str) and key.startswith(HEADERS_ENTRY_PREFIX):
+            # No headers, no page lookup: FetchFromCacheMiddleware goes straight to the view,
+            # and UpdateCacheMiddleware stores both entries again.
+            return default
         if not (isinstance(key, str) and key.startswith(PAGE_ENTRY_PREFIX)):
             return self._cache.get(key, default, version=version)
         if self._refresh:
