@@ -90,7 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         choices=[
-            "tracker", "warm", "redis", "proxy", "database", "adaptive", "celery", "coverage",
+            "tracker",
+            "warm",
+            "redis",
+            "proxy",
+            "database",
+            "adaptive",
+            "celery",
+            "coverage",
             "pages",
         ],
         help="run one group",

@@ -61,7 +61,7 @@ def run(repeat: int = 3) -> list[dict[str, str]]:
         def answers() -> bool:
             try:
                 with urllib.request.urlopen(urls[0], timeout=2) as response:
-                    return response.status == 200
+                    return bool(response.status == 200)
             except OSError:
                 return False
 
@@ -84,7 +84,8 @@ def run(repeat: int = 3) -> list[dict[str, str]]:
 
         def ours() -> Any:
             stats = django_cachewarmers.warm("pages")
-            assert stats is not None and stats.keys_warmed == N_PAGES, stats
+            assert stats is not None
+            assert stats.keys_warmed == N_PAGES, stats
             return stats
 
         best = {"ours": float("inf"), "crawler": float("inf")}

@@ -36,8 +36,8 @@ from django_cachewarmers.backends import max_entries
 from django_cachewarmers.core.engine import CacheWarmer
 from django_cachewarmers.core.loaders import STORED_BY_LOADER
 from django_cachewarmers.middleware import SCRIPT_NAMES_SEEN
+from django_cachewarmers.pagekeys import header_environ_key, split_page_key
 from django_cachewarmers.process import RENDER_MARKER
-from django_cachewarmers.variants import header_environ_key, split_page_key
 
 
 class PageNotWarmed(Exception):

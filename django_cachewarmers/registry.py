@@ -53,7 +53,7 @@ def build_warmer(spec: WarmerSpec) -> CacheWarmer:
     else:
         provider = StaticKeyProvider(spec.keys)
     if renders_pages(spec.loader):  # each page URL times its variants (declared, learned)
-        from django_cachewarmers.variants import with_variants
+        from django_cachewarmers.page_providers import with_variants
 
         adaptive = spec.keys.tracker if isinstance(spec.keys, AdaptiveKeys) else None
         provider = with_variants(provider, spec.variants, tracker=adaptive)

@@ -27,11 +27,12 @@ import django_cachewarmers
 from django_cachewarmers import STORED_BY_LOADER, tracking
 from django_cachewarmers.check_messages import CHECK_IDS
 from django_cachewarmers.middleware import SCRIPT_NAMES_SEEN
+from django_cachewarmers.pagekeys import page_key, split_page_key, variant_of
 from django_cachewarmers.pages import PageNotWarmed, render_page
 from django_cachewarmers.parsing import validate_warmers
 from django_cachewarmers.registry import get_warmer
 from django_cachewarmers.sitemaps import sitemap_urls
-from django_cachewarmers.variants import VARIANTS, page_key, split_page_key, variant_of
+from django_cachewarmers.variants import VARIANTS
 from tests.page_stacks import SITE_VARIED, VIEW_VARIED
 from tests.redis_server import RedisServer
 from tests.testapp import page_views, views

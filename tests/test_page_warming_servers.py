@@ -1,5 +1,6 @@
 """Page warming as real visitors see it: gunicorn (2 workers) behind the per-site cache, with
-GZipMiddleware and LocaleMiddleware, on the suite's own redis-server (tests/page_server_settings.py).
+GZipMiddleware and LocaleMiddleware, on the suite's own redis-server
+(tests/page_server_settings.py).
 
 Visitors are plain HTTP clients sending real browser header strings. The views log each execution
 to a file shared by the processes, a warm's renders apart from real requests' (``:render``), so a

@@ -18,6 +18,7 @@ from django_cachewarmers.check_messages import (
     setting_path,
     short_repr,
 )
+from django_cachewarmers.pagekeys import variant_of
 from django_cachewarmers.sitemaps import SitemapKeys, sites_framework_has_site
 from django_cachewarmers.spec import SITEMAP_FIELDS, Variant
 
@@ -57,8 +58,6 @@ def _variant_problem(variant: object) -> str | None:
 
 def parse_variants(report: Report, name: object, raw: Mapping[Any, Any]) -> tuple[Variant, ...]:
     """The warmer's page variants (``((),)``, the plain page, by default); E030, E031."""
-    from django_cachewarmers.variants import variant_of
-
     where = setting_path(name, "variants")
     value = raw.get("variants", [{}])
     if not isinstance(value, (list, tuple)) or not value:
@@ -220,11 +219,11 @@ def check_page_fields(
 ) -> None:
     """E032: ``variants`` on a warmer that does not render pages; W007: sitemap keys loaded by
     something else than ``render_page``."""
-    from django_cachewarmers.pages import renders_pages
-
     if loader is None and raw.get("batch_loader") is None:
         return  # no loader at all: E005 already
-    if renders_pages(loader):
+    # By name: the page renderer sits above the settings' parsing (pages imports the handler).
+    name_of_loader = f"{getattr(loader, '__module__', '')}.{getattr(loader, '__qualname__', '')}"
+    if name_of_loader == "django_cachewarmers.pages.render_page":
         return
     if "variants" in raw:
         report.error(
