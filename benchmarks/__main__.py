@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             "celery",
             "tasks",
             "coverage",
-            "coverage",
             "readpath",
+            "pages",
         ],
         help="run one group",
     )
@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         celery_bench,
         coverage_bench,
         db_bench,
+        pages_bench,
         readpath_bench,
         redis_bench,
         tasks_bench,
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         "tasks": tasks_bench.run,
         "coverage": coverage_bench.run,
         "readpath": readpath_bench.run,
+        "pages": pages_bench.run,
     }
     rows: list[dict[str, str]] = []
     for name, run in groups.items():

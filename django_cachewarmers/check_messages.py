@@ -93,6 +93,16 @@ CHECK_IDS: Final[dict[str, str]] = {
     "django_cachewarmers.E045": "CACHE_WARMERS_METRICS_TOKEN is not a non-empty string or None.",
     "django_cachewarmers.E046": "CACHE_WARMERS_METRICS_ALLOWED_IPS is not a list of IP addresses "
     "or networks.",
+    "django_cachewarmers.E030": "A warmer's 'variants' is not a non-empty list of dicts of "
+    "request header names to string values.",
+    "django_cachewarmers.E031": "A variant names Cookie, Authorization, Proxy-Authorization or "
+    "Host.",
+    "django_cachewarmers.E032": "'variants' is set on a warmer whose loader is not render_page.",
+    "django_cachewarmers.E033": "A warmer's {'sitemap': ...} keys are invalid.",
+    "django_cachewarmers.E034": "Sitemap keys without 'domain', and no current Site "
+    "(django.contrib.sites with SITE_ID).",
+    "django_cachewarmers.W006": "Sitemap keys' 'domain' is not in ALLOWED_HOSTS.",
+    "django_cachewarmers.W007": "Sitemap keys on a warmer whose loader is not render_page.",
 }
 
 _repr = reprlib.Repr()

@@ -23,6 +23,7 @@ from django_cachewarmers import reads
 from django_cachewarmers.conf import conf
 from django_cachewarmers.process import RENDER_MARKER
 from django_cachewarmers.tracking import PAGES, _trackers, get_tracker
+from django_cachewarmers.variants import record_variant
 
 logger = logging.getLogger("django_cachewarmers")
 
@@ -225,7 +226,9 @@ def _may_be_signed_in(request: HttpRequest) -> bool:
 
 
 class AccessTrackingMiddleware:
-    """Counts each page answered 2xx to an anonymous GET or HEAD in the ``"pages"`` tracker.
+    """Counts each page answered 2xx to an anonymous GET or HEAD in the ``"pages"`` tracker, and
+    the variant it got (the values of the request headers its response ``Vary``s on, never
+    cookies or credentials) in the ``"page_variants"`` tracker (``variants.record_variant``).
 
     Never breaks a request: an error while counting is logged and swallowed. Place it near the top
     of ``MIDDLEWARE`` (right after ``UpdateCacheMiddleware`` when the per-site cache is used), so it
@@ -266,6 +269,7 @@ class AccessTrackingMiddleware:
                 if tracker is None:
                     tracker = get_tracker(PAGES)
                 tracker.record_access_later(key)
+                record_variant(request, response, key)  # type: ignore[arg-type]
                 if reads._page_owners:
                     reads.page_read(key, served_from_cache(request))
         except DisallowedHost:
@@ -282,6 +286,7 @@ class AccessTrackingMiddleware:
                 not _may_be_signed_in(request) or not await _asigned_in(request)
             ):
                 get_tracker(PAGES).record_access_later(key)
+                record_variant(request, response, key)
                 if reads._page_owners:
                     reads.page_read(key, served_from_cache(request))
         except DisallowedHost:

@@ -1,8 +1,11 @@
 """Rendering a page through the project's own request handler, for ``render_page``.
 
 A render counts as a warm only when a second anonymous GET of the same URL, right after it, is
-answered by a page cache (``cache_page`` or the per-site cache middleware) without running the view:
-that is the entry the next real anonymous request is served from.
+answered by a page cache (``cache_page`` or the per-site cache middleware) without running the view,
+with the response this render stored: that is the entry the next real anonymous request is served
+from. A render refreshes a page that is still cached in place: its page-cache lookups miss (only
+for that render), so the view runs and the cache middleware overwrites the entry under the same
+key, while real requests keep being served the previous entry until then.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import io
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -24,6 +28,7 @@ from django.http import HttpResponseBase
 from django.http.request import split_domain_port, validate_host
 from django.middleware.cache import FetchFromCacheMiddleware
 from django.urls import Resolver404, get_script_prefix, resolve, set_script_prefix
+from django.utils import translation
 from django.utils.cache import get_cache_key, get_max_age, has_vary_header
 from django.utils.encoding import repercent_broken_unicode
 
@@ -31,6 +36,7 @@ from django_cachewarmers.backends import max_entries
 from django_cachewarmers.core.engine import CacheWarmer
 from django_cachewarmers.core.loaders import STORED_BY_LOADER
 from django_cachewarmers.middleware import SCRIPT_NAMES_SEEN
+from django_cachewarmers.pagekeys import header_environ_key, split_page_key
 from django_cachewarmers.process import RENDER_MARKER
 
 
@@ -57,6 +63,11 @@ class _PageRequest(WSGIRequest):
     page_cache_hit = False
     #: The ``FetchFromCacheMiddleware`` (or ``CacheMiddleware``, for ``cache_page``) that answered.
     page_cache_answered_by: Any = None
+    #: The active language when it answered: part of the page-cache key (``get_cache_key``).
+    page_cache_language: str | None = None
+    #: The first (outermost) page cache middleware that looked it up, and the language then.
+    page_cache_seen_by: Any = None
+    page_cache_seen_language: str | None = None
 
     @property
     def _cache_update_cache(self) -> bool:
@@ -70,11 +81,16 @@ class _PageRequest(WSGIRequest):
         self.__dict__["_cw_cache_update_cache"] = value
         frame = sys._getframe(1)
         if frame.f_code is _FETCH_FROM_CACHE:
+            if not self.page_cache_seen:  # the outermost page cache: the one that answers first
+                self.page_cache_seen_by = frame.f_locals.get("self")
+                self.page_cache_seen_language = translation.get_language()
             self.page_cache_seen = True
             if not value:  # the hit branch (the other False is for a method other than GET/HEAD)
                 self.page_cache_hit = True
                 # Its cache alias and key prefix tell where this page is held (page_is_cached).
                 self.page_cache_answered_by = frame.f_locals.get("self")
+                # Django's page-cache keys end with the active language (LocaleMiddleware's).
+                self.page_cache_language = translation.get_language()
 
 
 class _Handler(WSGIHandler):
@@ -151,11 +167,13 @@ def split_script_name(path: str) -> tuple[str, str]:
     return "", path
 
 
-def environ_for(url: str) -> dict[str, Any]:
-    """The WSGI environ of an anonymous GET for ``url`` (no cookies, no query string).
+def environ_for(url: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The WSGI environ of an anonymous GET for ``url`` (no cookies, no query string), with the
+    request ``headers`` of a page variant (``{"Accept-Encoding": "gzip"}``) as ``HTTP_*`` keys.
 
     ``SCRIPT_NAME`` and ``PATH_INFO`` come from ``split_script_name``, so a site served under a
-    sub-path gets the request a WSGI server would have made of ``url``.
+    sub-path gets the request a WSGI server would have made of ``url``. ``url`` may be an absolute
+    URL of any host in ``ALLOWED_HOSTS`` (else ``PageNotWarmed``): it is the request's ``Host``.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -174,7 +192,7 @@ def environ_for(url: str) -> dict[str, Any]:
     script_name, path_info = split_script_name(
         unquote_to_bytes(parts.path or "/").decode("iso-8859-1")
     )
-    return {
+    environ = {
         "REQUEST_METHOD": "GET",
         "SCRIPT_NAME": script_name,
         "PATH_INFO": path_info,
@@ -193,15 +211,127 @@ def environ_for(url: str) -> dict[str, Any]:
         "wsgi.run_once": False,
         RENDER_MARKER: True,
     }
+    for name, value in (headers or {}).items():
+        environ[header_environ_key(name)] = value
+    return environ
 
 
-def _get(url: str) -> tuple[_PageRequest, HttpResponseBase]:
-    """One in-process anonymous GET of ``url`` through the full stack: its request and response.
+#: Django's page-cache entries (``django.utils.cache._generate_cache_key``) start with this; the
+#: headers entries (``cache_header``) do not.
+PAGE_ENTRY_PREFIX = "views.decorators.cache.cache_page."
+#: And the headers entries (``learn_cache_key``) with this.
+HEADERS_ENTRY_PREFIX = "views.decorators.cache.cache_header."
+
+
+def _fingerprint(value: Any) -> tuple[Any, ...]:
+    """What tells one stored page response from another: status, body and headers."""
+    content = getattr(value, "content", None)
+    items = getattr(value, "items", None)
+    return (
+        getattr(value, "status_code", None),
+        content if isinstance(content, bytes) else None,
+        tuple(items()) if callable(items) else None,
+    )
+
+
+class _PageCacheView:
+    """A cache as one render sees it (``_page_caches``): with ``refresh``, lookups of page and
+    headers entries miss (so the view runs and the cache middleware stores its response again,
+    over the entries real requests keep reading meanwhile); the page entries
+    stored (``stored``) and the ones that answered a lookup (``answered``) are noted by key, with
+    their ``_fingerprint``. Everything else goes to the real cache."""
+
+    def __init__(self, alias: str, cache: Any, refresh: bool, notes: _PageCacheNotes) -> None:
+        self._alias = alias
+        self._cache = cache
+        self._refresh = refresh
+        self._notes = notes
+
+    def get(self, key: Any, default: Any = None, version: Any = None) -> Any:
+        if self._refresh and isinstance(key, str) and key.startswith(HEADERS_ENTRY_PREFIX):
+            # No headers, no page lookup: FetchFromCacheMiddleware goes straight to the view,
+            # and UpdateCacheMiddleware stores both entries again.
+            return default
+        if not (isinstance(key, str) and key.startswith(PAGE_ENTRY_PREFIX)):
+            return self._cache.get(key, default, version=version)
+        if self._refresh:
+            return default
+        value = self._cache.get(key, default, version=version)
+        if value is not default:
+            self._notes.answered[(self._alias, key)] = _fingerprint(value)
+        return value
+
+    def set(self, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        result = self._cache.set(key, value, *args, **kwargs)
+        if isinstance(key, str):
+            if key.startswith(PAGE_ENTRY_PREFIX):
+                self._notes.stored[(self._alias, key)] = _fingerprint(value)
+            elif key.startswith(HEADERS_ENTRY_PREFIX):
+                self._notes.headers[(self._alias, key)] = value
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cache, name)
+
+
+class _PageCacheNotes:
+    """The page and headers entries one render stored and the page entries that answered its
+    lookups, by (cache alias, key)."""
+
+    def __init__(self) -> None:
+        self.stored: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self.headers: dict[tuple[str, str], Any] = {}
+        self.answered: dict[tuple[str, str], tuple[Any, ...]] = {}
+
+    def not_kept(self) -> str | None:
+        """Why the entries this render stored are not all held now (one ``get_many`` per
+        cache), or None: each headers entry and each page entry as stored."""
+        wanted: dict[str, list[str]] = {}
+        for alias, key in (*self.headers, *self.stored):
+            wanted.setdefault(alias, []).append(key)
+        for alias, keys in wanted.items():
+            found = caches[alias].get_many(keys)
+            for key in keys:
+                if (alias, key) in self.headers:
+                    if found.get(key) != self.headers[(alias, key)]:
+                        return _lost_reason(alias, header=True)
+                elif key not in found or _fingerprint(found[key]) != self.stored[(alias, key)]:
+                    return _lost_reason(alias, header=False)
+        return None
+
+    def entries(self) -> tuple[tuple[str, str], ...]:
+        return (*self.headers, *self.stored)
+
+
+@contextmanager
+def _page_caches(*, refresh: bool) -> Iterator[_PageCacheNotes]:
+    """Every cache of ``CACHES`` seen through a ``_PageCacheView`` by this thread (Django's
+    ``caches`` handler is per thread and context: real requests on other threads are not
+    affected), for one render. The cache middleware and ``cache_page`` look their cache up in
+    ``caches`` on every request, so they get the view."""
+    notes = _PageCacheNotes()
+    originals = {alias: caches[alias] for alias in settings.CACHES}
+    try:
+        for alias, cache in originals.items():
+            view = _PageCacheView(alias, cache, refresh, notes)
+            caches[alias] = view  # type: ignore[assignment]
+        yield notes
+    finally:
+        for alias, cache in originals.items():
+            caches[alias] = cache
+
+
+def _get(
+    url: str, headers: Mapping[str, str] | None = None
+) -> tuple[_PageRequest, HttpResponseBase]:
+    """One in-process anonymous GET of ``url`` (with a variant's request ``headers``) through the
+    full stack: its request and response.
 
     The environ carries ``RENDER_MARKER``: the access-tracking middleware does not count it, and
-    a ``request_started`` receiver can tell it from a real request.
+    a ``request_started`` receiver can tell it from a real request. The thread's active language
+    (``LocaleMiddleware`` activates the request's) is restored after.
     """
-    environ = environ_for(url)
+    environ = environ_for(url, headers)
     handler = _get_handler()
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -211,15 +341,17 @@ def _get(url: str) -> tuple[_PageRequest, HttpResponseBase]:
     # The handler sets this thread's script prefix (reverse() reads it) to the page's SCRIPT_NAME;
     # the loader thread goes back to what it had.
     previous_prefix = get_script_prefix()
+    # LocaleMiddleware activates the request's language in this thread: override() restores it.
     try:
-        body = handler(environ, start_response)
-        try:
-            for _ in body:
-                pass
-        finally:
-            close = getattr(body, "close", None)
-            if close is not None:
-                close()  # sends request_finished, as a server would
+        with translation.override(translation.get_language()):
+            body = handler(environ, start_response)
+            try:
+                for _ in body:
+                    pass
+            finally:
+                close = getattr(body, "close", None)
+                if close is not None:
+                    close()  # sends request_finished, as a server would
     finally:
         set_script_prefix(previous_prefix)
     exchange: tuple[_PageRequest, HttpResponseBase] | None = handler.last.exchange
@@ -286,7 +418,11 @@ _MAX_REMEMBERED = 100_000
 _served_lock = threading.Lock()
 #: url -> (cache alias, key prefix, environ of its anonymous GET) of the page cache that served
 #: it at its last render in this process.
-_served_by: OrderedDict[str, tuple[str, str, dict[str, Any]]] = OrderedDict()
+#: And the language active at that lookup (Django's page-cache keys end with it).
+#: And the (cache alias, key) entries the render stored (``check_stored`` reads them back).
+_served_by: OrderedDict[
+    str, tuple[str, str, dict[str, Any], str | None, tuple[tuple[str, str], ...]]
+] = OrderedDict()
 
 
 @receiver(setting_changed)
@@ -299,17 +435,39 @@ def _forget_served_by(*, setting: str, **kwargs: Any) -> None:
             _served_by.clear()
 
 
-def _remember(url: str, request: _PageRequest) -> None:
-    middleware = request.page_cache_answered_by
+def _remember(url: str, request: _PageRequest, entries: tuple[tuple[str, str], ...]) -> None:
+    """Note where the page cache keeps ``url``: the outermost page cache that looked the render
+    up (its alias, key prefix, the request and the language then), and the ``entries`` (cache
+    alias, key) the render stored."""
+    middleware = request.page_cache_seen_by
     alias = getattr(middleware, "cache_alias", None)
     if not isinstance(alias, str):
         return
     environ = {k: v for k, v in request.environ.items() if k != "wsgi.input"}
     with _served_lock:
-        _served_by[url] = (alias, str(middleware.key_prefix or ""), environ)
+        _served_by[url] = (
+            alias,
+            str(middleware.key_prefix or ""),
+            environ,
+            request.page_cache_seen_language,
+            entries,
+        )
         _served_by.move_to_end(url)
         while len(_served_by) > _MAX_REMEMBERED:
             _served_by.popitem(last=False)
+
+
+def _lost_reason(alias: str, *, header: bool) -> str:
+    """Why a page is not served from the page cache ``alias``: its headers or page entry is gone."""
+    entry = "its headers entry" if header else "the page entry"
+    limit = max_entries(caches[alias])
+    if limit is not None:
+        return (
+            f"the page cache ({alias!r}) no longer holds {entry}: culled by its MAX_ENTRIES "
+            f"({limit}; each page takes 2 entries, headers + page, beside everything else in that "
+            "cache), or expired"
+        )
+    return f"the page cache ({alias!r}) no longer holds {entry}: evicted or expired"
 
 
 def page_not_cached_reason(url: str) -> str | None:
@@ -318,25 +476,19 @@ def page_not_cached_reason(url: str) -> str | None:
 
     No view runs: Django's own ``get_cache_key(request, key_prefix, "GET", cache=cache)`` (the
     lookup ``FetchFromCacheMiddleware`` makes, with the cache alias and ``key_prefix`` of the
-    middleware that answered) and one ``cache.get`` of that key. Raises ``KeyError`` when ``url``
-    was not rendered by ``render`` in this process, and what the cache raises.
+    outermost page cache middleware, in the language active at that lookup: the key ends with
+    it) and one ``cache.get`` of that key. Raises ``KeyError`` when ``url`` was not rendered by
+    ``render`` in this process, and what the cache raises.
     """
     with _served_lock:
-        alias, key_prefix, environ = _served_by[url]
+        alias, key_prefix, environ, language, _ = _served_by[url]
     cache = caches[alias]
     request = WSGIRequest({**environ, "wsgi.input": io.BytesIO(b"")})
-    cache_key = get_cache_key(request, key_prefix, "GET", cache=cache)
+    with translation.override(language):
+        cache_key = get_cache_key(request, key_prefix, "GET", cache=cache)
     if cache_key is not None and cache.get(cache_key) is not None:
         return None
-    limit = max_entries(cache)
-    entry = "its headers entry" if cache_key is None else "the page entry"
-    if limit is not None:
-        return (
-            f"the page cache ({alias!r}) no longer holds {entry}: culled by its MAX_ENTRIES "
-            f"({limit}; each page takes 2 entries, headers + page, beside everything else in that "
-            "cache), or expired"
-        )
-    return f"the page cache ({alias!r}) no longer holds {entry}: evicted or expired"
+    return _lost_reason(alias, header=cache_key is None)
 
 
 def page_is_cached(url: str) -> bool | None:
@@ -352,47 +504,81 @@ def page_is_cached(url: str) -> bool | None:
 
 def check_stored(urls: Sequence[Hashable]) -> dict[Hashable, str | None]:
     """``render_page``'s read-back hook (``check_stored``, see ``core.loaders.loader_hook``): for
-    each URL, None when the page cache that served it at its render still holds it, else the
-    reason. Raises what the cache raises."""
+    each URL, None when the page cache still holds every entry its last render in this process
+    stored (its headers entries and page entries, under the keys Django's cache middleware
+    computed for it), else the reason. One ``get_many`` per cache for all ``urls``. Raises what the
+    cache raises."""
     answer: dict[Hashable, str | None] = {}
-    for url in urls:
-        try:
-            answer[url] = page_not_cached_reason(str(url))
-        except KeyError:
-            answer[url] = "no page cache location was recorded for it in this process"
+    wanted: dict[Hashable, tuple[tuple[str, str], ...]] = {}
+    by_alias: dict[str, list[str]] = {}
+    with _served_lock:
+        for url in urls:
+            served = _served_by.get(str(url))
+            if served is None:
+                answer[url] = "no page cache location was recorded for it in this process"
+                continue
+            wanted[url] = served[4]
+            for alias, key in served[4]:
+                by_alias.setdefault(alias, []).append(key)
+    found = {
+        alias: caches[alias].get_many(list(dict.fromkeys(keys))) for alias, keys in by_alias.items()
+    }
+    for url, entries in wanted.items():
+        answer[url] = None
+        for alias, key in entries:
+            if key not in found[alias]:
+                answer[url] = _lost_reason(alias, header=key.startswith(HEADERS_ENTRY_PREFIX))
+                break
     return answer
 
 
-def render(url: str) -> int:
-    """Render ``url`` as an anonymous visitor, then check that a page cache now serves it.
+def render(key: str) -> int:
+    """Render a page as an anonymous visitor, replacing its page-cache entry, then check that a
+    page cache now serves the new render.
 
-    The render goes through the full middleware stack (no network), so ``cache_page`` views and
-    the per-site cache store the response under the key a real anonymous request for that URL
-    looks up. A second anonymous GET then checks that a page cache answers it without running the
-    view. Returns the render's status code. Raises ``PageNotWarmed`` saying why otherwise: not
-    2xx, no page cache in front of the page, or a response the page cache does not store (sets a
-    cookie, ``private``, ``no-cache``, ``no-store``, ``max-age=0``, ``Vary: *``) or did not keep.
+    ``key`` is a page URL, or a page variant's key (``variants.page_key``: the URL and the request
+    headers of the variant, e.g. ``Accept-Encoding``), rendered with those headers. The render goes
+    through the full middleware stack (no network) with the page cache's lookups of page entries
+    missing (``_page_caches``), so ``cache_page`` views and the per-site cache run the view and
+    store the response under the key a real anonymous request for that URL looks up, over the
+    entry that may be there: a cached page is refreshed in place, and real requests meanwhile
+    keep being served the previous entry. A second anonymous GET then checks that a page cache
+    answers it, without running the view, with the response this render stored. Returns the
+    render's status code. Raises ``PageNotWarmed`` saying why otherwise: not 2xx, no page cache in
+    front of the page, or a response the page cache does not store (sets a cookie, ``private``,
+    ``no-cache``, ``no-store``, ``max-age=0``, ``Vary: *``) or did not keep, or (refreshing) a
+    page cache still serving the previous render.
     """
-    request, response = _get(url)
+    url, headers = split_page_key(key)
+    with _page_caches(refresh=True) as refreshed:
+        request, response = _get(url, headers)
     code = response.status_code
     if not 200 <= code < 300:
-        raise PageNotWarmed(f"{url} answered {code} {response.reason_phrase}")
+        raise PageNotWarmed(f"{key} answered {code} {response.reason_phrase}")
     served = _served_from_cache(request)
     if served is None:
         raise PageNotWarmed(
-            f"{url}: no page cache in front of it (neither cache_page nor the per-site cache "
+            f"{key}: no page cache in front of it (neither cache_page nor the per-site cache "
             "middleware saw the request), so rendering it warms nothing"
         )
     if served:
-        _remember(url, request)
-        return code  # the render itself was answered from the cache (see README: Limits)
-    # The view ran: did a page cache store what it answered? Ask the cache, not the response:
-    # cache_page stores the view's response before the outer middleware (CSRF, sessions) add
-    # their cookies and headers, and a cache may drop what it was given.
-    probe, _ = _get(url)
-    if _served_from_cache(probe):
-        _remember(url, probe)
+        raise PageNotWarmed(
+            f"{key}: a page cache answered the refresh from an entry it does not keep under "
+            "Django's page-cache keys, so the page was not rendered again"
+        )
+    # The view ran: did the page cache middleware store what it answered, and does the cache hold
+    # it? Ask the cache, not the response: cache_page stores the view's response before the
+    # outer middleware (CSRF, sessions) add their cookies and headers, and a cache may drop what
+    # it was given. The next anonymous GET computes the same keys from the same request, so the
+    # entries this render stored are the ones it reads.
+    kept = refreshed.not_kept() if refreshed.stored else "nothing stored"
+    if kept is None:
+        _remember(key, request, refreshed.entries())
         return code
+    # Not stored, or not kept: a second anonymous GET tells the reason.
+    with _page_caches(refresh=False) as probed:
+        probe, _ = _get(url, headers)
+    stale = bool(_served_from_cache(probe) and probed.answered)
     reason = not_stored_reason(response)
     if reason is None and request.__dict__.get("_cw_cache_update_cache") is False:
         reason = (
@@ -403,16 +589,23 @@ def render(url: str) -> int:
         "the page cache did not keep the response (a DummyCache, a cache that culled it or "
         "ignores errors, or a page cache timeout of 0)"
     )
-    raise PageNotWarmed(f"{url}: the next anonymous GET would run the view: {reason}")
+    if stale:
+        raise PageNotWarmed(
+            f"{key}: the next anonymous GET would get the page cache's previous entry, not this "
+            f"render: {reason}"
+        )
+    raise PageNotWarmed(f"{key}: the next anonymous GET would run the view: {reason}")
 
 
 def render_page(url: str) -> object:
     """A loader for page URLs (``"loader": "django_cachewarmers.pages.render_page"``).
 
-    Renders ``url`` through the project's own request handler (full middleware stack, no network)
-    as an anonymous visitor, so that ``cache_page`` views and the per-site cache store the response
-    under exactly the key a real request looks up. Returns ``STORED_BY_LOADER`` only when a second
-    anonymous GET right after the render is answered by Django's page cache; else raises
+    Renders ``url`` (a page URL, or a page variant's key: ``variants.page_key``) through the
+    project's own request handler (full middleware stack, no network) as an anonymous visitor, so
+    that ``cache_page`` views and the per-site cache store the response under exactly the key a
+    real request looks up, replacing a cached entry in place (``render``). Returns
+    ``STORED_BY_LOADER`` only when a second anonymous GET right after the render is answered by
+    Django's page cache with this render; else raises
     ``PageNotWarmed`` saying why (not 2xx, no page cache, a response the page cache does not
     store, or did not keep): a failed key. A site under a sub-path gets ``SCRIPT_NAME`` split off
     the URL's path (``split_script_name``). After the run's last write, its ``check_stored``

@@ -41,6 +41,7 @@ from django.dispatch import receiver
 
 from django_cachewarmers.conf import conf
 from django_cachewarmers.core.forks import after_fork_in_child
+from django_cachewarmers.pagekeys import split_page_key
 
 __all__ = [
     "HIT",
@@ -129,7 +130,7 @@ def page_read(url: str, hit: bool) -> None:
 def _page_path(url: str) -> str:
     """What identifies a page here: its URL without query string or fragment, as the tracking
     middleware's page keys are (``scheme://host/path``)."""
-    parts = urlsplit(url)
+    parts = urlsplit(split_page_key(url)[0])  # a variant's key: its URL (all variants count)
     return f"{parts.scheme}://{parts.netloc}{parts.path or '/'}"
 
 

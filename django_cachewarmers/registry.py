@@ -54,6 +54,11 @@ def build_warmer(spec: WarmerSpec) -> CacheWarmer:
         provider = CallableKeyProvider(spec.keys)
     else:
         provider = StaticKeyProvider(spec.keys)
+    if renders_pages(spec.loader):  # each page URL times its variants (declared, learned)
+        from django_cachewarmers.page_providers import with_variants
+
+        adaptive = spec.keys.tracker if isinstance(spec.keys, AdaptiveKeys) else None
+        provider = with_variants(provider, spec.variants, tracker=adaptive)
     loader: ValueLoader
     if spec.batch_loader is not None:
         loader = BatchValueLoader(spec.batch_loader)

@@ -21,8 +21,10 @@ __all__ = [
     "DEFAULTS",
     "FIELDS",
     "KEY_PART",
+    "SITEMAP_FIELDS",
     "VIAS",
     "AdaptiveKeys",
+    "Variant",
     "WarmerSpec",
     "refresh_ttl",
 ]
@@ -35,7 +37,7 @@ KEY_PART = re.compile(r"[^\s\x00-\x1f\x7f]+")
 #: Every field a warmer definition may have, with a one-line description.
 FIELDS: Final[dict[str, str]] = {
     "keys": "Which keys to warm: a list or tuple of keys, a callable returning them (or its "
-    "dotted path), 'adaptive', or {'adaptive': {...}} (required).",
+    "dotted path), 'adaptive', {'adaptive': {...}}, or {'sitemap': ...} (required).",
     "loader": "callable(key) -> value, or its dotted path; give exactly one of loader and "
     "batch_loader.",
     "batch_loader": "callable(list_of_keys) -> {key: value}, or its dotted path; give exactly "
@@ -64,6 +66,8 @@ FIELDS: Final[dict[str, str]] = {
     "they are deleted (default: none).",
     "rewarm_delay": "Seconds the changed keys of a batch are collected from its first change "
     "before they are re-warmed together (>= 0, default 1.0).",
+    "variants": "Page warmers (render_page): the request headers to render each page with, a "
+    "list of dicts such as [{}, {'Accept-Encoding': 'gzip'}] (default [{}]: the plain page).",
 }
 
 #: The options of ``{"adaptive": {...}}`` keys.
@@ -72,6 +76,19 @@ ADAPTIVE_FIELDS: Final[dict[str, str]] = {
     "threshold": "Minimum access count of a hot key (integer >= 1, default 5).",
     "limit": "Most keys warmed per run (integer >= 1, default 100).",
 }
+
+#: The options of ``{"sitemap": {...}}`` keys (``sitemaps.SitemapKeys``).
+SITEMAP_FIELDS: Final[dict[str, str]] = {
+    "sitemaps": "Dotted path of the dict of django.contrib.sitemaps.Sitemap classes (or the dict "
+    "itself), as passed to the sitemap view (required).",
+    "limit": "Most URLs warmed, highest priority first (integer >= 1; default None: all).",
+    "domain": "Host of the URLs; required without django.contrib.sites and SITE_ID (default: "
+    "the current Site's domain).",
+    "protocol": "'http' or 'https' (default: each sitemap's own protocol, else 'https').",
+}
+
+#: A page variant: sorted ``(request header, value)`` pairs; ``()`` is the plain page.
+Variant = tuple[tuple[str, str], ...]
 
 #: Defaults of the optional fields ("timeout" omitted means the cache's default timeout).
 DEFAULTS: Final[dict[str, object]] = {
@@ -128,6 +145,8 @@ class WarmerSpec:
     rewarm_on: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
     #: ``rewarm_delay``: seconds changed keys are collected from a batch's first change.
     rewarm_delay: float = 1.0
+    #: A page warmer's variants: the request headers each page is rendered with.
+    variants: tuple[Variant, ...] = ((),)
 
     @property
     def is_scheduled(self) -> bool:

@@ -359,3 +359,11 @@ def test_reads_through_get_count_toward_the_warmers_hit_ratio() -> None:
     hand_over_get_reads()  # nothing new: nothing counted twice
     reads.flush()
     assert rows() == {"data": (2, 1, 0)}
+
+
+def test_a_page_variants_reads_count_for_the_warmer_of_its_url() -> None:
+    reads.remember_keys(
+        "gz", [f'{SITE}/products/1/ {{"Accept-Encoding": "gzip, deflate, br, zstd"}}'], pages=True
+    )
+    reads.page_read(f"{SITE}/products/1/", hit=True)
+    assert reads.drain() == {("gz", "hit"): 1}

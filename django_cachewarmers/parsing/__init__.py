@@ -46,6 +46,7 @@ from django_cachewarmers.parsing.fields import (
     parse_strategy,
 )
 from django_cachewarmers.parsing.freshness import check_fresh_for, parse_fresh_for
+from django_cachewarmers.parsing.pages import check_page_fields, parse_variants
 from django_cachewarmers.parsing.rewarm import (
     check_rewarm_cache,
     parse_rewarm_delay,
@@ -175,6 +176,8 @@ def _inspect(name: object, raw: object) -> tuple[list[checks.CheckMessage], Warm
 
     keys = parse_keys(report, name, raw)
     loader, batch_loader = parse_loaders(report, name, raw)
+    variants = parse_variants(report, name, raw)
+    check_page_fields(report, name, raw, keys, loader)
     cache = parse_cache(report, name, raw)
     strategy = parse_strategy(report, name, raw)
 
@@ -281,5 +284,6 @@ def _inspect(name: object, raw: object) -> tuple[list[checks.CheckMessage], Warm
         fresh_for=fresh_for,
         rewarm_on=rewarm_on,
         rewarm_delay=rewarm_delay,
+        variants=variants,
     )
     return report.messages, spec

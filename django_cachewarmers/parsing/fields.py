@@ -51,8 +51,8 @@ def _is_hashable(value: object) -> bool:
 
 _KEYS_HINT = (
     "Give a list or tuple of keys, a function returning the keys (or its dotted path, e.g. "
-    "'myapp.warming.product_keys'), 'adaptive', or {'adaptive': {'tracker': 'pages', "
-    "'threshold': 5, 'limit': 100}}."
+    "'myapp.warming.product_keys'), 'adaptive', {'adaptive': {'tracker': 'pages', "
+    "'threshold': 5, 'limit': 100}}, or {'sitemap': 'myproject.urls.sitemaps'}."
 )
 
 
@@ -84,10 +84,15 @@ def parse_keys(
         options = {"tracker": value.tracker, "threshold": value.threshold, "limit": value.limit}
         return parse_adaptive(report, where, options)
     if isinstance(value, Mapping):
+        if "sitemap" in value:
+            from django_cachewarmers.parsing.pages import parse_sitemap
+
+            return parse_sitemap(report, where, value)
         if "adaptive" not in value:
             report.error(
                 7,
-                f"{where}: a dict must be {{'adaptive': {{...}}}}, got {describe_value(value)}.",
+                f"{where}: a dict must be {{'adaptive': {{...}}}} or {{'sitemap': ...}}, got "
+                f"{describe_value(value)}.",
                 _KEYS_HINT,
             )
             return None

@@ -1,0 +1,126 @@
+"""Filling a page cache from cold: ``render_page`` in process vs an HTTP crawler, side by side.
+
+1,000 cacheable pages (``pages_server``) behind Django's per-site cache, in a real redis-server the
+benchmark starts on a free port. Ours: ``warm()`` of a ``render_page`` warmer in this process
+(``max_workers`` threads, the read-back included). The baseline: a plain crawler with the same
+number of threads GETting the same URLs from gunicorn with 2 workers serving the same site and
+cache. Each fill starts from a flushed cache and must leave every page cached (counted in Redis).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+N_PAGES = 1_000
+THREADS = 4
+
+
+def _crawl(urls: list[str]) -> None:
+    def fetch(url: str) -> None:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            response.read()
+            assert response.status == 200
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(pool.map(fetch, urls))
+
+
+def run(repeat: int = 3) -> list[dict[str, str]]:
+    """One row: pages per second of both fills, best of ``repeat`` each, interleaved."""
+    import redis
+    from django.test.utils import override_settings
+
+    import django_cachewarmers
+    from benchmarks.pages_server import MIDDLEWARE
+    from tests.processes import stop_group, wait_until
+    from tests.redis_server import RedisServer, free_port
+
+    server = RedisServer()
+    server.start()
+    gunicorn: subprocess.Popen[bytes] | None = None
+    url = f"{server.url}/0"
+    client = redis.Redis.from_url(url)
+    try:
+        port = free_port()
+        env = dict(os.environ, BENCH_REDIS_URL=url, BENCH_PAGES_SERVER="1")
+        root = Path(__file__).resolve().parent.parent
+        gunicorn = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "benchmarks.pages_server:application",
+             "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "warning"],
+            env=env, cwd=root, start_new_session=True,
+        )  # fmt: skip
+        urls = [f"http://127.0.0.1:{port}/p/{i}/" for i in range(N_PAGES)]
+
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(urls[0], timeout=2) as response:
+                    return bool(response.status == 200)
+            except OSError:
+                return False
+
+        wait_until(answers, 60, "gunicorn to answer")
+        warmers = {
+            "pages": {
+                "keys": urls,
+                "loader": "django_cachewarmers.pages.render_page",
+                "max_workers": THREADS,
+                "max_retries": 0,
+                "warmup_timeout": 600,
+            }
+        }
+        caches = {
+            "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+        }
+
+        def cached_pages() -> int:
+            return sum(1 for _ in client.scan_iter(match="*cache_page*", count=1000))
+
+        def ours() -> Any:
+            stats = django_cachewarmers.warm("pages")
+            assert stats is not None
+            assert stats.keys_warmed == N_PAGES, stats
+            return stats
+
+        best = {"ours": float("inf"), "crawler": float("inf")}
+        with override_settings(
+            CACHES=caches,
+            CACHE_WARMERS=warmers,
+            MIDDLEWARE=MIDDLEWARE,
+            ROOT_URLCONF="benchmarks.pages_server",
+            ALLOWED_HOSTS=["127.0.0.1"],
+            CACHE_MIDDLEWARE_SECONDS=3600,
+        ):
+            _crawl(urls[:50])  # both sides warmed up (imports, connections) before timing
+            ours()
+            for _ in range(repeat):
+                for name, fill in (("crawler", lambda: _crawl(urls)), ("ours", ours)):
+                    client.flushdb()
+                    start = time.perf_counter()
+                    fill()
+                    best[name] = min(best[name], time.perf_counter() - start)
+                    found = cached_pages()
+                    assert found == N_PAGES, f"{name} left {found} of {N_PAGES} pages cached"
+        ours_rate = N_PAGES / best["ours"]
+        crawler_rate = N_PAGES / best["crawler"]
+        return [
+            {
+                "benchmark": f"pages: fill {N_PAGES:,} cacheable pages (per-site cache, Redis) "
+                f"from cold, {THREADS} threads: render_page in process vs an HTTP crawler "
+                "through gunicorn -w 2",
+                "ours": f"{ours_rate:,.0f} pages/s",
+                "baseline": f"{crawler_rate:,.0f} pages/s",
+                "ratio": f"{ours_rate / crawler_rate:.1f}x",
+            }
+        ]
+    finally:
+        if gunicorn is not None:
+            stop_group(gunicorn)
+        client.close()
+        server.cleanup()
