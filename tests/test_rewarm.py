@@ -359,3 +359,36 @@ def test_a_failing_flush_is_logged_and_the_thread_goes_on(
         assert queue.wait_idle(WAIT_S)
     assert calls == ["bad", "good"]
     assert "flushing 1 changed keys of bad failed" in caplog.text
+
+
+def test_a_page_warmer_renders_the_changed_page_again_in_place(cache: Any) -> None:
+    """A page warmer with ``rewarm_on``: after a save the cached page is rendered again and
+    replaced (``render_page`` refreshes in place), so the next visitor gets the new page from
+    the cache, never a miss."""
+    from django.test import Client
+
+    from tests.testapp import views
+
+    warmers = {
+        "group_pages": {
+            "keys": [],
+            "loader": "django_cachewarmers.pages.render_page",
+            "strategy": "lazy",
+            "rewarm_on": {"auth.Group": "tests.testapp.rewarming.group_page_keys"},
+            "rewarm_delay": 0.05,
+        }
+    }
+    with override_settings(CACHE_WARMERS=warmers):
+        group = Group.objects.create(name="before")
+        idle()
+        page = f"group:{group.pk}"
+        rendered = views.EXECUTIONS[page]
+        assert Client().get(f"/groups/{group.pk}/").content == b"group before"
+        assert views.EXECUTIONS[page] == rendered, "the page was not warm after the creation"
+        group.name = "after"
+        group.save()
+        idle()
+        rendered = views.EXECUTIONS[page]
+        assert Client().get(f"/groups/{group.pk}/").content == b"group after"
+        assert views.EXECUTIONS[page] == rendered, "the visitor's request rendered the page"
+        assert [run.keys_warmed for run in change_runs()][-1] == 1

@@ -130,13 +130,6 @@ def test_a_per_process_cache_is_w010() -> None:
     assert messages(cache="default", rewarm_on={}) == []  # no rewarm_on, no warning
 
 
-def test_a_page_warmer_is_w011() -> None:
-    found = messages(batch_loader=None, loader="django_cachewarmers.pages.render_page")
-    message = only(found, "W011")
-    assert "render_page" in message.msg
-    assert "'auth.Group'" in message.msg
-
-
 @pytest.mark.parametrize("value", [0, -5, "100", 2.5, None])
 def test_a_bad_queue_size_is_e044(value: object) -> None:
     with override_settings(CACHE_WARMERS={}, CACHE_WARMERS_REWARM_QUEUE_SIZE=value):

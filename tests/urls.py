@@ -12,5 +12,6 @@ urlpatterns = [
     path("shaped/<slug:kind>/", views.shaped),
     path("cached/<slug:kind>/", views.cached_shaped),
     path("cached-bare/<slug:kind>/", views.cached_shaped_bare),
+    path("groups/<int:pk>/", views.group_page),
     path("cachewarmers/", include("django_cachewarmers.urls")),
 ]

@@ -167,9 +167,9 @@ def check_rewarm_cache(
     cache: str | None,
     loader: object,
 ) -> None:
-    """E043: ``rewarm_on`` without a loader; W010: a per-process cache; W011: a page warmer
-    (``loader`` is ``django_cachewarmers.pages.render_page``)."""
-    if not rewarm_on:
+    """E043: ``rewarm_on`` without a loader; W010: a per-process cache. (A page warmer may have
+    ``rewarm_on``: ``render_page`` renders a cached page again in place.)"""
+    if not isinstance(rewarm_on, Mapping) or not rewarm_on:  # E040 reports a bad value
         return
     where = setting_path(name, "rewarm_on")
     labels = ", ".join(repr(label) for label in rewarm_on)
@@ -192,23 +192,6 @@ def check_rewarm_cache(
             "process (runserver, one worker) this is what you want: add "
             "'django_cachewarmers.W010' to SILENCED_SYSTEM_CHECKS.",
         )
-    if _renders_pages(loader):
-        report.warning(
-            11,
-            f"{where}: the warmer renders pages (render_page): a page still in the page cache is "
-            "answered from it, not rendered again, so a change of "
-            f"{labels} shows only once the cached page has expired.",
-            "Re-warm the data keys the page reads instead (a warmer with a 'batch_loader' of "
-            "those keys), or give the page a short cache timeout.",
-        )
-
-
-def _renders_pages(loader: object) -> bool:
-    # By name: parsing sits below the pages module (see the import contracts in pyproject.toml).
-    return (
-        getattr(loader, "__module__", None) == "django_cachewarmers.pages"
-        and getattr(loader, "__name__", None) == "render_page"
-    )
 
 
 def rewarm_setting_problems() -> list[checks.CheckMessage]:

@@ -45,3 +45,8 @@ def broken_keys_for(instance: Any) -> list[str]:
 
 
 NOT_CALLABLE = 42
+
+
+def group_page_keys(instance: Group) -> list[str]:
+    """The page of one group (``tests/urls.py``: a ``cache_page`` view), as a page warmer's key."""
+    return [f"http://testserver/groups/{instance.pk}/"]

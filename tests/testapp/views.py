@@ -77,3 +77,12 @@ def shaped(request: HttpRequest, kind: str) -> HttpResponse:
 cached_shaped = cache_page(300)(csrf_protect(shaped))
 #: cache_page alone: Django stores the page before CsrfViewMiddleware adds its cookie.
 cached_shaped_bare = cache_page(300)(shaped)
+
+
+@cache_page(300)
+def group_page(request: HttpRequest, pk: int) -> HttpResponse:
+    """A cache_page view of a row (``auth.Group``): a page re-warmed on change."""
+    from django.contrib.auth.models import Group
+
+    _executed(f"group:{pk}")
+    return HttpResponse(f"group {Group.objects.get(pk=pk).name}")
