@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from django_cachewarmers import CacheWarmer, CallableValueLoader, StaticKeyProvider, WarmingConfig
+from django_cachewarmers import (
+    BatchValueLoader,
+    CacheWarmer,
+    CallableValueLoader,
+    StaticKeyProvider,
+    WarmingConfig,
+)
 from django_cachewarmers.backends.redis import RedisAdapter
 from django_cachewarmers.core.backends import BackendAdapter, adapter_for
 from tests.redis_server import RedisServer, close_redis
@@ -46,11 +52,21 @@ def test_values_written_by_the_pipeline_read_back_through_django(redis_cache: An
     assert 595 <= ttl(redis_cache, "item:7") <= 600
 
 
-def test_ttl_jitter_is_per_key_and_within_bounds(redis_cache: Any) -> None:
-    warm(redis_cache, cache_timeout=1000, timeout_jitter=0.1)
+def test_ttl_jitter_is_drawn_per_batch_and_within_bounds(redis_cache: Any) -> None:
+    stats = CacheWarmer(
+        redis_cache,
+        StaticKeyProvider(KEYS),
+        BatchValueLoader(lambda keys: {k: k for k in keys}),
+        WarmingConfig(batch_size=10, max_workers=1, cache_timeout=1000, timeout_jitter=0.1),
+    ).warm()
+    assert (stats.keys_warmed, stats.keys_verified) == (250, 250)
     ttls = [ttl(redis_cache, key) for key in KEYS]
     assert all(990 <= t <= 1100 for t in ttls)
-    assert len(set(ttls)) > 20  # spread key by key, not one expiry for the batch
+    per_batch = [set(ttls[i : i + 10]) for i in range(0, 250, 10)]
+    # One TTL per batch (a second may tick between two reads of it) ...
+    assert all(max(batch) - min(batch) <= 1 for batch in per_batch)
+    # ... drawn anew for each batch: 25 batches spread over up to 100 s.
+    assert len({min(batch) for batch in per_batch}) > 5
 
 
 def test_never_expire_and_the_caches_default(redis_cache: Any) -> None:
