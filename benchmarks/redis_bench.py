@@ -126,7 +126,7 @@ def run_backends(repeat: int = 3) -> list[dict[str, str]]:
                 ("default", "Django's RedisCache"),
                 ("django_redis", "django-redis"),
             ):
-                cache = caches[alias]
+                cache: Any = caches[alias]
                 timings = _measure(cache, proxy if alias == "default" else None, raw, repeat)
                 rows.extend(_rows(f"Redis, {parser}: {label}", timings))
                 if alias == "default":
@@ -146,6 +146,7 @@ def _measure(cache: Any, proxy: Any, raw: Any, repeat: int) -> dict[str, float]:
 
     from django_cachewarmers import CacheWarmer, CallableValueLoader, StaticKeyProvider
     from django_cachewarmers.core import collector
+    from django_cachewarmers.core.backends import adapter_for
     from django_cachewarmers.core.config import WarmingConfig
 
     keys = bench_keys()
@@ -192,8 +193,16 @@ def _measure(cache: Any, proxy: Any, raw: Any, repeat: int) -> dict[str, float]:
                 pipeline.set(name, data, ex=600)
             pipeline.execute()
 
+    adapter = adapter_for(cache)
+
+    def write_path() -> None:
+        for batch in batches:
+            refused = adapter.write(batch, 600, 0.1, None)
+            assert refused == {}, refused
+
     contenders: dict[str, Callable[[], None]] = {
         "set_many": set_many,
+        "write path": write_path,
         "ours": warming(cache, BATCH),
         "ours 1000": warming(cache, 1000),
         "mset": mset_ceiling,
@@ -243,6 +252,19 @@ def _rows(prefix: str, timings: dict[str, float]) -> list[dict[str, str]]:
             "mset",
             "MSET of pre-pickled values, no TTL, batches of 1,000",
             " (goal >= 0.50x: within 2x)",
+        ),
+        row(
+            f"our write path alone (the adapter's write, values loaded beforehand, batches of "
+            f"{BATCH}) vs set_many",
+            "write path",
+            "set_many",
+            f"the cache's set_many, batches of {BATCH}",
+        ),
+        row(
+            "our write path alone vs the raw ceiling",
+            "write path",
+            "mset",
+            "MSET of pre-pickled values, no TTL, batches of 1,000",
         ),
         row(
             "CacheWarmer, batches of 1,000, vs the raw ceiling",

@@ -65,6 +65,12 @@ def warm(cache: Any, keys: list[str] = KEYS, loader: Any = value_of, **config: A
     ).warm()
 
 
+def django_redis_adapter(cache: Any) -> DjangoRedisAdapter:
+    adapter = adapter_for(cache)
+    assert isinstance(adapter, DjangoRedisAdapter)
+    return adapter
+
+
 def pttl(cache: Any, key: str) -> int:
     return int(cache.client.get_client(write=False).pttl(cache.make_key(key)))
 
@@ -209,7 +215,7 @@ def test_herd_client_keeps_its_own_set_many(
     make_cache: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = make_cache(CLIENT_CLASS="django_redis.client.HerdClient")
-    assert not adapter_for(cache).usable()
+    assert not django_redis_adapter(cache).usable()
     calls = script_calls(monkeypatch)
     stats = warm(cache, cache_timeout=600)
     assert (stats.keys_warmed, stats.keys_verified) == (250, 250)
@@ -225,7 +231,7 @@ def test_shard_client_keeps_its_own_set_many(
 ) -> None:
     shards = [f"{redis_server.url}/11", f"{redis_server.url}/12"]
     cache = make_cache(shards, CLIENT_CLASS="django_redis.client.ShardClient")
-    assert not adapter_for(cache).usable()
+    assert not django_redis_adapter(cache).usable()
     calls = script_calls(monkeypatch)
     stats = warm(cache, cache_timeout=600)
     assert (stats.keys_warmed, stats.keys_verified) == (250, 250)
@@ -260,6 +266,7 @@ def test_a_server_that_refuses_scripts_gets_a_pipeline(
             )
             stats = warmer.warm()
             assert (stats.keys_warmed, stats.keys_verified) == (250, 250)
+            assert isinstance(warmer.backend, DjangoRedisAdapter)
             assert warmer.backend.use_script is False  # asked once, then the pipeline
             assert cache.get("item:249") == value_of("item:249")
             assert 55_000 <= pttl(cache, "item:249") <= 60_000

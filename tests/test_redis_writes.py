@@ -191,3 +191,37 @@ def test_the_cache_proxy_takes_the_redis_fast_path(redis_server: RedisServer) ->
         finally:
             caches["default"].clear()
             close_redis(caches["default"])
+
+
+@pytest.mark.parametrize(
+    "parser", ["redis.connection._RESP2Parser", "redis.connection._HiredisParser"]
+)
+def test_the_fast_path_with_either_reply_parser(redis_server: RedisServer, parser: str) -> None:
+    """Django's OPTIONS reach redis-py's pool: ``parser_class`` picks redis-py's own parser or
+    hiredis's. Same commands, same entries, whichever parses the replies."""
+    from django.core.cache.backends.redis import RedisCache
+
+    pytest.importorskip("hiredis")  # in the test extra; both parsers must be tried
+    cache = RedisCache(f"{redis_server.url}/5", {"OPTIONS": {"parser_class": parser}})
+    try:
+        stats = warm(cache, cache_timeout=600)
+        assert (stats.keys_warmed, stats.keys_verified) == (250, 250)
+        client = cache._cache.get_client(None)
+        connection = client.connection_pool.get_connection()
+        try:
+            used = type(connection._parser).__name__
+            # redis-py's own parser for the protocol it speaks (RESP3 is redis-py 8's default).
+            expected = (
+                {"_HiredisParser"} if "Hiredis" in parser else {"_RESP2Parser", "_RESP3Parser"}
+            )
+            assert used in expected
+        finally:
+            client.connection_pool.release(connection)
+        assert cache.get("item:3") == {"key": "item:3", "n": 6}
+        assert 595 <= ttl(cache, "item:3") <= 600
+        none = warm(cache, keys=["forever"], cache_timeout=None)  # one MSET
+        assert none.keys_verified == 1
+        assert ttl(cache, "forever") == -1
+    finally:
+        cache.clear()
+        close_redis(cache)

@@ -210,7 +210,8 @@ class RedisAdapter(RedisWriter):
         serializer = self._wrapper()._serializer
         loads: Callable[[Any], Any] = serializer.loads
         if type(serializer).__module__ == "django.core.cache.backends.redis":
-            return _django_redis_loads(loads)
+            fast: Callable[[Any], Any] = _django_redis_loads(loads)
+            return fast
         return loads
 
     def write_client(self) -> Any:
