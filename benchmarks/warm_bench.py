@@ -62,18 +62,44 @@ def run(repeat: int = 3) -> list[dict[str, str]]:
 
         return go
 
-    timings = {}
-    for label, func in (("loop", loop), ("per-key", check(per_key)), ("batch", check(batch))):
+    from benchmarks.redis_bench import read_back_timings
+
+    def reset() -> None:
         cache.clear()
-        timings[label] = best_of(repeat, func)
+
+    # The write path (the goal: at least 0.95x the loop) with the read-back checking no key, and
+    # the read-back's own time beside it; interleaved rounds, each contender's best.
+    timings: dict[str, float] = {}
+    read_back: dict[str, tuple[float, float]] = {}
+    for _ in range(repeat):
+        timings["loop"] = min(timings.get("loop", float("inf")), best_of(1, loop, reset))
+        for label, warmer in (("per-key", per_key), ("batch", batch)):
+            on, off, own = read_back_timings(1, check(warmer), reset)
+            if off < timings.get(label, float("inf")):
+                timings[label] = off
+            if label not in read_back or on < read_back[label][0]:
+                read_back[label] = (on, own)
     cache.clear()
     rate = {label: N_KEYS / seconds for label, seconds in timings.items()}
-    return [
-        {
-            "benchmark": f"warm {N_KEYS:,} keys into LocMemCache, {mode} (keys/s)",
-            "ours": f"{rate[mode]:,.0f}",
-            "baseline": f"{rate['loop']:,.0f} (for k in keys: cache.set(k, load(k)))",
-            "ratio": f"{rate[mode] / rate['loop']:.2f}x",
-        }
-        for mode in ("per-key", "batch")
-    ]
+    rows = []
+    for mode in ("per-key", "batch"):
+        on, own = read_back[mode]
+        rows.append(
+            {
+                "benchmark": f"warm {N_KEYS:,} keys into LocMemCache, {mode} loader, the write "
+                "path (read-back off) vs the user's loop (keys/s)",
+                "ours": f"{rate[mode]:,.0f}",
+                "baseline": f"{rate['loop']:,.0f} (for k in keys: cache.set(k, load(k)))",
+                "ratio": f"{rate[mode] / rate['loop']:.2f}x (goal >= 0.95x)",
+            }
+        )
+        rows.append(
+            {
+                "benchmark": f"LocMemCache, {mode} loader: the read-back of 10,000 of the "
+                f"{N_KEYS:,} keys, its own time",
+                "ours": f"{own * 1000:,.0f} ms of a {on * 1000:,.0f} ms run",
+                "baseline": f"{timings[mode] * 1000:,.0f} ms run without it",
+                "ratio": f"+{own / (on - own):.1%} of the rest of the run",
+            }
+        )
+    return rows

@@ -15,6 +15,7 @@ from django.core.cache.backends.filebased import FileBasedCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.memcached import PyMemcacheCache
 from django.core.cache.backends.redis import RedisCache
+from django_redis.cache import RedisCache as DjangoRedisCache
 
 from django_cachewarmers import CacheWarmer, CallableValueLoader, StaticKeyProvider
 from django_cachewarmers.backends import max_entries
@@ -24,6 +25,8 @@ from django_cachewarmers.backends.base import (
     DummyCacheAdapter,
 )
 from django_cachewarmers.backends.database import DatabaseCacheAdapter
+from django_cachewarmers.backends.django_redis import DjangoRedisAdapter
+from django_cachewarmers.backends.locmem import LocMemCacheAdapter
 from django_cachewarmers.backends.memcached import MemcachedAdapter
 from django_cachewarmers.backends.redis import RedisAdapter
 from django_cachewarmers.core.backends import BackendAdapter
@@ -45,8 +48,9 @@ def warmer_for(cache: Any) -> CacheWarmer:
         # Building a cache object connects to nothing: no server is needed to pick an adapter.
         (lambda tmp: RedisCache("redis://127.0.0.1:1/0", {}), RedisAdapter),
         (lambda tmp: SubclassedRedis("redis://127.0.0.1:1/0", {}), RedisAdapter),
+        (lambda tmp: DjangoRedisCache("redis://127.0.0.1:1/0", {}), DjangoRedisAdapter),
         (lambda tmp: PyMemcacheCache("127.0.0.1:1", {}), MemcachedAdapter),
-        (lambda tmp: LocMemCache("adapters", {}), CullingCacheAdapter),
+        (lambda tmp: LocMemCache("adapters", {}), LocMemCacheAdapter),
         (lambda tmp: DatabaseCache("adapters", {}), DatabaseCacheAdapter),
         (lambda tmp: FileBasedCache(str(tmp), {}), CullingCacheAdapter),
         (lambda tmp: DummyCache("adapters", {}), DummyCacheAdapter),
@@ -85,6 +89,7 @@ SCRIPT = """
 import django_cachewarmers
 from django_cachewarmers import CacheWarmer, CallableValueLoader, StaticKeyProvider
 from django.core.cache.backends.redis import RedisCache
+from django_redis.cache import RedisCache as DjangoRedisCache
 
 warmer = CacheWarmer(RedisCache("redis://127.0.0.1:1/0", {}), StaticKeyProvider([]),
                      CallableValueLoader(str))

@@ -164,7 +164,7 @@ ROWS: dict[str, tuple[dict[str, Any], Callable[[list[float | None]], bool]]] = {
     ),
     "timeout_jitter=0.5": (
         {"cache_timeout": 1000, "timeout_jitter": 0.5},
-        # Up to 50% longer, never shorter; spread (per batch, or per key on Redis).
+        # Up to 50% longer, never shorter; spread (one TTL drawn per batch).
         lambda t: all(x and 990 <= x <= 1500 for x in t) and len({round(x or 0) for x in t}) > 1,
     ),
 }

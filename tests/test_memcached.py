@@ -5,8 +5,10 @@ one failed key, never an outage that stops the run (issue 16, item 1)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +132,51 @@ def test_warming_works_in_a_forked_child_and_in_its_parent(
     assert done.stdout.split() == ["10", "0", "10"], done.stderr
     assert memcached_cache.get("child:9") == "v:child:9"
     assert memcached_cache.get("parent-after:9") == "v:parent-after:9"
+
+
+def test_a_child_forked_from_the_test_warms_through_the_same_cache_object(
+    memcached_cache: Any,
+) -> None:
+    """os.fork() here: the child warms through the cache object (and warmer) its parent made and
+    used, while the parent keeps using that object's connection; the parent then reads the
+    child's keys back. The child must not write through the socket it inherited: the parent would
+    read the child's replies (pymemcache raises on a foreign "VALUE" line, or misses keys)."""
+    warmer = CacheWarmer(
+        memcached_cache,
+        StaticKeyProvider([]),
+        CallableValueLoader(lambda k: "v:" + k),
+        WarmingConfig(batch_size=5, max_workers=2, warmup_timeout_s=30),
+        name="forked",
+    )
+    first = warmer.warm([f"before:{i}" for i in range(20)])  # sockets and pool threads exist now
+    assert (first.keys_warmed, first.keys_verified) == (20, 20)
+    child_keys = [f"child:{i}" for i in range(3000)]
+    started, started_w = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads alive: the point
+        pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 3
+        try:
+            os.write(started_w, b"x")
+            child = warmer.warm(child_keys)
+            code = 0 if (child.keys_warmed, child.keys_verified) == (3000, 3000) else 4
+        finally:
+            os._exit(code)
+    assert os.read(started, 1) == b"x"
+    os.close(started)
+    os.close(started_w)
+    # Meanwhile the parent writes and reads through the same object's connection, directly.
+    rounds, status = 0, None
+    while status is None or rounds < 50:
+        if status is None:
+            done, code = os.waitpid(pid, os.WNOHANG)
+            status = code if done else None
+        batch = {f"parent:{rounds}:{j}": j for j in range(5)}
+        memcached_cache.set_many(batch)
+        assert memcached_cache.get_many(list(batch)) == batch
+        rounds += 1
+    assert os.waitstatus_to_exitcode(status) == 0  # the child warmed and read back its 3,000
+    assert memcached_cache.get_many(child_keys) == {k: "v:" + k for k in child_keys}
+    again = warmer.warm([f"after:{i}" for i in range(20)])
+    assert (again.keys_warmed, again.keys_verified) == (20, 20)

@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from django_cachewarmers import CacheWarmer, CallableValueLoader, StaticKeyProvider, WarmingConfig
+from django_cachewarmers import (
+    BatchValueLoader,
+    CacheWarmer,
+    CallableValueLoader,
+    StaticKeyProvider,
+    WarmingConfig,
+)
 from django_cachewarmers.backends.redis import RedisAdapter
 from django_cachewarmers.core.backends import BackendAdapter, adapter_for
 from tests.redis_server import RedisServer, close_redis
@@ -46,11 +52,21 @@ def test_values_written_by_the_pipeline_read_back_through_django(redis_cache: An
     assert 595 <= ttl(redis_cache, "item:7") <= 600
 
 
-def test_ttl_jitter_is_per_key_and_within_bounds(redis_cache: Any) -> None:
-    warm(redis_cache, cache_timeout=1000, timeout_jitter=0.1)
+def test_ttl_jitter_is_drawn_per_batch_and_within_bounds(redis_cache: Any) -> None:
+    stats = CacheWarmer(
+        redis_cache,
+        StaticKeyProvider(KEYS),
+        BatchValueLoader(lambda keys: {k: k for k in keys}),
+        WarmingConfig(batch_size=10, max_workers=1, cache_timeout=1000, timeout_jitter=0.1),
+    ).warm()
+    assert (stats.keys_warmed, stats.keys_verified) == (250, 250)
     ttls = [ttl(redis_cache, key) for key in KEYS]
     assert all(990 <= t <= 1100 for t in ttls)
-    assert len(set(ttls)) > 20  # spread key by key, not one expiry for the batch
+    per_batch = [set(ttls[i : i + 10]) for i in range(0, 250, 10)]
+    # One TTL per batch (a second may tick between two reads of it) ...
+    assert all(max(batch) - min(batch) <= 1 for batch in per_batch)
+    # ... drawn anew for each batch: 25 batches spread over up to 100 s.
+    assert len({min(batch) for batch in per_batch}) > 5
 
 
 def test_never_expire_and_the_caches_default(redis_cache: Any) -> None:
@@ -175,3 +191,37 @@ def test_the_cache_proxy_takes_the_redis_fast_path(redis_server: RedisServer) ->
         finally:
             caches["default"].clear()
             close_redis(caches["default"])
+
+
+@pytest.mark.parametrize(
+    "parser", ["redis.connection._RESP2Parser", "redis.connection._HiredisParser"]
+)
+def test_the_fast_path_with_either_reply_parser(redis_server: RedisServer, parser: str) -> None:
+    """Django's OPTIONS reach redis-py's pool: ``parser_class`` picks redis-py's own parser or
+    hiredis's. Same commands, same entries, whichever parses the replies."""
+    from django.core.cache.backends.redis import RedisCache
+
+    pytest.importorskip("hiredis")  # in the test extra; both parsers must be tried
+    cache = RedisCache(f"{redis_server.url}/5", {"OPTIONS": {"parser_class": parser}})
+    try:
+        stats = warm(cache, cache_timeout=600)
+        assert (stats.keys_warmed, stats.keys_verified) == (250, 250)
+        client = cache._cache.get_client(None)
+        connection = client.connection_pool.get_connection()
+        try:
+            used = type(connection._parser).__name__
+            # redis-py's own parser for the protocol it speaks (RESP3 is redis-py 8's default).
+            expected = (
+                {"_HiredisParser"} if "Hiredis" in parser else {"_RESP2Parser", "_RESP3Parser"}
+            )
+            assert used in expected
+        finally:
+            client.connection_pool.release(connection)
+        assert cache.get("item:3") == {"key": "item:3", "n": 6}
+        assert 595 <= ttl(cache, "item:3") <= 600
+        none = warm(cache, keys=["forever"], cache_timeout=None)  # one MSET
+        assert none.keys_verified == 1
+        assert ttl(cache, "forever") == -1
+    finally:
+        cache.clear()
+        close_redis(cache)

@@ -2,11 +2,12 @@
 
 ``register()`` registers an adapter (``django_cachewarmers.core.backends``) for each of Django's
 cache backends: ``base`` (every Django cache: the portable-key rule; LocMem, database and file
-caches: their ``MAX_ENTRIES``; DummyCache stores nothing), ``memcached`` (keys counted in bytes),
-``redis`` (one script call per batch), ``database`` (one upsert per batch on SQLite and
-PostgreSQL), ``proxy`` (``django.core.cache.cache``: the adapter of the cache it stands for).
-Importing ``django_cachewarmers`` arranges for it to run
-at the engine's first lookup; ``AppConfig.ready()`` runs it too.
+caches: their ``MAX_ENTRIES``; DummyCache stores nothing), ``locmem`` (a batch under one lock),
+``memcached`` (keys counted in bytes), ``redis`` (one script call per batch), ``django_redis``
+(the same, in django-redis's own format, when that package is installed), ``database`` (one
+upsert per batch on SQLite and PostgreSQL), ``proxy`` (``django.core.cache.cache``: the adapter
+of the cache it stands for). Importing ``django_cachewarmers`` arranges for it to run at the
+engine's first lookup; ``AppConfig.ready()`` runs it too.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from django_cachewarmers.backends.base import (
     DummyCacheAdapter,
 )
 from django_cachewarmers.backends.database import DatabaseCacheAdapter
+from django_cachewarmers.backends.locmem import LocMemCacheAdapter
 from django_cachewarmers.backends.memcached import MemcachedAdapter
 from django_cachewarmers.backends.proxy import ProxyAdapter
 from django_cachewarmers.backends.redis import RedisAdapter
@@ -39,12 +41,20 @@ __all__ = ["is_per_process", "max_entries", "register"]
 def register() -> bool:
     """Register the adapters of Django's cache backends with the engine (idempotent); True."""
     core_backends.register(BaseCache, DjangoCacheAdapter)
-    for culling in (LocMemCache, FileBasedCache):
-        core_backends.register(culling, CullingCacheAdapter)
+    core_backends.register(FileBasedCache, CullingCacheAdapter)
+    core_backends.register(LocMemCache, LocMemCacheAdapter)
     core_backends.register(DatabaseCache, DatabaseCacheAdapter)
     core_backends.register(DummyCache, DummyCacheAdapter)
     core_backends.register(BaseMemcachedCache, MemcachedAdapter)
     core_backends.register(RedisCache, RedisAdapter)
+    try:
+        from django_redis.cache import RedisCache as DjangoRedisCache
+    except ImportError:  # django-redis is optional
+        pass
+    else:
+        from django_cachewarmers.backends.django_redis import DjangoRedisAdapter
+
+        core_backends.register(DjangoRedisCache, DjangoRedisAdapter)
     # ``from django.core.cache import cache``: the adapter of the cache it stands for, per thread.
     core_backends.register(ConnectionProxy, ProxyAdapter)
     return True

@@ -1,24 +1,32 @@
-"""Backend-aware batch writes: faster than a cache's generic ``set_many`` where we know the backend.
+"""Backend-aware batch writes to Redis: faster than a cache's generic ``set_many``.
 
 Django's ``RedisCache.set_many`` sends MULTI, one MSET, one EXPIRE per key and EXEC: two commands
-and two replies per key for redis-py to pack and parse. A warm needs no transaction (each key stands
-alone), so for Django's own ``RedisCache`` a batch goes out as ONE call of a small Lua script that
-runs ``SET key value EX ttl`` for every key on the server: one command and one reply per batch, and
-a TTL of its own per key (so jitter spreads expiry key by key). Where the server refuses scripts
-(some managed Redis services), a non-transactional pipeline of ``SET ... EX`` is used instead. The
-adapter is registered for Django's ``RedisCache`` (and its subclasses); anything unexpected falls
-back to ``set_many``.
+and two replies per key for redis-py to pack and parse, in a transaction a warm does not need (each
+key stands alone). Here a batch goes out as ONE command:
 
-Whatever a value raises on its way into the cache (pickling, a size limit, a server's "no" to that
-one item) fails that key alone; only a cache that no longer answers stops a run. The warmer tells
-the two apart with a probe (``CacheIO.answers``), not with a list of exception types.
+- with a TTL: one call of a small Lua script that runs ``SET key value EX ttl`` (``PX`` for
+  django-redis, which counts in milliseconds) for every key of the batch, on the server. A batch
+  has one TTL (``timeout_jitter`` is drawn once per batch, as for every backend), so the script
+  takes it once, not once per key: one argument per key besides the key itself. Setting value
+  and TTL in one ``SET`` inside one script call, no key can be left without its TTL;
+- without a TTL (``timeout=None``): one ``MSET``, Redis' own variadic write, which also clears a
+  TTL the key had, as ``SET`` does.
+
+Where the server refuses scripts (an ACL without ``@scripting``, a managed service that disables
+``EVAL``), a non-transactional pipeline of ``SET ... EX`` is used instead, for the rest of the
+adapter's life. Which reply parser redis-py uses (hiredis or its own) is the cache's choice; the
+commands are the same.
+
+Whatever a value raises on its way into the cache (serializing, a server's "no" to that one item)
+fails that key alone; only a cache that no longer answers stops a run. The warmer tells the two
+apart with a probe (``CacheIO.answers``), not with a list of exception types.
 """
 
 from __future__ import annotations
 
 import logging
 import pickle
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from django_cachewarmers.backends.base import DjangoCacheAdapter
@@ -28,31 +36,71 @@ from django_cachewarmers.core.config import DEFAULT_TIMEOUT
 logger = logging.getLogger("django_cachewarmers")
 
 
-#: KEYS: the full cache keys; ARGV: value, ttl pairs (ttl 0: no expiry).
+#: KEYS: the full cache keys; ARGV[1]: 'EX' (seconds) or 'PX' (milliseconds), ARGV[2]: the
+#: batch's TTL, ARGV[2 + i]: the value of KEYS[i].
 SET_MANY_SCRIPT = """
+local unit, ttl = ARGV[1], ARGV[2]
 for i, key in ipairs(KEYS) do
-  local ttl = tonumber(ARGV[2 * i])
-  if ttl > 0 then
-    redis.call('SET', key, ARGV[2 * i - 1], 'EX', ttl)
-  else
-    redis.call('SET', key, ARGV[2 * i - 1])
-  end
+  redis.call('SET', key, ARGV[i + 2], unit, ttl)
 end
 return #KEYS
 """
 
 
-class RedisAdapter(DjangoCacheAdapter):
-    """Writes batches to one Django ``RedisCache``: a Lua script call per batch, else a pipeline;
-    reads them back with one MGET per chunk, decoded by the cache's own deserializer."""
+class RedisWriter(DjangoCacheAdapter):
+    """What Django's ``RedisCache`` and django-redis share: a batch as one script call (or one
+    ``MSET`` without a TTL), a pipeline where scripts are refused, a read-back as one ``MGET``.
+
+    A subclass says how its cache encodes a value (``encoder``), makes a key, which redis-py
+    client writes, and how its TTLs are counted (``ttl_argument``).
+    """
+
+    #: ``SET``'s TTL option: ``"EX"`` (seconds) or ``"PX"`` (milliseconds).
+    ttl_unit = "EX"
 
     def __init__(self, cache: Any) -> None:
         super().__init__(cache)
         self.use_script = True
-        # Django builds a new redis.Redis per get_client() call; one per writer will do (they share
-        # the connection pool, which is thread-safe and renews itself after a fork).
         self._client: Any = None
         self._script: Any = None
+
+    # -- what a subclass provides ---------------------------------------------------------------
+
+    def usable(self) -> bool:
+        """False when this cache object cannot take the fast path (the engine uses ``set_many``)."""
+        return True
+
+    def encoder(self) -> Callable[[Any], Any]:
+        """The cache's own ``value -> bytes`` (serializer, compressor)."""
+        raise NotImplementedError
+
+    def decoder(self) -> Callable[[Any], Any]:
+        """The cache's own ``bytes -> value``, as its ``get`` decodes a reply."""
+        raise NotImplementedError
+
+    def full_key(self, key: Any) -> str:
+        """The key as the cache makes it (prefix, version, key function)."""
+        return str(self.cache.make_key(key))
+
+    def write_client(self) -> Any:
+        """The redis-py client the cache writes with."""
+        raise NotImplementedError
+
+    def read_client(self) -> Any:
+        """The redis-py client the cache reads with."""
+        raise NotImplementedError
+
+    def default_timeout(self) -> float | None:
+        """The cache's own ``TIMEOUT`` (seconds, or None: never expire)."""
+        timeout: float | None = self.cache.default_timeout
+        return timeout
+
+    def ttl_argument(self, timeout: float) -> int:
+        """A timeout in seconds as ``SET`` takes it, as the cache's own ``set`` rounds it (Django:
+        whole seconds, at least 1 here since 0 would mean "don't cache")."""
+        return max(1, int(timeout))
+
+    # -- the fast path ----------------------------------------------------------------------------
 
     def write(
         self,
@@ -61,79 +109,125 @@ class RedisAdapter(DjangoCacheAdapter):
         jitter: float,
         full_keys: Mapping[Any, str] | None = None,
     ) -> dict[Hashable, str] | None:
-        """Write ``values``; return the keys that failed, or None to ask for ``set_many``.
+        """Write ``values`` with one TTL for the batch; return the keys that failed, or None to
+        ask for ``set_many``.
 
         ``timeout``: seconds, None (never expire) or ``DEFAULT_TIMEOUT`` (the cache's own);
+        ``jitter``: the batch's TTL is up to this fraction longer (drawn once per batch);
         ``full_keys`` the keys as the cache made them, if the caller has them already. Raises
         what redis-py raises when the server cannot be reached.
         """
         if timeout is DEFAULT_TIMEOUT:
-            timeout = self.cache.get_backend_timeout()
+            timeout = self.default_timeout()
         assert timeout is None or isinstance(timeout, (int, float))
-        client_wrapper = getattr(self.cache, "_cache", None)
-        serializer = getattr(client_wrapper, "_serializer", None)
-        get_client = getattr(client_wrapper, "get_client", None)
-        if serializer is None or get_client is None or timeout == 0:
+        if timeout is not None and timeout <= 0:
+            return None  # "don't cache": the cache's own set_many deletes, as Django does
+        if not self.usable():
             return None
+        encode = self.encoder()
         failed: dict[Hashable, str] = {}
-        keys: list[str] = []
-        args: list[Any] = []
-        for key, value in values.items():
-            try:
-                data = serializer.dumps(value)
-            except Exception as exc:
-                # Serializing does no I/O: whatever it raises is about this value alone.
-                failed[key] = not_cacheable(exc)
-                continue
-            keys.append(full_keys[key] if full_keys is not None else self.cache.make_key(key))
-            args.append(data)
-            if timeout is None:
-                args.append(0)
-            else:
-                ttl = jittered(timeout, jitter) if jitter > 0 else timeout
-                args.append(max(1, int(ttl)))
+        try:
+            # The common case at full speed: every value encodes.
+            data = [encode(value) for value in values.values()]
+            keys = list(values)
+        except Exception:
+            data, keys = [], []
+            for key, value in values.items():
+                try:
+                    data.append(encode(value))
+                except Exception as exc:
+                    # Encoding does no I/O: whatever it raises is about this value alone.
+                    failed[key] = not_cacheable(exc)
+                    continue
+                keys.append(key)
         if not keys:
             return failed
-        if self._client is None:
-            self._client = get_client(None, write=True)
-            self._script = self._client.register_script(SET_MANY_SCRIPT)
+        if full_keys is not None:
+            names = [full_keys[key] for key in keys]
+        else:
+            names = [self.full_key(key) for key in keys]
         client = self._client
+        if client is None:
+            client = self._client = self.write_client()
+            self._script = client.register_script(SET_MANY_SCRIPT)
+        if timeout is None:
+            # MSET: no TTL, and a TTL the key had is cleared (as SET without EX clears it).
+            pairs = [part for pair in zip(names, data, strict=True) for part in pair]
+            client.execute_command("MSET", *pairs)
+            return failed
+        ttl = self.ttl_argument(jittered(timeout, jitter) if jitter > 0 else timeout)
         if self.use_script:
             try:
-                self._script(keys=keys, args=args, client=client)
+                self._script(keys=names, args=[self.ttl_unit, ttl, *data], client=client)
                 return failed
             except Exception as exc:
                 if not _is_refused_command(exc):
-                    raise  # the server is unreachable: the caller stops the run
+                    raise  # a value the server refused (the caller retries key by key) or an outage
                 self.use_script = False
                 logger.info("Redis refused the warming script (%s); using a pipeline", exc)
         pipeline = client.pipeline(transaction=False)
-        for index, full_key in enumerate(keys):
-            data, ttl = args[2 * index], args[2 * index + 1]
-            if ttl:
-                pipeline.set(full_key, data, ex=ttl)
-            else:
-                pipeline.set(full_key, data)
+        unit = self.ttl_unit
+        for name, value in zip(names, data, strict=True):
+            pipeline.execute_command("SET", name, value, unit, ttl)
         pipeline.execute()
         return failed
 
-    def read(self, full_keys: list[str]) -> tuple[list[Any], Any] | None:
-        """One ``MGET`` of ``full_keys`` on a read client, as ``RedisCache.get_many`` sends it:
-        the raw replies (None for a miss) and the cache's own deserializer (``loads``) to decode
-        each one as ``cache.get`` would. None when this is not a cache we know the insides of.
+    def read(self, full_keys: list[str]) -> tuple[list[Any], Callable[[Any], Any]] | None:
+        """One ``MGET`` of ``full_keys`` on a read client, as the cache's ``get_many`` sends it:
+        the raw replies (None for a miss) and the cache's own decoder to decode each one as
+        ``cache.get`` would. None when this cache object cannot take the fast path.
 
         ``get_many`` would make and validate every key again and decode all replies or raise for
         all; the read-back needs each key's own answer. Raises what redis-py raises.
         """
-        client_wrapper = getattr(self.cache, "_cache", None)
-        serializer = getattr(client_wrapper, "_serializer", None)
-        get_client = getattr(client_wrapper, "get_client", None)
-        loads = getattr(serializer, "loads", None)
-        if loads is None or get_client is None:
+        if not self.usable():
             return None
+        return list(self.read_client().mget(full_keys)), self.decoder()
+
+
+class RedisAdapter(RedisWriter):
+    """Django's own ``RedisCache`` (and its subclasses): its serializer, its client pools."""
+
+    def _wrapper(self) -> Any:
+        return getattr(self.cache, "_cache", None)
+
+    def usable(self) -> bool:
+        """A ``RedisCacheClient`` with a serializer and ``get_client``, as Django makes it."""
+        wrapper = self._wrapper()
+        return (
+            getattr(wrapper, "_serializer", None) is not None
+            and getattr(wrapper, "get_client", None) is not None
+        )
+
+    def encoder(self) -> Callable[[Any], Any]:
+        """The cache's serializer's ``dumps`` (Django's: ints as digits, the rest pickled)."""
+        dumps: Callable[[Any], Any] = self._wrapper()._serializer.dumps
+        return dumps
+
+    def decoder(self) -> Callable[[Any], Any]:
+        """The cache's serializer's ``loads``; for Django's own serializer, without its
+        ``int()`` attempt on data that is a pickle (same result, a third of the time)."""
+        serializer = self._wrapper()._serializer
+        loads: Callable[[Any], Any] = serializer.loads
         if type(serializer).__module__ == "django.core.cache.backends.redis":
-            loads = _django_redis_loads(loads)
-        return list(get_client(None).mget(full_keys)), loads
+            fast: Callable[[Any], Any] = _django_redis_loads(loads)
+            return fast
+        return loads
+
+    def write_client(self) -> Any:
+        """A ``redis.Redis`` on the cache's write pool. Django builds a new one per
+        ``get_client()`` call; one per adapter will do (they share the pool, which is thread-safe
+        and renews itself after a fork)."""
+        return self._wrapper().get_client(None, write=True)
+
+    def read_client(self) -> Any:
+        """A ``redis.Redis`` on one of the cache's read pools, as ``get_many`` picks it."""
+        return self._wrapper().get_client(None)
+
+    def default_timeout(self) -> float | None:
+        """``RedisCache.get_backend_timeout()``: its ``TIMEOUT``, None for never."""
+        timeout: float | None = self.cache.get_backend_timeout()
+        return timeout
 
 
 def _django_redis_loads(loads: Any) -> Any:
