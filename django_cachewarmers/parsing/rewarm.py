@@ -162,7 +162,7 @@ def parse_rewarm_delay(report: Report, name: object, raw: Mapping[Any, Any]) -> 
 def check_rewarm_cache(
     report: Report,
     name: object,
-    rewarm_on: Mapping[str, object],
+    rewarm_on: object,
     has_loader: bool,
     cache: str | None,
     loader: object,
