@@ -133,7 +133,8 @@ def rewarm(name: str, keys: Iterable[Hashable]) -> WarmingStats | None:
     ``bulk_update()``, ``bulk_create()``, raw SQL. It is ``warm(name, keys, trigger="change")``:
     outside a transaction it runs in the caller's thread and returns the run's ``WarmingStats``;
     inside an atomic block it returns ``None`` and runs right after the commit (nothing on
-    rollback). Nothing is coalesced or delayed (``rewarm_delay`` is for ``rewarm_on``).
+    rollback). Nothing is coalesced or delayed (``rewarm_delay`` is for ``rewarm_on``). A page
+    warmer's URLs are rendered in each of its declared ``variants``.
 
     Raises ``TypeError`` when ``keys`` is a string or None (give a list of keys),
     ``UnknownWarmer`` / ``ImproperlyConfigured`` for a warmer that is not declared or not valid.
@@ -141,7 +142,11 @@ def rewarm(name: str, keys: Iterable[Hashable]) -> WarmingStats | None:
     given: object = keys  # as the caller passed it, whatever the annotation says
     if given is None or isinstance(given, (str, bytes)):
         raise TypeError(f"keys: must be an iterable of keys, got {type(given).__name__}")
-    return warm(name, keys, trigger="change")
+    from django_cachewarmers.registry import get_entry
+    from django_cachewarmers.rewarming import with_variants
+
+    spec, _warmer = get_entry(name)
+    return warm(name, with_variants(spec, list(keys)), trigger="change")
 
 
 def track(key: Hashable, tracker: str = "keys", *, hit: bool | None = None) -> None:

@@ -221,6 +221,8 @@ def environ_for(url: str, headers: Mapping[str, str] | None = None) -> dict[str,
 PAGE_ENTRY_PREFIX = "views.decorators.cache.cache_page."
 #: And the headers entries (``learn_cache_key``) with this.
 HEADERS_ENTRY_PREFIX = "views.decorators.cache.cache_header."
+#: Both kinds.
+PAGE_ENTRIES = (PAGE_ENTRY_PREFIX, HEADERS_ENTRY_PREFIX)
 
 
 def _fingerprint(value: Any) -> tuple[Any, ...]:
@@ -241,13 +243,28 @@ class _PageCacheView:
     stored (``stored``) and the ones that answered a lookup (``answered``) are noted by key, with
     their ``_fingerprint``. Everything else goes to the real cache."""
 
-    def __init__(self, alias: str, cache: Any, refresh: bool, notes: _PageCacheNotes) -> None:
+    def __init__(
+        self,
+        alias: str,
+        cache: Any,
+        refresh: bool,
+        notes: _PageCacheNotes,
+        forget: bool = False,
+    ) -> None:
         self._alias = alias
         self._cache = cache
         self._refresh = refresh
+        self._forget = forget
         self._notes = notes
 
     def get(self, key: Any, default: Any = None, version: Any = None) -> Any:
+        if self._forget and isinstance(key, str) and key.startswith(PAGE_ENTRIES):
+            # ``forget``: note the entries this request's lookup reads (its headers entry, then
+            # the page entry it points to) and let the view run; nothing it answers is stored.
+            self._notes.looked_up.setdefault(self._alias, []).append(key)
+            if key.startswith(HEADERS_ENTRY_PREFIX):
+                return self._cache.get(key, default, version=version)
+            return default
         if self._refresh and isinstance(key, str) and key.startswith(HEADERS_ENTRY_PREFIX):
             # No headers, no page lookup: FetchFromCacheMiddleware goes straight to the view,
             # and UpdateCacheMiddleware stores both entries again.
@@ -262,6 +279,8 @@ class _PageCacheView:
         return value
 
     def set(self, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._forget and isinstance(key, str) and key.startswith(PAGE_ENTRIES):
+            return None
         result = self._cache.set(key, value, *args, **kwargs)
         if isinstance(key, str):
             if key.startswith(PAGE_ENTRY_PREFIX):
@@ -279,6 +298,8 @@ class _PageCacheNotes:
     lookups, by (cache alias, key)."""
 
     def __init__(self) -> None:
+        #: ``forget``: the page-cache keys the request looked up, by cache alias.
+        self.looked_up: dict[str, list[str]] = {}
         self.stored: dict[tuple[str, str], tuple[Any, ...]] = {}
         self.headers: dict[tuple[str, str], Any] = {}
         self.answered: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -304,7 +325,7 @@ class _PageCacheNotes:
 
 
 @contextmanager
-def _page_caches(*, refresh: bool) -> Iterator[_PageCacheNotes]:
+def _page_caches(*, refresh: bool, forget: bool = False) -> Iterator[_PageCacheNotes]:
     """Every cache of ``CACHES`` seen through a ``_PageCacheView`` by this thread (Django's
     ``caches`` handler is per thread and context: real requests on other threads are not
     affected), for one render. The cache middleware and ``cache_page`` look their cache up in
@@ -313,7 +334,7 @@ def _page_caches(*, refresh: bool) -> Iterator[_PageCacheNotes]:
     originals = {alias: caches[alias] for alias in settings.CACHES}
     try:
         for alias, cache in originals.items():
-            view = _PageCacheView(alias, cache, refresh, notes)
+            view = _PageCacheView(alias, cache, refresh, notes, forget)
             caches[alias] = view  # type: ignore[assignment]
         yield notes
     finally:
@@ -595,6 +616,31 @@ def render(key: str) -> int:
             f"render: {reason}"
         )
     raise PageNotWarmed(f"{key}: the next anonymous GET would run the view: {reason}")
+
+
+def forget(key: str) -> int:
+    """Remove a page from the page cache, e.g. that of a deleted row: the next anonymous GET of it
+    runs the view. Returns how many cache entries were deleted.
+
+    ``key`` is a page URL or a page variant's key (``variants.page_key``). One in-process
+    anonymous GET of it goes through the full middleware stack, as ``render`` does, with the page
+    cache seen through ``_page_caches(forget=True)``: the headers entry and page entry its lookup
+    reads (the keys Django's ``FetchFromCacheMiddleware`` or ``cache_page`` compute, with their
+    key prefix and the request's language) are noted and then deleted, and nothing the view
+    answers (a 404 for a deleted row) is stored. Without its headers entry no variant of the URL
+    in that language is served from the cache any more. Raises what the view's request raises.
+    """
+    url, headers = split_page_key(key)
+    with _page_caches(refresh=False, forget=True) as notes:
+        _get(url, headers)
+    deleted = 0
+    for alias, keys in notes.looked_up.items():
+        unique = list(dict.fromkeys(keys))
+        caches[alias].delete_many(unique)
+        deleted += len(unique)
+    with _served_lock:
+        _served_by.pop(key, None)
+    return deleted
 
 
 def render_page(url: str) -> object:

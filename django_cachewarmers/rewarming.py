@@ -47,10 +47,14 @@ from django.db import close_old_connections, connections, transaction
 from django.db.models import Model
 from django.db.models.signals import post_delete, post_save
 
+from django_cachewarmers import pages
 from django_cachewarmers.conf import DEFAULT_REWARM_QUEUE_SIZE, conf
 from django_cachewarmers.core.coalescing import DELETE, WRITE, CoalescingQueue, Op
 from django_cachewarmers.core.config import is_int_at_least
 from django_cachewarmers.core.forks import after_fork_in_child
+from django_cachewarmers.pagekeys import expand, split_page_key
+from django_cachewarmers.pages import renders_pages
+from django_cachewarmers.spec import WarmerSpec
 
 logger = logging.getLogger("django_cachewarmers")
 
@@ -270,23 +274,55 @@ def _flush(name: str, ops: dict[Hashable, Op]) -> None:
     close_old_connections()
     try:
         if deleted:
-            spec, _warmer = get_entry(name)
-            try:
-                caches[spec.cache].delete_many(deleted)
-            except Exception as exc:
-                logger.error(
-                    "cache warmer %s: could not delete the %d keys of deleted rows (%s: %s)",
-                    name,
-                    len(deleted),
-                    type(exc).__name__,
-                    exc,
-                )
-            else:
-                logger.info("cache warmer %s: %d keys of deleted rows deleted", name, len(deleted))
+            _delete(name, deleted)
         if written:
-            run_warm(name, keys=written, trigger="change")
+            spec, _warmer = get_entry(name)
+            run_warm(name, keys=with_variants(spec, written), trigger="change")
     except (UnknownWarmer, ImproperlyConfigured) as exc:
         logger.error("cache warmer %s: %d changed keys not re-warmed: %s", name, len(ops), exc)
+
+
+def with_variants(spec: WarmerSpec, keys: list[Hashable]) -> list[Hashable]:
+    """A page warmer's keys with each URL in every declared variant (``variants``), as its runs
+    render them; other warmers' keys as they are."""
+    if not renders_pages(spec.loader) or spec.variants == ((),):
+        return keys
+    urls = list(dict.fromkeys(split_page_key(k)[0] if isinstance(k, str) else k for k in keys))
+    return list(dict.fromkeys([*keys, *expand(urls, spec.variants)]))
+
+
+def _delete(name: str, keys: list[Hashable]) -> None:
+    """Delete the keys of deleted rows: a data warmer's entries (and their write times, with
+    ``fresh_for``), or a page warmer's pages from the page cache (``pages.forget``, each URL in
+    every declared variant)."""
+    from django_cachewarmers.registry import get_entry
+
+    spec, warmer = get_entry(name)
+    try:
+        if renders_pages(spec.loader):
+            deleted = sum(pages.forget(str(key)) for key in with_variants(spec, keys))
+            logger.info(
+                "cache warmer %s: %d pages of deleted rows removed from the page cache "
+                "(%d entries)",
+                name,
+                len(keys),
+                deleted,
+            )
+            return
+        doomed = list(keys)
+        if warmer.companions is not None:
+            doomed.extend(warmer.companions(dict.fromkeys(keys)))
+        caches[spec.cache].delete_many(doomed)
+    except Exception as exc:
+        logger.error(
+            "cache warmer %s: could not delete the %d keys of deleted rows (%s: %s)",
+            name,
+            len(keys),
+            type(exc).__name__,
+            exc,
+        )
+    else:
+        logger.info("cache warmer %s: %d keys of deleted rows deleted", name, len(keys))
 
 
 #: This process's queue of changed keys (``core.coalescing.CoalescingQueue``).

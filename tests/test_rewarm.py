@@ -361,10 +361,14 @@ def test_a_failing_flush_is_logged_and_the_thread_goes_on(
     assert "flushing 1 changed keys of bad failed" in caplog.text
 
 
+CHROME = {"Accept-Encoding": "gzip, deflate, br, zstd"}
+
+
 def test_a_page_warmer_renders_the_changed_page_again_in_place(cache: Any) -> None:
     """A page warmer with ``rewarm_on``: after a save the cached page is rendered again and
-    replaced (``render_page`` refreshes in place), so the next visitor gets the new page from
-    the cache, never a miss."""
+    replaced in every declared variant (``render_page`` refreshes in place), so the next visitor
+    gets the new page from the cache, never a miss; after a delete the page is gone from the page
+    cache (the next visitor gets the view's 404, not the deleted row's page)."""
     from django.test import Client
 
     from tests.testapp import views
@@ -374,6 +378,7 @@ def test_a_page_warmer_renders_the_changed_page_again_in_place(cache: Any) -> No
             "keys": [],
             "loader": "django_cachewarmers.pages.render_page",
             "strategy": "lazy",
+            "variants": [{}, CHROME],
             "rewarm_on": {"auth.Group": "tests.testapp.rewarming.group_page_keys"},
             "rewarm_delay": 0.05,
         }
@@ -382,13 +387,35 @@ def test_a_page_warmer_renders_the_changed_page_again_in_place(cache: Any) -> No
         group = Group.objects.create(name="before")
         idle()
         page = f"group:{group.pk}"
+        path = f"/groups/{group.pk}/"
         rendered = views.EXECUTIONS[page]
-        assert Client().get(f"/groups/{group.pk}/").content == b"group before"
+        assert Client().get(path).content == b"group before"
+        assert Client(headers=CHROME).get(path).content == b"group before"
         assert views.EXECUTIONS[page] == rendered, "the page was not warm after the creation"
         group.name = "after"
         group.save()
         idle()
         rendered = views.EXECUTIONS[page]
-        assert Client().get(f"/groups/{group.pk}/").content == b"group after"
-        assert views.EXECUTIONS[page] == rendered, "the visitor's request rendered the page"
-        assert [run.keys_warmed for run in change_runs()][-1] == 1
+        assert Client().get(path).content == b"group after"
+        assert Client(headers=CHROME).get(path).content == b"group after"
+        assert views.EXECUTIONS[page] == rendered, "a visitor's request rendered the page"
+        assert [run.keys_warmed for run in change_runs()][-1] == 2  # both variants
+        group.delete()
+        idle()
+        assert Client().get(path).status_code == 404
+        assert Client(headers=CHROME).get(path).status_code == 404
+
+
+def test_a_delete_also_removes_the_write_time_of_a_fresh_for_warmer(cache: Any) -> None:
+    """With ``fresh_for``, each entry's write time lives in a companion key; a deleted row's
+    entry loses it too (else a later plain ``cache.set`` of the key would read as fresh)."""
+    with use(timeout=600, fresh_for=60):
+        group = Group.objects.create(name="g")
+        idle()
+        written = f"django_cachewarmers:written:group:{group.pk}"
+        assert cache.get(f"group:{group.pk}") == "g"
+        assert cache.get(written) is not None
+        group.delete()
+        idle()
+        assert cache.get(f"group:{group.pk}") is None
+        assert cache.get(written) is None

@@ -83,6 +83,9 @@ cached_shaped_bare = cache_page(300)(shaped)
 def group_page(request: HttpRequest, pk: int) -> HttpResponse:
     """A cache_page view of a row (``auth.Group``): a page re-warmed on change."""
     from django.contrib.auth.models import Group
+    from django.shortcuts import get_object_or_404
 
     _executed(f"group:{pk}")
-    return HttpResponse(f"group {Group.objects.get(pk=pk).name}")
+    response = HttpResponse(f"group {get_object_or_404(Group, pk=pk).name}")
+    patch_vary_headers(response, ["Accept-Encoding"])  # one cached variant per encoding
+    return response
