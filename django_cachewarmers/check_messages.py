@@ -88,7 +88,8 @@ CHECK_IDS: Final[dict[str, str]] = {
     "django_cachewarmers.E044": "CACHE_WARMERS_REWARM_QUEUE_SIZE is not an integer >= 1.",
     "django_cachewarmers.W010": "A warmer with 'rewarm_on' uses a LocMemCache: only the process "
     "that saved re-warms its own copy.",
-    "django_cachewarmers.E045": "CACHE_WARMERS_METRICS_TOKEN is not a non-empty string or None.",
+    "django_cachewarmers.E045": "CACHE_WARMERS_METRICS_TOKEN is not None or a bearer token "
+    "(RFC 6750).",
     "django_cachewarmers.E046": "CACHE_WARMERS_METRICS_ALLOWED_IPS is not a list of IP addresses "
     "or networks.",
     "django_cachewarmers.E030": "A warmer's 'variants' is not a non-empty list of dicts of "

@@ -90,16 +90,20 @@ def validate_app_settings() -> list[CheckMessage]:
     return messages
 
 
+#: A bearer token as RFC 6750 (section 2.1) spells it (``b64token``).
+BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
 def _metrics_problems() -> list[CheckMessage]:
     """Problems of the settings of the Prometheus exposition view (``django_cachewarmers.urls``)."""
     messages: list[CheckMessage] = []
     token: object = conf.METRICS_TOKEN
-    if token is not None and (not isinstance(token, str) or not token.strip()):
+    if token is not None and (not isinstance(token, str) or not BEARER_TOKEN.fullmatch(token)):
         messages.append(
             error(
                 45,
-                "CACHE_WARMERS_METRICS_TOKEN: must be a non-empty string or None, "
-                f"got {describe_value(token)}.",
+                "CACHE_WARMERS_METRICS_TOKEN: must be None or a bearer token (RFC 6750: letters, "
+                f"digits and -._~+/, then '=' padding), got {describe_value(token)}.",
                 "Scrapers then send 'Authorization: Bearer <token>'; read it from the "
                 "environment, e.g. os.environ['METRICS_TOKEN'] (default None: no token).",
             )

@@ -152,13 +152,13 @@ def summary_line(reads: dict[str, Reads]) -> str:
     total = sum(r.hour.reads for r in reads.values())
     if not total:
         return gettext(
-            "No reads of warmed keys were counted in the last hour (pages are counted by "
+            "No reads were counted for the warmers in the last hour (pages are counted by "
             "AccessTrackingMiddleware, data keys by get() and track(key, hit=...))."
         )
     after = sum(r.misses_after_warm for r in reads.values())
     line = ngettext(
-        "In the last hour %(ratio)s of %(reads)s read of warmed keys was a hit",
-        "In the last hour %(ratio)s of %(reads)s reads of warmed keys were hits",
+        "In the last hour %(ratio)s of %(reads)s read counted for the warmers was a hit",
+        "In the last hour %(ratio)s of %(reads)s reads counted for the warmers were hits",
         total,
     ) % {"ratio": f"{hits / total:.1%}", "reads": number_format(total, force_grouping=True)}
     if after:

@@ -10,6 +10,7 @@ database (``hotkeys.persist``). It starts with the process's first tracker.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import sys
@@ -149,12 +150,15 @@ _lock = threading.Lock()
 _publisher: Publisher | None = None
 
 
-def ensure_publisher() -> None:
-    """Start this process's publisher thread once (not under tests: they start it themselves)."""
+def ensure_publisher(*, reads_counted: bool = False) -> None:
+    """Start this process's publisher thread once (not under tests: they start it themselves).
+
+    Without snapshots and persistence (both intervals 0) it starts only to save read counts
+    (``reads_counted``: the process counted a read), waking every second."""
     global _publisher
     if _publisher is not None and _publisher.running:
         return
-    if conf.SNAPSHOT_INTERVAL <= 0 and conf.PERSIST_INTERVAL <= 0:
+    if conf.SNAPSHOT_INTERVAL <= 0 and conf.PERSIST_INTERVAL <= 0 and not reads_counted:
         return
     if running_tests(sys.argv, os.environ):
         return
@@ -167,7 +171,7 @@ def ensure_publisher() -> None:
 
 
 on_tracker_created(ensure_publisher)
-reads.on_first_read(ensure_publisher)
+reads.on_first_read(functools.partial(ensure_publisher, reads_counted=True))
 
 #: Seconds between two syncs of the read attributions that do something (the thread wakes more
 #: often).

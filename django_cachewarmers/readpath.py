@@ -70,7 +70,8 @@ def reader(name: str) -> ReadThrough:
                 before_load=close_old_connections,
                 on_thread_exit=connections.close_all,
             )
-    ensure_publisher()  # the counts are shared with the cluster like the hot set
+    # The counts are shared with the cluster like the hot set, and saved per minute (``reads``).
+    ensure_publisher(reads_counted=True)
     return found
 
 

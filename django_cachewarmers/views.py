@@ -48,7 +48,9 @@ def allowed(request: HttpRequest) -> bool:
     token = conf.METRICS_TOKEN
     if token:
         scheme, _, given = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
+        # Bytes: compare_digest refuses str with non-ASCII characters (a 500 for any caller).
+        offered = given.strip().encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(offered, token.encode()):
             return False
     return True
 

@@ -253,6 +253,7 @@ def test_a_failed_run_is_counted_as_failed() -> None:
         ({"CACHE_WARMERS_METRICS_TOKEN": "s3cret"}, "127.0.0.1", "", 403),
         ({"CACHE_WARMERS_METRICS_TOKEN": "s3cret"}, "127.0.0.1", "Bearer wrong", 403),
         ({"CACHE_WARMERS_METRICS_TOKEN": "s3cret"}, "127.0.0.1", "Bearer s3cret", 200),
+        ({"CACHE_WARMERS_METRICS_TOKEN": "s3cret"}, "127.0.0.1", "Bearer s3crét", 403),
         (
             {"CACHE_WARMERS_METRICS_TOKEN": "s3cret", "CACHE_WARMERS_METRICS_ALLOWED_IPS": []},
             "127.0.0.1",
@@ -291,7 +292,7 @@ def test_the_admin_shows_each_warmers_hit_ratio_and_a_summary_line(client: Clien
     assert 'data-hits-day="3" data-misses-day="5"' in page
     assert "last hour 75.0% hits (4 reads)" in page
     assert "last day 37.5% hits (8 reads)" in page
-    assert "In the last hour 75.0% of 4 reads of warmed keys were hits" in page
+    assert "In the last hour 75.0% of 4 reads counted for the warmers were hits" in page
     assert 'class="cw-spark cw-hit-chart"' in page
 
 
@@ -315,7 +316,9 @@ def test_without_prometheus_client_nothing_is_counted_or_imported(
 @pytest.mark.parametrize(
     ("setting", "value", "check_id", "text"),
     [
-        ("CACHE_WARMERS_METRICS_TOKEN", "", "E045", "must be a non-empty string or None"),
+        ("CACHE_WARMERS_METRICS_TOKEN", "", "E045", "must be None or a bearer token"),
+        ("CACHE_WARMERS_METRICS_TOKEN", "sécret", "E045", "must be None or a bearer token"),
+        ("CACHE_WARMERS_METRICS_TOKEN", "two words", "E045", "must be None or a bearer token"),
         ("CACHE_WARMERS_METRICS_TOKEN", 1234, "E045", "got 1234"),
         ("CACHE_WARMERS_METRICS_ALLOWED_IPS", "127.0.0.1", "E046", "must be a list"),
         ("CACHE_WARMERS_METRICS_ALLOWED_IPS", ["10.0.0.0/33"], "E046", "'10.0.0.0/33' is not"),

@@ -121,7 +121,7 @@ def test_reads_and_runs_are_counted_across_two_gunicorn_workers(
         page = response.read().decode()
     assert 'data-hits-hour="14" data-misses-hour="1" data-stale-hour="0"' in page
     assert "1 miss within a refresh interval after a warm" in page
-    assert "In the last hour 93.3% of 15 reads of warmed keys were hits" in page
+    assert "In the last hour 93.3% of 15 reads counted for the warmers were hits" in page
 
     log = project.log("gunicorn.log")
     assert project.stop(server) == 0
@@ -145,3 +145,23 @@ _CREATE_ADMIN = (
     "from django.contrib.auth.models import User; "
     "User.objects.create_superuser('admin', 'admin@example.com', 'pw')"
 )
+
+
+def test_reads_are_saved_with_snapshots_and_persistence_off(
+    projects: Callable[..., Project],
+) -> None:
+    """``CACHE_WARMERS_SNAPSHOT_INTERVAL = 0`` and ``CACHE_WARMERS_PERSIST_INTERVAL = 0`` turn off
+    the hot set's sharing, not read counting: a process that reads through ``get()`` and exits
+    saves its counts."""
+    project = projects(
+        {"items": {"keys": ["item:1"], "loader": "tests.testapp.warming.load_item"}},
+        CW_SNAPSHOT_INTERVAL="0",
+        CW_PERSIST_INTERVAL="0",
+    )
+    script = (
+        "import django_cachewarmers as cw; "
+        "[cw.get('items', 'item:1') for _ in range(5)]"  # one miss, then four hits
+    )
+    done = project.manage("shell", "-c", script)
+    assert done.returncode == 0, done.stderr
+    assert reads(project, "items") == (4, 1)
