@@ -88,6 +88,12 @@ CHECK_IDS: Final[dict[str, str]] = {
     "django_cachewarmers.E044": "CACHE_WARMERS_REWARM_QUEUE_SIZE is not an integer >= 1.",
     "django_cachewarmers.W010": "A warmer with 'rewarm_on' uses a LocMemCache: only the process "
     "that saved re-warms its own copy.",
+    "django_cachewarmers.E028": "A page warmer (render_page) has 'fresh_for', which only "
+    "get() reads, and get() refuses page warmers.",
+    "django_cachewarmers.E047": "A page warmer's key list has a URL that is not an absolute "
+    "http(s) URL.",
+    "django_cachewarmers.W012": "A warmer's 'fresh_for' is below 1 second: nearly every read "
+    "starts a refresh.",
     "django_cachewarmers.E045": "CACHE_WARMERS_METRICS_TOKEN is not None or a bearer token "
     "(RFC 6750).",
     "django_cachewarmers.E046": "CACHE_WARMERS_METRICS_ALLOWED_IPS is not a list of IP addresses "

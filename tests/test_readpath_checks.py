@@ -98,3 +98,34 @@ def test_w005_fresh_for_on_a_file_based_cache(tmp_path: Any) -> None:
 def test_the_ids_are_listed() -> None:
     for code in ("E026", "E027", "W005"):
         assert PREFIX + code in CHECK_IDS
+
+
+@pytest.mark.parametrize("fresh_for", [1e-300, 0.001, 0.5])
+def test_w012_fresh_for_below_a_second(fresh_for: float) -> None:
+    (message,) = run({"w": {**VALID, "timeout": 300, "fresh_for": fresh_for}})
+    assert isinstance(message, CheckWarning)
+    assert message.id == PREFIX + "W012"
+    assert message.msg.startswith(f"CACHE_WARMERS['w']['fresh_for']: {fresh_for:g} s: nearly")
+    assert run({"w": {**VALID, "timeout": 300, "fresh_for": 1}}) == []
+
+
+PAGES = {"loader": "django_cachewarmers.pages.render_page", "timeout": 300}
+
+
+def test_e028_fresh_for_on_a_page_warmer() -> None:
+    found = run({"w": {**PAGES, "keys": ["https://shop.example/"], "fresh_for": 60}})
+    assert [m.id for m in found] == [PREFIX + "E028"]
+    assert found[0].msg.startswith("CACHE_WARMERS['w']['fresh_for']: a page warmer's pages")
+    assert "refresh_interval" in (found[0].hint or "")
+
+
+@pytest.mark.parametrize("keys", [["/p/1/"], ["https://shop.example/", "p/2", "/p/3"]])
+def test_e047_relative_urls_of_a_page_warmer(keys: list[str]) -> None:
+    found = run({"w": {**PAGES, "keys": keys}})
+    assert [m.id for m in found] == [PREFIX + "E047"]
+    assert found[0].msg.startswith(
+        "CACHE_WARMERS['w']['keys']: render_page renders absolute http(s) URLs"
+    )
+    relative = [key for key in keys if not key.startswith("https://")]
+    assert repr(relative[0]) in found[0].msg
+    assert run({"w": {**PAGES, "keys": ["https://shop.example/p/1/", "HTTP://x.example/"]}}) == []

@@ -18,7 +18,10 @@ from django_cachewarmers.parsing.caches import (
     _is_backend,
 )
 
-__all__ = ["check_fresh_for", "parse_fresh_for"]
+__all__ = ["MIN_FRESH_FOR", "check_fresh_for", "parse_fresh_for"]
+
+#: Below this (seconds), W012: the refresh lock lives at least a second.
+MIN_FRESH_FOR = 1.0
 
 _HINT = (
     "Give the seconds an entry counts as fresh for get(), less than its TTL ('timeout'), e.g. "
@@ -68,6 +71,15 @@ def check_fresh_for(
             "expires before it could be served stale, so get() would never serve it stale and "
             "refresh it.",
             _HINT,
+        )
+    if fresh_for < MIN_FRESH_FOR:
+        report.warning(
+            12,
+            f"{where}: {fresh_for:g} s: nearly every read finds its entry stale and starts a "
+            "refresh (at most one per key per second in the cluster), so the loader runs about "
+            "once a second for every key being read.",
+            "Give the seconds a value may be served before it is reloaded, at least 1 (e.g. 60); "
+            "leave 'fresh_for' out for a plain read-through.",
         )
     backend = _cache_backend(alias)
     if backend is not None and _is_backend(backend, _FILE_BASED):

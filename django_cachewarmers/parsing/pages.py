@@ -218,12 +218,14 @@ def check_page_fields(
     loader: Callable[..., Any] | None,
 ) -> None:
     """E032: ``variants`` on a warmer that does not render pages; W007: sitemap keys loaded by
-    something else than ``render_page``."""
+    something else than ``render_page``; a page warmer's ``fresh_for`` (E028: ``get()`` does not
+    read pages) and relative URLs in its key list (E047)."""
     if loader is None and raw.get("batch_loader") is None:
         return  # no loader at all: E005 already
     # By name: the page renderer sits above the settings' parsing (pages imports the handler).
     name_of_loader = f"{getattr(loader, '__module__', '')}.{getattr(loader, '__qualname__', '')}"
     if name_of_loader == "django_cachewarmers.pages.render_page":
+        _check_page_warmer(report, name, raw, keys)
         return
     if "variants" in raw:
         report.error(
@@ -240,3 +242,32 @@ def check_page_fields(
             "Use 'loader': 'django_cachewarmers.pages.render_page' to warm the pages; silence "
             "django_cachewarmers.W007 when a loader of your own is meant to take the URLs.",
         )
+
+
+def _check_page_warmer(report: Report, name: object, raw: Mapping[Any, Any], keys: object) -> None:
+    if raw.get("fresh_for") is not None:
+        report.error(
+            28,
+            f"{setting_path(name, 'fresh_for')}: a page warmer's pages are read by Django's page "
+            "cache, not through django_cachewarmers.get() (which refuses render_page warmers), "
+            "so 'fresh_for' would do nothing.",
+            "Remove 'fresh_for'. A page warmer keeps pages fresh by rendering them again in "
+            "place: give it a 'scheduled' strategy and a 'refresh_interval'.",
+        )
+    if isinstance(keys, tuple):
+        relative = [key for key in keys if isinstance(key, str) and not _ABSOLUTE.match(key)]
+        if relative:
+            report.error(
+                47,
+                f"{setting_path(name, 'keys')}: render_page renders absolute http(s) URLs (the "
+                "page cache keys a page by scheme, host and path), got "
+                f"{short_repr(relative[0])}"
+                + (f" and {len(relative) - 1} more" if len(relative) > 1 else "")
+                + ".",
+                "Give each page as the URL visitors request, e.g. 'https://shop.example/p/1/' "
+                "(a host in ALLOWED_HOSTS).",
+            )
+
+
+#: What ``render_page`` takes: an http(s) URL (a variant's key starts with one too).
+_ABSOLUTE = re.compile(r"https?://", re.IGNORECASE)
