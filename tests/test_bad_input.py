@@ -313,7 +313,7 @@ CLI_WARMERS = {"items": {"keys": ["a"], "loader": "tests.testapp.warming.load_it
         (["--timeout", "0"], "argument --timeout: must be a number of seconds > 0, got '0'"),
         (["--timeout", "nan"], "argument --timeout: must be a number of seconds > 0, got 'nan'"),
         (["--timeout", "inf"], "argument --timeout: must be a number of seconds > 0, got 'inf'"),
-        (["items", "--chunk-size", "5"], "--chunk-size only go with --celery"),
+        (["items", "--chunk-size", "5"], "--chunk-size: only with --celery"),
         (["--list", "--schedule"], "--list and --schedule cannot be combined"),
     ],
 )

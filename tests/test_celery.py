@@ -378,7 +378,7 @@ LOCAL = {"keys": ["a", "b"], "loader": "tests.celery_loaders.load", "strategy": 
 
 @override_settings(CACHE_WARMERS={"local": LOCAL})
 def test_celery_flags_need_celery_and_no_other_mode() -> None:
-    with pytest.raises(CommandError, match="--chunk-size, --timeout only go with --celery"):
+    with pytest.raises(CommandError, match="--chunk-size, --timeout: only with --celery"):
         call_command("warm_cache", "local", "--chunk-size", "5", "--timeout", "3")
     with pytest.raises(CommandError, match="--celery cannot be combined with --dry-run"):
         call_command("warm_cache", "local", "--celery", "--dry-run")

@@ -182,7 +182,7 @@ class Command(BaseCommand):
         if not options.get("celery"):
             if celery_only:
                 flags = ", ".join("--" + f.replace("_", "-") for f in celery_only)
-                raise CommandError(f"{flags} only go with --celery or --tasks.")
+                raise CommandError(f"{flags}: only with --celery or --tasks.")
             return
         if modes:
             flags = " and ".join("--" + m.replace("_", "-") for m in modes)
