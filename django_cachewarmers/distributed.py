@@ -46,6 +46,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 
 from django_cachewarmers import claims
@@ -57,13 +58,14 @@ from django_cachewarmers.celery_app import (
     resolve_app,
 )
 from django_cachewarmers.claims import Claims
+from django_cachewarmers.conf import conf
 from django_cachewarmers.core.collector import read_back
 from django_cachewarmers.core.engine import CacheWarmer
 from django_cachewarmers.core.loaders import stored_key
 from django_cachewarmers.core.providers import unique_keys
 from django_cachewarmers.core.stats import WarmingStats
 from django_cachewarmers.registry import UnknownWarmer, get_entry
-from django_cachewarmers.runner import RUNNING_MARK_MARGIN_S, Trigger, record_and_signal
+from django_cachewarmers.runner import RUNNING_MARK_MARGIN_S, Trigger, record_and_signal, run_warm
 
 __all__ = [
     "CHUNK_FACTOR",
@@ -467,6 +469,9 @@ def _send_and_collect(
         )
         stats.run_error = f"{engine} fan-out failed: {type(exc).__name__}: {exc}"
 
+    if len(done) < len(chunks):
+        # Chunks that run after this (a worker took them late) record runs of their own.
+        abandon(name, run_id)
     to_verify: list[tuple[int, list[tuple[Any, Any]]]] = []
     for i, chunk in enumerate(chunks):
         outcome = done.get(i)
@@ -620,7 +625,44 @@ def _utcnow() -> datetime:
 # -- one chunk (on the worker that runs it) ----------------------------------------------------
 
 
-def warm_one_chunk(name: str, keys: list[Any], run_id: str = "", index: int = 0) -> dict[str, Any]:
+#: How long a fan-out's "abandoned" mark lives (seconds): longer than any queue holds a chunk.
+ABANDONED_TTL_S = 7 * 24 * 3600
+
+
+def _abandoned_key(run_id: str) -> str:
+    return f"{conf.KEY_PREFIX}:abandoned:{run_id}"
+
+
+def abandon(name: str, run_id: str) -> None:
+    """Mark fan-out ``run_id`` as given up by its coordinator (some chunks had not returned when
+    it recorded the run), in the warmer's cache: a chunk that runs after this records a run of
+    its own (``warm_one_chunk``), so what it writes is recorded. A cache that fails is logged."""
+    try:
+        spec, _warmer = get_entry(name)
+        caches[spec.cache].set(_abandoned_key(run_id), 1, ABANDONED_TTL_S)
+    except Exception as exc:
+        logger.warning(
+            "cache warmer %s: could not mark run %s as given up (%s: %s): a chunk that runs "
+            "later is not recorded",
+            name,
+            run_id,
+            type(exc).__name__,
+            exc,
+        )
+
+
+def _abandoned(alias: str, run_id: str) -> bool:
+    if not run_id:
+        return False
+    try:
+        return caches[alias].get(_abandoned_key(run_id)) is not None
+    except Exception:  # the chunk goes on: its coordinator reads it back
+        return False
+
+
+def warm_one_chunk(
+    name: str, keys: list[Any], run_id: str = "", index: int = 0, trigger: Trigger = "celery"
+) -> dict[str, Any]:
     """Warm one chunk of a fan-out with this process's warmer ``name``; JSON-ready stats.
 
     The body of every engine's chunk task (Celery's ``tasks.warm_chunk``, the Tasks framework's
@@ -628,17 +670,35 @@ def warm_one_chunk(name: str, keys: list[Any], run_id: str = "", index: int = 0)
     failed, with the reason, so the fan-out records it. Idempotent: running a chunk again writes
     the same values again. The result has ``WarmingStats.to_dict()``'s fields plus ``run_id``,
     ``index``, ``worker`` ("host:pid"), ``owner`` and ``written`` (see ``_written_pairs``).
+
+    A chunk of a fan-out whose coordinator gave up waiting (``abandon``) is warmed as a run of
+    its own, recorded here with ``trigger`` (the engine's: "celery" or "tasks").
     """
     worker = f"{socket.gethostname()}:{os.getpid()}"
     written: list[list[Any]] = []
     try:
-        _, warmer = get_entry(name)
+        spec, warmer = get_entry(name)
     except (UnknownWarmer, ImproperlyConfigured) as exc:
         message = f"not usable on worker {worker}: {exc}"
         stats = WarmingStats(keys_failed=len(keys), run_error=message)
         for key in keys:  # add_error keeps the first MAX_ERRORS and counts the rest
             stats.add_error(key, "not warmed: the warmer is " + message)
     else:
+        if _abandoned(spec.cache, run_id):
+            # The coordinator gave up waiting and recorded these keys as failed: this late
+            # chunk is a run of its own, recorded here, so what it writes shows.
+            logger.warning(
+                "cache warmer %s: chunk %d of run %s ran after its coordinator gave up: "
+                "recorded as a run of its own",
+                name,
+                index,
+                run_id,
+            )
+            late = run_warm(name, keys=list(keys), trigger=trigger)
+            assert late is not None  # only claimed runs can be skipped
+            data = late.to_dict()
+            data.update(run_id=run_id, index=index, worker=worker, owner=claims.OWNER, written=[])
+            return data
         stats = warmer.warm(list(keys))
         logger.debug("cache warmer %s: chunk %d of run %s done on %s", name, index, run_id, worker)
         written = _written_pairs(warmer, keys, stats)

@@ -43,7 +43,7 @@ def warm_chunk(
     cannot build, which the backend records as the task's failure.
     """
     if not record:
-        return warm_one_chunk(name, keys, run_id, index)
+        return warm_one_chunk(name, keys, run_id, index, trigger)
     stats = run_warm(name, keys=keys, trigger=trigger)
     assert stats is not None  # only claimed runs can be skipped
     data = stats.to_dict()

@@ -206,3 +206,23 @@ def test_via_tasks_under_gunicorn_enqueues_instead_of_loading_in_the_web_process
     finally:
         cluster.project.stop(server)
     assert "Traceback" not in cluster.project.log("gunicorn.log")
+
+
+def test_a_chunk_that_runs_after_the_timeout_records_a_run_of_its_own(
+    cluster: TaskCluster,
+) -> None:
+    """No worker while the command waits: it gives up at --timeout and records the keys as
+    failed. A worker started later runs the chunks all the same (the backend keeps them):
+    each records a run of its own, so what they write shows in the history."""
+    done = cluster.warm("bulk", "--timeout", "2", "--chunk-size", "5000")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert [(r["keys_warmed"], r["keys_failed"]) for r in cluster.runs("bulk")] == [(0, 10_000)]
+    cluster.start_workers("late")
+    wait_until(lambda: len(cluster.runs("bulk")) == 3, 120, "the late chunks' own runs")
+    late = cluster.runs("bulk")[1:]
+    assert sorted((r["trigger"], r["keys_warmed"], r["keys_failed"]) for r in late) == [
+        ("tasks", 5_000, 0),
+        ("tasks", 5_000, 0),
+    ]
+    assert cluster.project.warmed(*(f"bulk:{i}" for i in range(10_000)))
+    assert "ran after its coordinator gave up" in cluster.project.log("late.log")
