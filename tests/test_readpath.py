@@ -349,12 +349,16 @@ def test_get_serves_keys_the_provider_does_not_list(locmem: Any, source: Source)
 
 
 def test_a_page_warmer_is_refused(locmem: Any) -> None:
-    pages = {"keys": ["/"], "loader": "django_cachewarmers.pages.render_page", "strategy": "lazy"}
+    pages = {
+        "keys": ["http://testserver/"],
+        "loader": "django_cachewarmers.pages.render_page",
+        "strategy": "lazy",
+    }
     with (
         override_settings(CACHE_WARMERS={"pages": pages}),
         pytest.raises(ValueError, match="render_page"),
     ):
-        django_cachewarmers.get("pages", "/")
+        django_cachewarmers.get("pages", "http://testserver/")
 
 
 def test_a_dead_cache_is_read_around(source: Source, caplog: pytest.LogCaptureFixture) -> None:
