@@ -14,7 +14,7 @@ import io
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -444,14 +444,24 @@ def _remember(url: str, request: _PageRequest, entries: tuple[tuple[str, str], .
     if not isinstance(alias, str):
         return
     environ = {k: v for k, v in request.environ.items() if k != "wsgi.input"}
+    record_served(
+        url,
+        (alias, str(middleware.key_prefix or ""), environ, request.page_cache_seen_language, entries),
+    )
+
+
+def served_record(url: str) -> tuple[Any, ...] | None:
+    """Where the last render of ``url`` in this process left it (``_remember``'s record), or None."""
     with _served_lock:
-        _served_by[url] = (
-            alias,
-            str(middleware.key_prefix or ""),
-            environ,
-            request.page_cache_seen_language,
-            entries,
-        )
+        return _served_by.get(url)
+
+
+def record_served(url: str, served: tuple[Any, ...]) -> None:
+    """Note ``served`` (a ``served_record`` of a render made elsewhere, e.g. in a render process
+    of ``page_processes``) as where ``url`` is cached: ``check_stored`` and ``page_is_cached``
+    read it."""
+    with _served_lock:
+        _served_by[url] = served  # type: ignore[assignment]
         _served_by.move_to_end(url)
         while len(_served_by) > _MAX_REMEMBERED:
             _served_by.popitem(last=False)
@@ -610,10 +620,20 @@ def render_page(url: str) -> object:
     store, or did not keep): a failed key. A site under a sub-path gets ``SCRIPT_NAME`` split off
     the URL's path (``split_script_name``). After the run's last write, its ``check_stored``
     hook (``check_stored``) checks, without running views, that the page cache that served each
-    page still holds it.
+    page still holds it. Inside ``page_processes.render_processes(n)`` (``warm_cache
+    --render-processes N``) the render runs in one of the processes forked for it.
     """
-    render(url)
+    remote = _render_elsewhere
+    if remote is not None:
+        remote(url)
+    else:
+        render(url)
     return STORED_BY_LOADER
+
+
+#: Set by ``page_processes.render_processes`` while it is open: renders ``url`` in a render
+#: process (or here) and records where the page is cached (``record_served``); raises as ``render``.
+_render_elsewhere: Callable[[str], object] | None = None
 
 
 def _page_entry_not_under_url(url: str) -> None:
