@@ -29,7 +29,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -52,6 +52,10 @@ class RenderProcessError(Exception):
     its type name and message."""
 
 
+class RenderProcessesRefused(RuntimeError):
+    """``render_processes`` cannot fork here (the message says why)."""
+
+
 def fork_available() -> bool:
     """Whether this platform can fork render processes."""
     return hasattr(os, "fork") and "fork" in multiprocessing.get_all_start_methods()
@@ -62,8 +66,9 @@ def _serve(conn: Connection) -> None:
     (None) or its parent is gone."""
     # The caches of the thread that forked are the parent's clients (sockets shared with it):
     # start with fresh ones, and keep the old ones referenced so nothing closes them from here.
+    handler: Any
     for handler in (caches, connections):
-        _inherited.append(handler._connections)
+        _inherited.append(handler._connections)  # Django's BaseConnectionHandler keeps them there
         handler._connections = Local(handler.thread_critical)
     while True:
         try:
@@ -119,7 +124,9 @@ class _RenderProcesses:
                 # fork (core.forks), the render process only renders, and it opens its own cache
                 # clients and database connections (_serve).
                 warnings.filterwarnings(
-                    "ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning
+                    "ignore",
+                    message=r".*fork\(\) may lead to deadlocks",
+                    category=DeprecationWarning,
                 )
                 process.start()
             child_end.close()
@@ -161,11 +168,9 @@ class _RenderProcesses:
 
     def close(self) -> None:
         self.closed.set()
-        for process, conn in self.processes:
-            try:
+        for _, conn in self.processes:
+            with suppress(EOFError, OSError):
                 conn.send(None)
-            except (EOFError, OSError):
-                pass
         for process, conn in self.processes:
             process.join(_STOP_TIMEOUT_S)
             if process.is_alive():  # a render that hangs: its page already failed by deadline
@@ -184,9 +189,10 @@ def render_processes(count: int) -> Iterator[None]:
     then is killed after 5 seconds).
 
     ``count`` 0 changes nothing (pages render here). Raises ``ValueError`` for a negative
-    ``count``; ``RuntimeError`` where ``os.fork`` is missing, inside a database transaction of
-    this thread (its connection is closed before forking), or inside another
-    ``render_processes`` block. Render processes see the settings of the moment they forked.
+    ``count``; ``RenderProcessesRefused`` (a ``RuntimeError``) where ``os.fork`` is missing,
+    inside a database transaction of this thread (its connection is closed before forking), or
+    inside another ``render_processes`` block. Render processes keep the settings of the moment
+    they forked.
     """
     if count < 0:
         raise ValueError(f"count: 0 or more, got {count}")
@@ -194,16 +200,15 @@ def render_processes(count: int) -> Iterator[None]:
         yield
         return
     if not fork_available():
-        raise RuntimeError("rendering pages in render processes needs os.fork()")
+        raise RenderProcessesRefused("rendering pages in render processes needs os.fork()")
     for connection in connections.all(initialized_only=True):
         if connection.in_atomic_block:
-            raise RuntimeError(
-                "cannot fork render processes inside a transaction "
-                f"(database {connection.alias!r})"
+            raise RenderProcessesRefused(
+                f"cannot fork render processes inside a transaction (database {connection.alias!r})"
             )
     with _lock:
         if pages._render_elsewhere is not None:
-            raise RuntimeError("render processes are already running in this process")
+            raise RenderProcessesRefused("render processes are already running in this process")
         connections.close_all()  # no connection of this thread is shared with a render process
         pool = _RenderProcesses(count)
         pages._render_elsewhere = pool.render

@@ -446,12 +446,18 @@ def _remember(url: str, request: _PageRequest, entries: tuple[tuple[str, str], .
     environ = {k: v for k, v in request.environ.items() if k != "wsgi.input"}
     record_served(
         url,
-        (alias, str(middleware.key_prefix or ""), environ, request.page_cache_seen_language, entries),
+        (
+            alias,
+            str(middleware.key_prefix or ""),
+            environ,
+            request.page_cache_seen_language,
+            entries,
+        ),
     )
 
 
 def served_record(url: str) -> tuple[Any, ...] | None:
-    """Where the last render of ``url`` in this process left it (``_remember``'s record), or None."""
+    """Where the last render of ``url`` in this process left it (``_remember``), or None."""
     with _served_lock:
         return _served_by.get(url)
 
@@ -461,7 +467,7 @@ def record_served(url: str, served: tuple[Any, ...]) -> None:
     of ``page_processes``) as where ``url`` is cached: ``check_stored`` and ``page_is_cached``
     read it."""
     with _served_lock:
-        _served_by[url] = served  # type: ignore[assignment]
+        _served_by[url] = served
         _served_by.move_to_end(url)
         while len(_served_by) > _MAX_REMEMBERED:
             _served_by.popitem(last=False)
