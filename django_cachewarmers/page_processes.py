@@ -38,6 +38,7 @@ from django.core.cache import caches
 from django.db import connections
 
 from django_cachewarmers import pages
+from django_cachewarmers.backends import is_per_process
 
 logger = logging.getLogger("django_cachewarmers")
 
@@ -162,9 +163,18 @@ class _RenderProcesses:
         self.slots.put(slot)
         if kind == "failed":
             raise payload
-        if payload is not None:
-            environ = dict(payload[2], **{"wsgi.errors": sys.stderr})
-            pages.record_served(url, (*payload[:2], environ, *payload[3:]))
+        if payload is None:
+            return
+        alias = payload[0]
+        if is_per_process(caches[alias]):
+            raise pages.PageNotWarmed(
+                f"{url}: rendered in a render process, whose page cache {alias!r} "
+                f"({type(caches[alias]).__name__}) is its own memory: this process's copy, the "
+                "one its requests read, is not filled; use a shared cache (Redis, Memcached, "
+                "database) as page cache, or no render processes"
+            )
+        environ = dict(payload[2], **{"wsgi.errors": sys.stderr})
+        pages.record_served(url, (*payload[:2], environ, *payload[3:]))
 
     def close(self) -> None:
         self.closed.set()
