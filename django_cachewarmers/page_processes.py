@@ -150,16 +150,18 @@ class _RenderProcesses:
             finally:
                 self.slots.put(None)
             return
+        gone = None
         try:
             slot.send(url)
             kind, payload = slot.recv()
         except (EOFError, OSError) as exc:
+            gone = type(exc).__name__
+        if gone is not None:
             # The render process is gone (killed, or closed): this page fails, the next ones are
-            # rendered here in its place.
+            # rendered here in its place. Raised outside the except block: the pipe's traceback
+            # (frames holding its buffers) is not kept alive in a cycle with this exception.
             self.slots.put(None)
-            raise pages.PageNotWarmed(
-                f"{url}: its render process exited before answering ({type(exc).__name__})"
-            ) from exc
+            raise pages.PageNotWarmed(f"{url}: its render process exited before answering ({gone})")
         self.slots.put(slot)
         if kind == "failed":
             raise payload
