@@ -239,19 +239,27 @@ class _PageCacheView:
     headers entries miss (so the view runs and the cache middleware stores its response again,
     over the entries real requests keep reading meanwhile); the page entries
     stored (``stored``) and the ones that answered a lookup (``answered``) are noted by key, with
-    their ``_fingerprint``. Everything else goes to the real cache."""
+    their ``_fingerprint``. Everything else goes to the real cache.
+
+    Refreshing, the headers entry the cache middleware stores (``learn_cache_key``) is held back
+    until its page entry is stored with the same timeout: both then go in one ``set_many`` (one
+    round trip to Redis or memcached instead of two). Anything else asked of the cache first, and
+    the end of the render, store it on its own, as the middleware would have."""
 
     def __init__(self, alias: str, cache: Any, refresh: bool, notes: _PageCacheNotes) -> None:
         self._alias = alias
         self._cache = cache
         self._refresh = refresh
         self._notes = notes
+        #: A headers entry held back: (key, value, the rest of its set() call's arguments).
+        self._held: tuple[str, Any, tuple[Any, ...], dict[str, Any]] | None = None
 
     def get(self, key: Any, default: Any = None, version: Any = None) -> Any:
         if self._refresh and isinstance(key, str) and key.startswith(HEADERS_ENTRY_PREFIX):
             # No headers, no page lookup: FetchFromCacheMiddleware goes straight to the view,
             # and UpdateCacheMiddleware stores both entries again.
             return default
+        self.release()
         if not (isinstance(key, str) and key.startswith(PAGE_ENTRY_PREFIX)):
             return self._cache.get(key, default, version=version)
         if self._refresh:
@@ -262,15 +270,30 @@ class _PageCacheView:
         return value
 
     def set(self, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
-        result = self._cache.set(key, value, *args, **kwargs)
+        held = self._held
         if isinstance(key, str):
             if key.startswith(PAGE_ENTRY_PREFIX):
                 self._notes.stored[(self._alias, key)] = _fingerprint(value)
+                if held is not None and held[2:] == (args, kwargs):
+                    self._held = None
+                    return self._cache.set_many({held[0]: held[1], key: value}, *args, **kwargs)
             elif key.startswith(HEADERS_ENTRY_PREFIX):
                 self._notes.headers[(self._alias, key)] = value
-        return result
+                if self._refresh:
+                    self.release()
+                    self._held = (key, value, args, kwargs)
+                    return None
+        self.release()
+        return self._cache.set(key, value, *args, **kwargs)
+
+    def release(self) -> None:
+        """Store the headers entry held back, if any, on its own."""
+        held, self._held = self._held, None
+        if held is not None:
+            self._cache.set(held[0], held[1], *held[2], **held[3])
 
     def __getattr__(self, name: str) -> Any:
+        self.release()
         return getattr(self._cache, name)
 
 
@@ -311,11 +334,17 @@ def _page_caches(*, refresh: bool) -> Iterator[_PageCacheNotes]:
     ``caches`` on every request, so they get the view."""
     notes = _PageCacheNotes()
     originals = {alias: caches[alias] for alias in settings.CACHES}
+    views: list[_PageCacheView] = []
     try:
         for alias, cache in originals.items():
             view = _PageCacheView(alias, cache, refresh, notes)
+            views.append(view)
             caches[alias] = view  # type: ignore[assignment]
-        yield notes
+        try:
+            yield notes
+        finally:
+            for view in views:
+                view.release()
     finally:
         for alias, cache in originals.items():
             caches[alias] = cache
