@@ -204,7 +204,11 @@ def render_processes(count: int) -> Iterator[None]:
     ``count``; ``RenderProcessesRefused`` (a ``RuntimeError``) where ``os.fork`` is missing,
     inside a database transaction of this thread (its connection is closed before forking), or
     inside another ``render_processes`` block. Render processes keep the settings of the moment
-    they forked.
+    they forked. Each thread calling ``render_page`` (a warmer's ``max_workers``) keeps one render
+    process busy at a time. Fork from a thread whose process has no other thread holding a
+    database connection (``warm_cache`` forks before its first warm): another thread's connection
+    is inherited, and freed in the render process, which some drivers close there (psycopg does
+    not: it checks the process id).
     """
     if count < 0:
         raise ValueError(f"count: 0 or more, got {count}")
