@@ -111,10 +111,13 @@ class _RenderProcesses:
     """The render processes of one ``render_processes`` block, and the slots renders take: an
     idle render process's connection, or None (render here: one that died, or after close)."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self) -> None:
         self.slots: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
         self.processes: list[tuple[Any, Connection]] = []
         self.closed = threading.Event()
+
+    def start(self, count: int) -> None:
+        """Fork ``count`` render processes."""
         context = multiprocessing.get_context("fork")
         for _ in range(count):
             parent_end, child_end = context.Pipe()
@@ -226,7 +229,12 @@ def render_processes(count: int) -> Iterator[None]:
         if pages._render_elsewhere is not None:
             raise RenderProcessesRefused("render processes are already running in this process")
         connections.close_all()  # no connection of this thread is shared with a render process
-        pool = _RenderProcesses(count)
+        pool = _RenderProcesses()
+        try:
+            pool.start(count)
+        except BaseException:
+            pool.close()  # the ones already started
+            raise
         pages._render_elsewhere = pool.render
     try:
         yield
