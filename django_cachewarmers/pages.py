@@ -14,7 +14,7 @@ import io
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -241,7 +241,12 @@ class _PageCacheView:
     headers entries miss (so the view runs and the cache middleware stores its response again,
     over the entries real requests keep reading meanwhile); the page entries
     stored (``stored``) and the ones that answered a lookup (``answered``) are noted by key, with
-    their ``_fingerprint``. Everything else goes to the real cache."""
+    their ``_fingerprint``. Everything else goes to the real cache.
+
+    Refreshing, the headers entry the cache middleware stores (``learn_cache_key``) is held back
+    until its page entry is stored with the same timeout: both then go in one ``set_many`` (one
+    round trip to Redis or memcached instead of two). Anything else asked of the cache first, and
+    the end of the render, store it on its own, as the middleware would have."""
 
     def __init__(
         self,
@@ -256,6 +261,8 @@ class _PageCacheView:
         self._refresh = refresh
         self._forget = forget
         self._notes = notes
+        #: A headers entry held back: (key, value, the rest of its set() call's arguments).
+        self._held: tuple[str, Any, tuple[Any, ...], dict[str, Any]] | None = None
 
     def get(self, key: Any, default: Any = None, version: Any = None) -> Any:
         if self._forget and isinstance(key, str) and key.startswith(PAGE_ENTRIES):
@@ -269,6 +276,7 @@ class _PageCacheView:
             # No headers, no page lookup: FetchFromCacheMiddleware goes straight to the view,
             # and UpdateCacheMiddleware stores both entries again.
             return default
+        self.release()
         if not (isinstance(key, str) and key.startswith(PAGE_ENTRY_PREFIX)):
             return self._cache.get(key, default, version=version)
         if self._refresh:
@@ -281,15 +289,30 @@ class _PageCacheView:
     def set(self, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
         if self._forget and isinstance(key, str) and key.startswith(PAGE_ENTRIES):
             return None
-        result = self._cache.set(key, value, *args, **kwargs)
+        held = self._held
         if isinstance(key, str):
             if key.startswith(PAGE_ENTRY_PREFIX):
                 self._notes.stored[(self._alias, key)] = _fingerprint(value)
+                if held is not None and held[2:] == (args, kwargs):
+                    self._held = None
+                    return self._cache.set_many({held[0]: held[1], key: value}, *args, **kwargs)
             elif key.startswith(HEADERS_ENTRY_PREFIX):
                 self._notes.headers[(self._alias, key)] = value
-        return result
+                if self._refresh:
+                    self.release()
+                    self._held = (key, value, args, kwargs)
+                    return None
+        self.release()
+        return self._cache.set(key, value, *args, **kwargs)
+
+    def release(self) -> None:
+        """Store the headers entry held back, if any, on its own."""
+        held, self._held = self._held, None
+        if held is not None:
+            self._cache.set(held[0], held[1], *held[2], **held[3])
 
     def __getattr__(self, name: str) -> Any:
+        self.release()
         return getattr(self._cache, name)
 
 
@@ -332,11 +355,17 @@ def _page_caches(*, refresh: bool, forget: bool = False) -> Iterator[_PageCacheN
     ``caches`` on every request, so they get the view."""
     notes = _PageCacheNotes()
     originals = {alias: caches[alias] for alias in settings.CACHES}
+    views: list[_PageCacheView] = []
     try:
         for alias, cache in originals.items():
             view = _PageCacheView(alias, cache, refresh, notes, forget)
+            views.append(view)
             caches[alias] = view  # type: ignore[assignment]
-        yield notes
+        try:
+            yield notes
+        finally:
+            for view in views:
+                view.release()
     finally:
         for alias, cache in originals.items():
             caches[alias] = cache
@@ -465,14 +494,30 @@ def _remember(url: str, request: _PageRequest, entries: tuple[tuple[str, str], .
     if not isinstance(alias, str):
         return
     environ = {k: v for k, v in request.environ.items() if k != "wsgi.input"}
-    with _served_lock:
-        _served_by[url] = (
+    record_served(
+        url,
+        (
             alias,
             str(middleware.key_prefix or ""),
             environ,
             request.page_cache_seen_language,
             entries,
-        )
+        ),
+    )
+
+
+def served_record(url: str) -> tuple[Any, ...] | None:
+    """Where the last render of ``url`` in this process left it (``_remember``), or None."""
+    with _served_lock:
+        return _served_by.get(url)
+
+
+def record_served(url: str, served: tuple[Any, ...]) -> None:
+    """Note ``served`` (a ``served_record`` of a render made elsewhere, e.g. in a render process
+    of ``page_processes``) as where ``url`` is cached: ``check_stored`` and ``page_is_cached``
+    read it."""
+    with _served_lock:
+        _served_by[url] = served
         _served_by.move_to_end(url)
         while len(_served_by) > _MAX_REMEMBERED:
             _served_by.popitem(last=False)
@@ -656,10 +701,20 @@ def render_page(url: str) -> object:
     store, or did not keep): a failed key. A site under a sub-path gets ``SCRIPT_NAME`` split off
     the URL's path (``split_script_name``). After the run's last write, its ``check_stored``
     hook (``check_stored``) checks, without running views, that the page cache that served each
-    page still holds it.
+    page still holds it. Inside ``page_processes.render_processes(n)`` (``warm_cache
+    --render-processes N``) the render runs in one of the processes forked for it.
     """
-    render(url)
+    remote = _render_elsewhere
+    if remote is not None:
+        remote(url)
+    else:
+        render(url)
     return STORED_BY_LOADER
+
+
+#: Set by ``page_processes.render_processes`` while it is open: renders ``url`` in a render
+#: process (or here) and records where the page is cached (``record_served``); raises as ``render``.
+_render_elsewhere: Callable[[str], object] | None = None
 
 
 def _page_entry_not_under_url(url: str) -> None:

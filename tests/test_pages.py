@@ -264,3 +264,41 @@ def test_page_is_cached_answers_without_running_the_view(page_cache: str) -> Non
         assert page_is_cached(url) is False
         assert views.EXECUTIONS["shaped:probe"] == runs  # no view ran for the answers
         assert not hit("/shaped/probe/")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("where", ["per-site", "cache_page"])
+def test_a_render_stores_its_two_entries_in_one_round_trip_to_redis(
+    redis_server: RedisServer, where: str
+) -> None:
+    """The headers entry and the page entry go in one ``set_many`` (one MULTI/EXEC pipeline of
+    Django's RedisCache), and the render's check is one ``get_many``: counted by the server."""
+    import redis
+
+    default = {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+               "LOCATION": f"{redis_server.url}/4"}  # fmt: skip
+    path = "/shaped/plain/" if where == "per-site" else "/cached/plain/"
+    client = redis.Redis.from_url(redis_server.url)
+
+    def commands() -> dict[str, int]:
+        stats = client.info("commandstats")
+        return {name: stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in
+                ("set", "mset", "mget", "get", "exec")}  # fmt: skip
+
+    try:
+        with override_settings(
+            CACHES={**settings.CACHES, "default": default},
+            MIDDLEWARE=PER_SITE if where == "per-site" else PER_VIEW,
+        ):
+            caches["default"].clear()
+            for refresh in (False, True):  # a cold page, then one still cached
+                before = commands()
+                assert render_page(f"http://testserver{path}") is STORED_BY_LOADER
+                after = commands()
+                assert {k: after[k] - before[k] for k in after} == {
+                    "set": 0, "mset": 1, "exec": 1, "mget": 1, "get": 0
+                }, refresh  # fmt: skip
+            assert hit(path)
+            caches["default"].clear()
+    finally:
+        client.close()

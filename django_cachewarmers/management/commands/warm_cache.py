@@ -15,6 +15,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_cachewarmers import readstats
 from django_cachewarmers.core.stats import WarmingStats, format_duration
+from django_cachewarmers.page_processes import RenderProcessesRefused, render_processes
+from django_cachewarmers.pages import is_page_warmer
 from django_cachewarmers.registry import UnknownWarmer, get_entry, names
 
 
@@ -75,6 +77,15 @@ class Command(BaseCommand):
             help=(
                 "run the startup warms, then the scheduled and adaptive warmers in the foreground "
                 "until SIGINT/SIGTERM (for one dedicated scheduler process)"
+            ),
+        )
+        parser.add_argument(
+            "--render-processes",
+            type=_positive_int,
+            metavar="N",
+            help=(
+                "render the pages of render_page warmers in N processes forked from this one, "
+                "on N cores (default: in this process, on one core); needs os.fork()"
             ),
         )
         celery = parser.add_argument_group(
@@ -146,6 +157,7 @@ class Command(BaseCommand):
         if options["keys"] is not None and (options["list"] or options["schedule"]):
             raise CommandError("--keys goes with a warm or --dry-run, not --list or --schedule.")
         self.check_celery_options(options, modes)
+        self.check_render_processes(options, modes)
         known = names()
         for name in selected:
             if name not in known:
@@ -194,6 +206,19 @@ class Command(BaseCommand):
         except CeleryUnavailable as exc:
             raise CommandError(f"--celery: {exc}") from exc
 
+    def check_render_processes(self, options: dict[str, Any], modes: list[str]) -> None:
+        if options.get("render_processes") is None:
+            return
+        others = [m.replace("_", "-") for m in modes]
+        others += [flag for flag in ("celery", "tasks") if options.get(flag)]
+        if others:
+            flags = " and ".join("--" + flag for flag in others)
+            raise CommandError(f"--render-processes cannot be combined with {flags}.")
+        from django_cachewarmers.page_processes import fork_available
+
+        if not fork_available():
+            raise CommandError("--render-processes needs os.fork(), which this platform lacks.")
+
     def check_tasks_options(self, options: dict[str, Any], modes: list[str]) -> None:
         if options.get("celery"):
             raise CommandError("--tasks and --celery cannot be combined.")
@@ -216,6 +241,18 @@ class Command(BaseCommand):
             run = self._celery_runner(options)
         else:
             run = _local_runner
+        processes = options.get("render_processes") or 0
+        if processes and not any(is_page_warmer(self._entry(name)[1]) for name in targets):
+            processes = 0  # no page to render: nothing to fork for
+        try:
+            with render_processes(processes):
+                self._warm(targets, options, run, show_progress)
+        except RenderProcessesRefused as exc:
+            raise CommandError(f"--render-processes: {exc}") from exc
+
+    def _warm(
+        self, targets: list[str], options: dict[str, Any], run: _Runner, show_progress: bool
+    ) -> None:
         enqueued: dict[str, str] = {}
         results: dict[str, WarmingStats] = {}
         failed_required: list[str] = []
