@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import os
 import platform
 import sys
@@ -29,6 +31,16 @@ def machine() -> str:
     )
 
 
+_DEFAULT_DB = os.path.join(
+    tempfile.gettempdir(), f"cachewarmers-bench-default-{os.getpid()}.sqlite3"
+)
+
+
+def _remove_default_db() -> None:
+    with contextlib.suppress(OSError):
+        os.remove(_DEFAULT_DB)
+
+
 def configure_django() -> None:
     import django
     from django.conf import settings
@@ -47,7 +59,8 @@ def configure_django() -> None:
                 }
             },
             DATABASES={
-                "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+                # A file: the background thread that saves read counts has its own connection.
+                "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": _DEFAULT_DB},
                 # DatabaseCache on a file, as a project runs it (db_bench routes to it).
                 "cache_file": {
                     "ENGINE": "django.db.backends.sqlite3",
@@ -70,6 +83,7 @@ def configure_django() -> None:
             CACHE_WARMERS_PERSIST_INTERVAL=0,
         )
         django.setup()
+        atexit.register(_remove_default_db)
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
