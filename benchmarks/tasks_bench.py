@@ -11,7 +11,6 @@ started beforehand. Efficiency is T1 / (n x Tn): 100% is perfect scaling over on
 from __future__ import annotations
 
 import functools
-import json
 import os
 import shutil
 import signal
@@ -19,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from benchmarks.celery_bench import warm_ms
 
 if TYPE_CHECKING:
     import subprocess
@@ -38,16 +39,6 @@ WARMER = {
     "batch_size": BATCH_SIZE,
     "warmup_timeout": 600,
 }
-
-
-def _warm_ms(project: Project, *args: str) -> float:
-    done = project.manage("warm_cache", "bench", "--json", *args, timeout=900)
-    if done.returncode != 0:
-        raise RuntimeError(f"warm_cache failed: {done.stderr}")
-    stats = json.loads(done.stdout)["bench"]
-    if stats["keys_warmed"] != N_KEYS:
-        raise RuntimeError(f"not every key warmed: {stats}")
-    return float(stats["total_time_ms"])
 
 
 def _workers(project: Project, count: int) -> list[subprocess.Popen[bytes]]:
@@ -97,13 +88,15 @@ def run() -> list[dict[str, str]]:
         migrated = project.manage("migrate", "--noinput", "--skip-checks")
         if migrated.returncode != 0:
             raise RuntimeError(migrated.stderr)
-        local_ms = _warm_ms(project)
+        local_ms = warm_ms(project, N_KEYS)
         timings: dict[int, float] = {}
         for count in PROCESSES:
             project.cache.clear()
             workers = _workers(project, count)
             try:
-                timings[count] = _warm_ms(project, "--tasks", "--chunk-size", str(CHUNK_SIZE))
+                timings[count] = warm_ms(
+                    project, N_KEYS, "--tasks", "--chunk-size", str(CHUNK_SIZE)
+                )
             finally:
                 for worker in workers:
                     project.stop(worker, signal.SIGTERM)
