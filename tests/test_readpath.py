@@ -499,3 +499,44 @@ def test_counts_of_other_processes_are_merged(redis: Any, source: Source) -> Non
         "refresh_failures": 0,
     }
     assert "bogus" not in merged
+
+
+# -- concurrent reads of one key share one read ------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "command"), [("products", "get"), ("fresh", "mget")])
+def test_concurrent_reads_of_a_hot_key_share_one_round_trip(
+    redis: Any, redis_server: RedisServer, name: str, command: str
+) -> None:
+    """50 threads read a warm key at once while the server holds every command (CLIENT PAUSE):
+    the first thread's read is in flight, the others wait for it, so the server sees one read."""
+    import redis as redis_py
+
+    assert django_cachewarmers.get(name, "product:1") == "value of product:1"  # now cached
+    reader(name)  # built before the pause
+    admin = redis_py.Redis.from_url(f"{redis_server.url}/5")
+    values: list[Any] = []
+    try:
+        admin.config_resetstat()
+        admin.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+        threads = [
+            threading.Thread(
+                target=lambda: values.append(django_cachewarmers.get(name, "product:1"))
+            )
+            for _ in range(50)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        stats = admin.info("commandstats")
+    finally:
+        admin.execute_command("CLIENT", "UNPAUSE")
+        admin.close()
+    assert values == ["value of product:1"] * 50
+    assert stats[f"cmdstat_{command}"]["calls"] == 1, stats
+    assert counts(name)["hits"] == 50  # the first read was the miss that loaded it
+
+
+def test_an_in_process_cache_reads_without_sharing(locmem: Any) -> None:
+    assert reader("products")._coalesce is False

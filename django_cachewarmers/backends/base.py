@@ -44,6 +44,8 @@ class CullingCacheAdapter(DjangoCacheAdapter):
 class DummyCacheAdapter(DjangoCacheAdapter):
     """Django's DummyCache: accepts every write and stores nothing."""
 
+    in_process = True
+
     def stores_nothing(self) -> bool:
         """Always True."""
         return True

@@ -23,6 +23,8 @@ from django_cachewarmers.core.config import DEFAULT_TIMEOUT
 class LocMemCacheAdapter(CullingCacheAdapter):
     """Django's ``LocMemCache``: its ``MAX_ENTRIES``, and a batch under one lock."""
 
+    in_process = True
+
     def write(
         self,
         values: Mapping[Any, Any],

@@ -25,6 +25,10 @@ class BackendAdapter:
     object and may keep state for it (a client, a compiled script); it is used by one warmer.
     """
 
+    #: True for a cache in this process's memory (a read costs about a dict lookup): nothing
+    #: gains from sharing one read between concurrent readers (``core.readthrough``).
+    in_process = False
+
     def __init__(self, cache: Any) -> None:
         self.cache = cache
 

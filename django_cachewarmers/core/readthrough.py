@@ -16,6 +16,7 @@ Works on any Django-style cache (``get``, ``get_many``, ``add``, ``set``, ``dele
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -180,10 +181,15 @@ class ReadThrough:
         self._clock = clock
         self._local = threading.local()
         self._flight: SingleFlight[Any] = SingleFlight()
+        #: Concurrent reads of one key in this process share one cache read (a hot key read by
+        #: many threads at once costs one round trip), except on an in-process cache, where a
+        #: read costs less than the sharing.
+        self._reads: SingleFlight[Any] = SingleFlight()
         self._checked: dict[Hashable, _Aged | str] = {}
         self._logged: dict[Hashable, float] = {}
         self._owner = f"{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.names = KeyNames.for_cache(prefix, self._thread_cache(), self._local.io.backend)
+        self._coalesce = not self._local.io.backend.in_process
         self.refresher = Refresher(
             name, max_threads=min(4, config.max_workers), on_thread_exit=on_thread_exit
         )
@@ -209,7 +215,10 @@ class ReadThrough:
             cache = self._thread_cache()
         if isinstance(entry, str):  # no fresh_for
             try:
-                value = cache.get(key)
+                if self._coalesce:
+                    value = self._reads.do(key, functools.partial(cache.get, key))
+                else:
+                    value = cache.get(key)
             except Exception as exc:
                 return self._read_failed(key, exc)
             if value is not None:
@@ -220,7 +229,12 @@ class ReadThrough:
                 return value
             return self._miss(key)
         try:
-            value, written = self._read_with_age(cache, key, entry)
+            if self._coalesce:
+                value, written = self._reads.do(
+                    key, functools.partial(self._read_with_age, cache, key, entry)
+                )
+            else:
+                value, written = self._read_with_age(cache, key, entry)
         except Exception as exc:
             return self._read_failed(key, exc)
         if value is None:
