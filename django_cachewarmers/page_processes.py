@@ -44,6 +44,8 @@ logger = logging.getLogger("django_cachewarmers")
 
 #: Seconds a render process is given to exit after being told to.
 _STOP_TIMEOUT_S = 5.0
+#: Seconds between a waiting render process's checks that its parent is alive.
+_PARENT_CHECK_S = 1.0
 #: What a render process left behind in its parent's thread-local caches: kept, never closed.
 _inherited: list[Any] = []
 
@@ -62,9 +64,13 @@ def fork_available() -> bool:
     return hasattr(os, "fork") and "fork" in multiprocessing.get_all_start_methods()
 
 
-def _serve(conn: Connection) -> None:
+def _serve(conn: Connection, parent_ends: list[Connection], parent: int) -> None:
     """A render process's loop: render each URL received, answer its outcome, until told to stop
-    (None) or its parent is gone."""
+    (None) or its parent is gone (``parent``: its pid)."""
+    # The parent's ends of every pipe forked so far (this one's too) were inherited: closed
+    # here, so that the parent's death ends each pipe (EOF) instead of leaving it open in here.
+    for end in parent_ends:
+        end.close()
     # The caches of the thread that forked are the parent's clients (sockets shared with it):
     # start with fresh ones, and keep the old ones referenced so nothing closes them from here.
     handler: Any
@@ -73,6 +79,10 @@ def _serve(conn: Connection) -> None:
         handler._connections = Local(handler.thread_critical)
     while True:
         try:
+            if not conn.poll(_PARENT_CHECK_S):
+                if os.getppid() != parent:  # re-parented: the warm that forked us is gone
+                    return
+                continue
             url = conn.recv()
         except (EOFError, OSError):
             return
@@ -111,17 +121,25 @@ class _RenderProcesses:
     """The render processes of one ``render_processes`` block, and the slots renders take: an
     idle render process's connection, or None (render here: one that died, or after close)."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer_within: float) -> None:
         self.slots: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
         self.processes: list[tuple[Any, Connection]] = []
         self.closed = threading.Event()
+        #: Seconds a render process has to answer for one page (the longest ``warmup_timeout``
+        #: of the page warmers: by then the run that asked is over); then it is stopped.
+        self.answer_within = answer_within
+        #: The slots handed to a render now (``reclaim`` stops their processes).
+        self.busy: set[Connection] = set()
 
     def start(self, count: int) -> None:
         """Fork ``count`` render processes."""
         context = multiprocessing.get_context("fork")
         for _ in range(count):
             parent_end, child_end = context.Pipe()
-            process = context.Process(target=_serve, args=(child_end,), daemon=True)
+            inherited = [parent_end, *(end for _, end in self.processes)]
+            process = context.Process(
+                target=_serve, args=(child_end, inherited, os.getpid()), daemon=True
+            )
             with warnings.catch_warnings():
                 # Python >= 3.12 warns on fork() in a process with threads: a lock another thread
                 # held stays held in the child. This package's module state resets itself after a
@@ -154,11 +172,18 @@ class _RenderProcesses:
                 self.slots.put(None)
             return
         gone = None
+        self.busy.add(slot)
         try:
             slot.send(url)
-            kind, payload = slot.recv()
+            if slot.poll(self.answer_within):
+                kind, payload = slot.recv()
+            else:
+                gone = f"no answer within {self.answer_within:g}s: stopped"
+                self._stop(slot)
         except (EOFError, OSError) as exc:
             gone = type(exc).__name__
+        finally:
+            self.busy.discard(slot)
         if gone is not None:
             # The render process is gone (killed, or closed): this page fails, the next ones are
             # rendered here in its place. Raised outside the except block: the pipe's traceback
@@ -181,6 +206,23 @@ class _RenderProcesses:
         environ = dict(payload[2], **{"wsgi.errors": sys.stderr})
         pages.record_served(url, (*payload[:2], environ, *payload[3:]))
 
+    def reclaim(self) -> int:
+        """Stop the render processes still rendering a page (a run that ended at its deadline
+        left them busy with a render that hangs): their pages fail, the next pages render here.
+        Returns how many were stopped."""
+        busy = list(self.busy)
+        for slot in busy:
+            self._stop(slot)
+        return len(busy)
+
+    def _stop(self, slot: Connection) -> None:
+        """Kill the render process at the other end of ``slot`` (its render hangs); its slot
+        becomes None: the next pages render here."""
+        for process, conn in self.processes:
+            if conn is slot and process.is_alive():
+                process.kill()
+                process.join(_STOP_TIMEOUT_S)
+
     def close(self) -> None:
         self.closed.set()
         for _, conn in self.processes:
@@ -195,6 +237,27 @@ class _RenderProcesses:
 
 
 _lock = threading.Lock()
+_pool: _RenderProcesses | None = None
+
+
+def reclaim_busy() -> int:
+    """After a warmer's run inside ``render_processes``: stop the render processes still busy
+    with one of its pages (a render that hangs past the run's deadline), so the next warmer's
+    pages do not wait for them (they render here instead). Returns how many were stopped."""
+    pool = _pool
+    return 0 if pool is None else pool.reclaim()
+
+
+def _answer_within() -> float:
+    """The longest ``warmup_timeout`` of the declared page warmers (60 s without any)."""
+    from django_cachewarmers.parsing import get_specs
+
+    timeouts = [
+        spec.config.warmup_timeout_s
+        for spec in get_specs().values()
+        if pages.renders_pages(spec.loader)
+    ]
+    return max(timeouts, default=60.0)
 
 
 @contextmanager
@@ -213,6 +276,7 @@ def render_processes(count: int) -> Iterator[None]:
     is inherited, and freed in the render process, which some drivers close there (psycopg does
     not: it checks the process id).
     """
+    global _pool
     if count < 0:
         raise ValueError(f"count: 0 or more, got {count}")
     if count == 0:
@@ -229,16 +293,18 @@ def render_processes(count: int) -> Iterator[None]:
         if pages._render_elsewhere is not None:
             raise RenderProcessesRefused("render processes are already running in this process")
         connections.close_all()  # no connection of this thread is shared with a render process
-        pool = _RenderProcesses()
+        pool = _RenderProcesses(_answer_within())
         try:
             pool.start(count)
         except BaseException:
             pool.close()  # the ones already started
             raise
         pages._render_elsewhere = pool.render
+        _pool = pool
     try:
         yield
     finally:
         with _lock:
             pages._render_elsewhere = None
+            _pool = None
         pool.close()

@@ -222,3 +222,73 @@ def test_warm_cache_render_processes(redis_pages: None, view_log: Path, capsys: 
         ]:
             with pytest.raises(CommandError, match=text):
                 call_command("warm_cache", *flags)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_render_that_hangs_past_its_runs_deadline_does_not_hold_the_next_warmers_pages(
+    redis_pages: None, view_log: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Warmer ``a``'s page hangs in the only render process past ``a``'s deadline; after ``a``'s
+    run, ``warm_cache`` stops that render process, so warmer ``b``'s pages render (here) instead
+    of waiting for it."""
+    monkeypatch.setenv("CW_HANGING_VIEW_S", "60")
+    warmers = {
+        "a": {
+            "keys": ["http://testserver/shaped/hanging/"],
+            "loader": PAGE,
+            "max_retries": 0,
+            "max_workers": 1,
+            "warmup_timeout": 1,
+        },
+        "b": {"keys": PLAIN, "loader": PAGE, "max_retries": 0, "max_workers": 1},
+    }
+    with (
+        override_settings(CACHE_WARMERS=warmers),
+        pytest.raises(CommandError, match=r"keys failed in required warmer\(s\): a$"),
+    ):
+        call_command("warm_cache", "a", "b", "--render-processes", "1", "--no-progress")
+    out = capsys.readouterr().out
+    assert "a: 0 warmed, 1 failed" in out
+    assert f"b: {len(PLAIN)} warmed, 0 failed" in out
+    assert not multiprocessing.active_children()
+
+
+def test_render_processes_exit_when_the_process_that_forked_them_is_killed(
+    tmp_path: Path,
+) -> None:
+    """A supervisor that kills only the warm_cache process (SIGKILL): its render processes see
+    their pipes end and exit, rather than live on re-parented."""
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import os, sys, time, django\n"
+        "os.environ['DJANGO_SETTINGS_MODULE'] = 'tests.settings'\n"
+        "django.setup()\n"
+        "import multiprocessing\n"
+        "from django_cachewarmers.page_processes import render_processes\n"
+        "with render_processes(2):\n"
+        "    print(' '.join(str(p.pid) for p in multiprocessing.active_children()), flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        children = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(children) == 2
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 30  # a bound to fail rather than hang
+        while any(Path(f"/proc/{pid}").exists() for pid in children):
+            assert time.monotonic() < deadline, "render processes outlived their parent"
+            time.sleep(0.1)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
+        if parent.stdout is not None:
+            parent.stdout.close()

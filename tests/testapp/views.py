@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import Counter
 
 from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
@@ -69,6 +70,9 @@ def shaped(request: HttpRequest, kind: str) -> HttpResponse:
         response.status_code = 404
     elif kind == "error":
         response.status_code = 500
+    elif kind == "hanging":
+        # A view that hangs (a stuck upstream call): $CW_HANGING_VIEW_S seconds.
+        time.sleep(float(os.environ.get("CW_HANGING_VIEW_S", "0")))
     return response
 
 

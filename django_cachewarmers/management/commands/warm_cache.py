@@ -15,7 +15,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_cachewarmers import readstats
 from django_cachewarmers.core.stats import WarmingStats, format_duration
-from django_cachewarmers.page_processes import RenderProcessesRefused, render_processes
+from django_cachewarmers.page_processes import (
+    RenderProcessesRefused,
+    reclaim_busy,
+    render_processes,
+)
 from django_cachewarmers.pages import is_page_warmer
 from django_cachewarmers.registry import UnknownWarmer, get_entry, names
 
@@ -270,6 +274,9 @@ class Command(BaseCommand):
             finally:
                 if bar is not None:
                     bar.close()
+                # A render that hangs past this run's deadline must not hold a render process
+                # from the next warmer's pages.
+                reclaim_busy()
             if stats is None:  # --tasks on a backend that cannot return results
                 enqueued[name] = self._enqueued_note(name, options)
                 if not options["json"] and options["verbosity"] > 0:
