@@ -14,7 +14,7 @@ from django_cachewarmers.pagekeys import Variant, expand, split_page_key
 from django_cachewarmers.tracking import PAGES
 from django_cachewarmers.variants import VARIANTS
 
-__all__ = ["MAX_LEARNED_PER_PAGE", "PageKeyProvider", "with_variants"]
+__all__ = ["MAX_LEARNED_PER_PAGE", "PageKeyProvider", "learned_variants", "with_variants"]
 
 #: At most this many learned variants of one page are warmed per run (the hottest).
 MAX_LEARNED_PER_PAGE: Final = 8
@@ -34,7 +34,7 @@ class _ExpandedKeys:
         return f"{getattr(self.func, '__qualname__', self.func)!r} x {len(self.variants)} variants"
 
 
-def _learned(threshold: int) -> dict[str, list[str]]:
+def learned_variants(threshold: int) -> dict[str, list[str]]:
     """The hot learned variant keys (count >= ``threshold``, cluster-wide), by page URL, hottest
     first, at most ``MAX_LEARNED_PER_PAGE`` per page."""
     by_page: dict[str, list[tuple[float, str]]] = {}
@@ -71,7 +71,7 @@ class PageKeyProvider(ClusterKeyProvider):
     def get_keys(self) -> list[Hashable]:
         """Each hot page's declared variants, then its hot learned ones, hottest page first."""
         pages = super().get_keys()
-        learned = _learned(self.threshold) if self.learn else {}
+        learned = learned_variants(self.threshold) if self.learn else {}
         keys: dict[Hashable, None] = {}
         for url in pages:
             for key in expand([url], self.variants):

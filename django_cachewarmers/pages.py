@@ -673,11 +673,14 @@ def forget(key: str) -> int:
     reads (the keys Django's ``FetchFromCacheMiddleware`` or ``cache_page`` compute, with their
     key prefix and the request's language) are noted and then deleted, and nothing the view
     answers (a 404 for a deleted row) is stored. Without its headers entry no variant of the URL
-    in that language is served from the cache any more. Raises what the view's request raises.
+    in that language is served from the cache any more. With ``LocaleMiddleware`` (and
+    ``USE_I18N``), whose pages are cached per language, the lookup is made in each language of
+    ``LANGUAGES`` (``Accept-Language``). Raises what the view's request raises.
     """
     url, headers = split_page_key(key)
     with _page_caches(refresh=False, forget=True) as notes:
-        _get(url, headers)
+        for each in _in_every_language(headers):
+            _get(url, each)
     deleted = 0
     for alias, keys in notes.looked_up.items():
         unique = list(dict.fromkeys(keys))
@@ -686,6 +689,16 @@ def forget(key: str) -> int:
     with _served_lock:
         _served_by.pop(key, None)
     return deleted
+
+
+def _in_every_language(headers: Mapping[str, str]) -> list[Mapping[str, str]]:
+    """``headers``, and with ``LocaleMiddleware`` on, ``headers`` asking for each language of
+    ``LANGUAGES`` (Django's page cache keys a page by the language it was served in)."""
+    found: list[Mapping[str, str]] = [headers]
+    if settings.USE_I18N and "django.middleware.locale.LocaleMiddleware" in settings.MIDDLEWARE:
+        for code, _name in settings.LANGUAGES:
+            found.append({**headers, "Accept-Language": code})
+    return found
 
 
 def render_page(url: str) -> object:

@@ -52,9 +52,11 @@ from django_cachewarmers.conf import DEFAULT_REWARM_QUEUE_SIZE, conf
 from django_cachewarmers.core.coalescing import DELETE, WRITE, CoalescingQueue, Op
 from django_cachewarmers.core.config import is_int_at_least
 from django_cachewarmers.core.forks import after_fork_in_child
+from django_cachewarmers.page_providers import learned_variants
 from django_cachewarmers.pagekeys import expand, split_page_key
 from django_cachewarmers.pages import renders_pages
-from django_cachewarmers.spec import WarmerSpec
+from django_cachewarmers.spec import AdaptiveKeys, WarmerSpec
+from django_cachewarmers.tracking import PAGES
 
 logger = logging.getLogger("django_cachewarmers")
 
@@ -283,12 +285,20 @@ def _flush(name: str, ops: dict[Hashable, Op]) -> None:
 
 
 def with_variants(spec: WarmerSpec, keys: list[Hashable]) -> list[Hashable]:
-    """A page warmer's keys with each URL in every declared variant (``variants``), as its runs
-    render them; other warmers' keys as they are."""
-    if not renders_pages(spec.loader) or spec.variants == ((),):
+    """A page warmer's keys with each URL in every declared variant (``variants``) and, for an
+    adaptive page warmer of the ``pages`` tracker, the hot variants visitors were served
+    (``page_providers.learned_variants``), as its runs render them; other warmers' keys as they
+    are."""
+    if not renders_pages(spec.loader):
+        return keys
+    learned: dict[str, list[str]] = {}
+    if isinstance(spec.keys, AdaptiveKeys) and spec.keys.tracker == PAGES:
+        learned = learned_variants(spec.keys.threshold)
+    if spec.variants == ((),) and not learned:
         return keys
     urls = list(dict.fromkeys(split_page_key(k)[0] if isinstance(k, str) else k for k in keys))
-    return list(dict.fromkeys([*keys, *expand(urls, spec.variants)]))
+    extra = [key for url in urls if isinstance(url, str) for key in learned.get(url, ())]
+    return list(dict.fromkeys([*keys, *expand(urls, spec.variants), *extra]))
 
 
 def _delete(name: str, keys: list[Hashable]) -> None:

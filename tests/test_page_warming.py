@@ -437,3 +437,21 @@ def test_valid_page_fields_parse() -> None:
     )
     assert spec.variants == ((), (("Accept-Encoding", "gzip"),))  # canonical, without repeats
     assert spec.keys == SitemapKeys(SITEMAP, limit=3, domain="testserver")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("where", ["per-site", "cache_page"])
+def test_forget_removes_a_page_in_every_language(page_cache: str, where: str) -> None:
+    """A deleted row's page (``pages.forget``): under LocaleMiddleware the page cache keeps one
+    entry per language; after ``forget`` of the plain URL none of them is served."""
+    from django_cachewarmers import pages
+
+    path = "/v/a/" if where == "per-site" else "/c/a/"
+    with override_settings(MIDDLEWARE=SITE_VARIED if where == "per-site" else VIEW_VARIED):
+        visit(path)  # cached in English
+        visit(path, **FRENCH)  # and in French
+        assert visit(path)[0]
+        assert visit(path, **FRENCH)[0]
+        assert pages.forget(f"http://testserver{path}") >= 2
+        assert not visit(path)[0]
+        assert not visit(path, **FRENCH)[0]
