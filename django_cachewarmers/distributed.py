@@ -702,6 +702,17 @@ def warm_one_chunk(
         stats = warmer.warm(list(keys))
         logger.debug("cache warmer %s: chunk %d of run %s done on %s", name, index, run_id, worker)
         written = _written_pairs(warmer, keys, stats)
+        if _abandoned(spec.cache, run_id):
+            # The coordinator gave up while this chunk ran: nobody collects this result, so the
+            # chunk's warm is recorded here, as a run of its own.
+            logger.warning(
+                "cache warmer %s: chunk %d of run %s finished after its coordinator gave up: "
+                "recorded as a run of its own",
+                name,
+                index,
+                run_id,
+            )
+            record_and_signal(name, warmer, trigger, list(keys), lambda: stats)
     data = stats.to_dict()
     data.update(run_id=run_id, index=index, worker=worker, owner=claims.OWNER, written=written)
     return data

@@ -65,6 +65,11 @@ class Publisher:
     def stop(self) -> None:
         self._stop.set()
 
+    def join(self, timeout: float) -> None:
+        """Wait at most ``timeout`` seconds for the thread to end (after ``stop``)."""
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
     def _run(self) -> None:
         while not self._stop.wait(conf.SNAPSHOT_INTERVAL or 1.0):
             try:
@@ -74,8 +79,7 @@ class Publisher:
                     tracker.flush()
                 close_old_connections()
                 sync_read_owners()
-                hand_over_get_reads()
-                reads.flush()
+                save_reads()
                 if conf.SNAPSHOT_INTERVAL > 0:
                     self.publish_all()
                 interval = conf.PERSIST_INTERVAL
@@ -209,6 +213,20 @@ _handed_over: dict[str, dict[str, int]] = {}
 _GET_RESULTS = (("hits", reads.HIT), ("misses", reads.MISS), ("stale", reads.STALE))
 
 
+#: Seconds the exit waits for the background thread to end its round.
+_EXIT_JOIN_S = 5.0
+#: One save of the reads at a time: the thread's, or the exit's.
+_save_lock = threading.Lock()
+
+
+def save_reads() -> int:
+    """Hand ``get()``'s counts to ``reads`` and write the reads (``reads.flush``); one caller at
+    a time (the background thread, or the exit). Returns how many were written."""
+    with _save_lock:
+        hand_over_get_reads()
+        return reads.flush()
+
+
 def hand_over_get_reads() -> None:
     """Give ``reads`` (hit ratios over time, Prometheus) what ``get()`` counted since the last
     call: its counters are this process's totals since it started."""
@@ -231,9 +249,9 @@ def _persist_at_exit() -> None:
     # A clean shutdown (gunicorn's SIGTERM, Ctrl+C) saves what this process knows of the hot set.
     if _publisher is not None:
         _publisher.stop()
+        _publisher.join(_EXIT_JOIN_S)  # its own save of the reads, if under way, ends first
     try:
-        hand_over_get_reads()
-        reads.flush()
+        save_reads()
     except Exception as exc:
         logger.warning(
             "read counts: could not save this process's last reads at exit: %s",
@@ -251,7 +269,8 @@ def _persist_at_exit() -> None:
 
 @after_fork_in_child
 def _reset_after_fork() -> None:
-    global _lock, _publisher
+    global _lock, _publisher, _save_lock
     _lock = threading.Lock()
+    _save_lock = threading.Lock()
     _publisher = None
     _handed_over.clear()

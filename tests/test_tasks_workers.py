@@ -226,3 +226,24 @@ def test_a_chunk_that_runs_after_the_timeout_records_a_run_of_its_own(
     ]
     assert cluster.project.warmed(*(f"bulk:{i}" for i in range(10_000)))
     assert "ran after its coordinator gave up" in cluster.project.log("late.log")
+
+
+def test_a_chunk_still_running_when_the_wait_ends_records_a_run_of_its_own(
+    cluster: TaskCluster,
+) -> None:
+    """The worker takes the chunk at once, but it outlives --timeout: the command records its
+    keys as failed; when the chunk finishes, the worker records its warm as a run of its own."""
+    cluster.project.env.update(CW_SLOW_KEYS="200", CW_LOAD_DELAY="0.03")
+    cluster.start_workers("w")
+    done = cluster.warm("slow", "--timeout", "1", "--chunk-size", "200")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "still running on worker w" in done.stdout + done.stderr
+    wait_until(lambda: len(cluster.runs("slow")) == 2, 120, "the chunk's own run")
+    given_up, finished = cluster.runs("slow")
+    assert (given_up["keys_warmed"], given_up["keys_failed"]) == (0, 200)
+    assert (finished["trigger"], finished["keys_warmed"], finished["keys_failed"]) == (
+        "tasks",
+        200,
+        0,
+    )
+    assert "finished after its coordinator gave up" in cluster.project.log("w.log")
