@@ -92,18 +92,29 @@ def test_an_unpicklable_value_fails_only_its_key(redis_cache: Any) -> None:
 def test_one_script_call_per_batch(redis_cache: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from redis.commands.core import Script
 
+    from django_cachewarmers.backends.redis import RedisWriter
+
     calls: list[int] = []
     original = Script.__call__
+    send = RedisWriter._send
 
     def spy(self: Any, keys: Any = (), args: Any = (), client: Any = None) -> Any:
         calls.append(len(keys))
         return original(self, keys=keys, args=args, client=client)
 
-    # Watch the class: the scripts still run on the real server.
+    def spy_send(self: Any, client: Any, command: tuple[Any, ...], *args: Any) -> Any:
+        calls.append(command[2] if command[0] == "EVALSHA" else -1)
+        return send(self, client, command, *args)
+
+    # Watch the class: the scripts still run on the real server, which counts them too.
     monkeypatch.setattr(Script, "__call__", spy)
+    monkeypatch.setattr(RedisWriter, "_send", spy_send)
+    server = redis_cache._cache.get_client(None, write=True)
+    before = server.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
     stats = warm(redis_cache, cache_timeout=60)
     assert stats.keys_warmed == 250
     assert calls == [100, 100, 50]
+    assert server.info("commandstats")["cmdstat_evalsha"]["calls"] - before == 3
 
 
 def test_a_server_that_refuses_scripts_gets_a_pipeline(

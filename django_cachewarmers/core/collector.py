@@ -37,6 +37,10 @@ VERIFY_ALL_UP_TO = 10_000
 #: Keys per read-back round trip (one get_many call): what is cheapest per key while a reply
 #: (get_many returns the values) stays small.
 VERIFY_CHUNK = 1000
+#: Batches a run keeps sent to the cache while it gathers the next one (where the backend can
+#: send a batch without waiting for the answer: ``BackendAdapter.start_write``); the oldest is
+#: finished (its answer read) as another one is sent.
+WRITES_IN_FLIGHT = 1
 
 T = TypeVar("T", bound=Hashable)
 
@@ -175,6 +179,13 @@ class Collector:
         self.checked_by_loader: list[Hashable] = []
         self.check_stored = loader_hook(warmer.value_loader, "check_stored")
         self.key_problem = warmer.backend.key_problem
+        self.backend = warmer.backend
+        self.has_keys = getattr(warmer.cache, "make_key", None) is not None
+        #: Batches sent to the cache whose answer is not read yet, oldest first: their values and
+        #: the function that finishes the write (``CacheIO.start_write``).
+        self.in_flight: deque[tuple[dict[Hashable, Any], Callable[[], dict[Hashable, str]]]] = (
+            deque()
+        )
 
     def collect(self, keys: list[Hashable]) -> None:
         self.collect_keys = keys
@@ -196,16 +207,19 @@ class Collector:
             ]
         warmer._pool.submit_many(run, tasks)
         expected = len(keys)
-        while self.received < expected and not run.cancelled.is_set():
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                run.cancel(f"timed out after {config.warmup_timeout_s:g}s")
-                break
-            with contextlib.suppress(queue.Empty):
-                run.wake.get(timeout=min(remaining, _POLL_S))
-            self._take_results()
-        self._take_results()  # what finished before a cut-off counts, a hung worker's too
-        self._flush()
+        try:
+            while self.received < expected and not run.cancelled.is_set():
+                remaining = self.deadline - time.monotonic()
+                if remaining <= 0:
+                    run.cancel(f"timed out after {config.warmup_timeout_s:g}s")
+                    break
+                with contextlib.suppress(queue.Empty):
+                    run.wake.get(timeout=min(remaining, _POLL_S))
+                self._take_results()
+            self._take_results()  # what finished before a cut-off counts, a hung worker's too
+            self._flush()
+        finally:
+            self._finish_writes()  # no batch stays unanswered, whatever happened
         self._verify()  # after the run's last write: culling caused by later batches counts
         self._report_progress(expected)
         # Nothing of this run may outlive it: tasks no thread took, and keys a hung worker holds.
@@ -261,28 +275,23 @@ class Collector:
         self._flush()
 
     def _flush(self) -> None:
+        """Check the pending values as a batch and start writing them (``CacheIO.start_write``);
+        the write of the batch before is finished then, while this one is sent: the cache stores
+        one batch while the next one is gathered (``WRITES_IN_FLIGHT``)."""
         if not self.pending:
             return
         values, self.pending = self.pending, {}
-        for key in [k for k, v in values.items() if v is STORED_BY_LOADER or v is None]:
-            if values.pop(key) is None:
-                # Nothing written: the good value cached before stays (a None would read as a miss).
-                self._fail(key, _LOADED_NONE)
-            else:  # the loader warmed it itself: nothing to write, but verified too
-                self._stored_by_loader(key)
+        ids = list(map(id, values.values()))  # by identity: a value's own == is not asked
+        if _NONE_ID in ids or _STORED_ID in ids:
+            for key in [k for k, v in values.items() if v is STORED_BY_LOADER or v is None]:
+                if values.pop(key) is None:
+                    # Nothing written: the good value cached before stays (a None reads as a miss).
+                    self._fail(key, _LOADED_NONE)
+                else:  # the loader warmed it itself: nothing to write, but verified too
+                    self._stored_by_loader(key)
         full_keys: dict[Hashable, str] | None = None
-        make_key = getattr(self.warmer.cache, "make_key", None)
-        if make_key is not None:  # a Django cache; a plain mapping takes any hashable key
-            full_keys = {}
-            for key in list(values):
-                if isinstance(key, str):
-                    full = full_keys[key] = make_key(key)  # made once, for the check and the write
-                    problem = self.key_problem(full)
-                else:
-                    problem = f"keys of a Django cache must be strings, got {type(key).__name__}"
-                if problem is not None:
-                    del values[key]
-                    self._fail(key, f"invalid cache key: {problem}")
+        if self.has_keys:  # a Django cache; a plain mapping takes any hashable key
+            full_keys = self._made_keys(values)
         if not values:
             return
         if self.write_failed:
@@ -296,23 +305,76 @@ class Collector:
             self.stats.run_error = f"nothing was cached: {_TTL_ZERO}"
             return
         try:
-            refused = self.warmer.io.write(self._with_companions(values, full_keys), full_keys)
+            finish = self.warmer.io.start_write(self._with_companions(values, full_keys), full_keys)
         except Exception as exc:
-            self.write_failed = True
-            reason = f"cache write failed: {type(exc).__name__}: {exc}"
-            self.stats.run_error = f"the cache was unavailable ({reason})"
-            # One clear line per run for an outage, not a traceback and not a line per key.
-            logger.error("cache warmer %s: %s; stopping this run", self.warmer.name, reason)
-            logger.debug("cache warmer %s: cache write failure", self.warmer.name, exc_info=True)
-            for key in values:
-                self._fail(key, reason)
-            self.run.cancel("the cache was unavailable")
+            self._write_failed(values, exc)
+            return
+        self.in_flight.append((values, finish))
+        while len(self.in_flight) > WRITES_IN_FLIGHT:
+            self._finish_write()
+
+    def _made_keys(self, values: dict[Hashable, Any]) -> dict[Hashable, str]:
+        """The made keys of ``values``' keys (made once, for the check and the write), checked
+        per batch with the backend's key rules; a refused key is failed and taken out."""
+        keys = list(values)
+        if all(type(key) is str for key in keys):
+            names = self.backend.make_keys(keys)  # type: ignore[arg-type]
+            problems = self.backend.key_problems(names)
+            full_keys = dict(zip(keys, names, strict=True))
+            for index, refused in problems.items():
+                del values[keys[index]]
+                self._fail(keys[index], f"invalid cache key: {refused}")
+            return full_keys
+        full_keys = {}
+        make_key = self.warmer.cache.make_key  # type: ignore[union-attr]
+        problem: str | None
+        for key in keys:
+            if isinstance(key, str):
+                full = full_keys[key] = make_key(key)
+                problem = self.key_problem(full)
+            else:
+                problem = f"keys of a Django cache must be strings, got {type(key).__name__}"
+            if problem is not None:
+                del values[key]
+                self._fail(key, f"invalid cache key: {problem}")
+        return full_keys
+
+    def _finish_write(self) -> None:
+        """Finish the oldest write in flight: its keys are written, or failed with the reason."""
+        values, finish = self.in_flight.popleft()
+        try:
+            refused = finish()
+        except Exception as exc:
+            self._write_failed(values, exc)
+            return
+        if not refused:
+            self._written_many(values)
             return
         for key in values:
             if key in refused:
                 self._fail(key, refused[key])
             else:
                 self._written(key)
+
+    def _finish_writes(self) -> None:
+        """Finish every write in flight (before the read-back, and when a run ends)."""
+        while self.in_flight:
+            self._finish_write()
+
+    def _write_failed(self, values: dict[Hashable, Any], exc: Exception) -> None:
+        """A batch write raised: the cache no longer answers (``CacheIO.write``). The first such
+        batch of a run logs one line, sets ``run_error`` and stops the run; a batch in flight that
+        fails after it just fails its keys."""
+        reason = f"cache write failed: {type(exc).__name__}: {exc}"
+        if not self.write_failed:
+            self.write_failed = True
+            self.stats.run_error = f"the cache was unavailable ({reason})"
+            # One clear line per run for an outage, not a traceback and not a line per key.
+            logger.error("cache warmer %s: %s; stopping this run", self.warmer.name, reason)
+            logger.debug("cache warmer %s: cache write failure", self.warmer.name, exc_info=True)
+            self.run.cancel("the cache was unavailable")
+        for key in values:
+            self._fail(key, reason)
 
     def _with_companions(
         self, values: dict[Hashable, Any], full_keys: dict[Hashable, str] | None
@@ -367,6 +429,12 @@ class Collector:
         self.stats.keys_warmed += 1
         self.written.append(key)
 
+    def _written_many(self, keys: Collection[Hashable]) -> None:
+        """``_written`` for a whole batch, none of whose keys is finished yet."""
+        self.finished.update(keys)
+        self.stats.keys_warmed += len(keys)
+        self.written.extend(keys)
+
     def _verify(self) -> None:
         """Read the written keys back (``read_back``); the ones a real read would miss become
         failed keys. Keys a loader stored itself are asked of its ``check_stored`` hook instead.
@@ -419,5 +487,7 @@ class Collector:
         self.stats.add_error(key, message)
 
 
+_NONE_ID = id(None)
+_STORED_ID = id(STORED_BY_LOADER)
 _TTL_ZERO = "timeout 0 means don't cache (None means never expire)"
 _LOADED_NONE = "the loader returned None, which cache.get() cannot tell from a miss"
