@@ -166,7 +166,10 @@ class Collector:
         self.run = run
         self.stats = stats
         self.deadline = deadline
-        self.pending: dict[Hashable, Any] = {}
+        #: Loaded keys not written yet, and their values, in the same order.
+        self.pending_keys: list[Hashable] = []
+        self.pending_values: list[Any] = []
+        self.batch_size = warmer.config.batch_size
         self.finished: set[Hashable] = set()
         self.received = 0
         self.collect_keys: list[Hashable] = []
@@ -217,7 +220,9 @@ class Collector:
                     run.wake.get(timeout=min(remaining, _POLL_S))
                 self._take_results()
             self._take_results()  # what finished before a cut-off counts, a hung worker's too
-            self._flush()
+            if self.received < expected:
+                self._take_open_chunks()
+            self._flush(everything=True)
         finally:
             self._finish_writes()  # no batch stays unanswered, whatever happened
         self._verify()  # after the run's last write: culling caused by later batches counts
@@ -239,6 +244,30 @@ class Collector:
             self._handle(results.popleft())
         self._report_progress(len(self.collect_keys))
 
+    def _take_open_chunks(self) -> None:
+        """When a run ends before its workers handed everything over (a deadline, a
+        cancellation): take the keys each worker has loaded but not handed over yet (its open
+        chunk, ``Run.open_chunks``), and what was handed over meanwhile, each key once."""
+        self._flush(everything=True)
+        self._finish_writes()  # every key received so far is now finished (written or failed)
+        seen = set(self.finished)
+        seen.update(self.pending_keys)
+        for keys, values in list(self.run.open_chunks.values()):
+            taken = list(zip(list(keys), list(values)))  # as they are now: a worker may go on
+            fresh = [(key, value) for key, value in taken if key not in seen]
+            seen.update(key for key, _ in fresh)
+            self.received += len(fresh)
+            self.pending_keys.extend(key for key, _ in fresh)
+            self.pending_values.extend(value for _, value in fresh)
+        results = self.run.results
+        while results:
+            kind, subject, ok, payload = results.popleft()
+            if kind == "keys":  # a chunk handed over while the open ones were taken
+                fresh = [(k, v) for k, v in zip(subject, payload) if k not in seen]
+                seen.update(key for key, _ in fresh)
+                subject, payload = [k for k, _ in fresh], [v for _, v in fresh]
+            self._handle((kind, subject, ok, payload))
+
     def _report_progress(self, total: int) -> None:
         progress = self.run.progress
         if progress is None:
@@ -250,14 +279,16 @@ class Collector:
 
     def _handle(self, item: tuple[Any, ...]) -> None:
         kind, subject, ok, payload = item
-        if kind == "key":
+        if kind == "keys":  # a worker's chunk of loaded keys: their values, in order
+            self.received += len(subject)
+            self.pending_keys.extend(subject)
+            self.pending_values.extend(payload)
+            if len(self.pending_keys) >= self.batch_size:
+                self._flush()
+            return
+        if kind == "key":  # a key that failed to load
             self.received += 1
-            if ok:
-                self.pending[subject] = payload
-                if len(self.pending) >= self.warmer.config.batch_size:
-                    self._flush()
-            else:
-                self._fail(subject, exception_text(payload))
+            self._fail(subject, exception_text(payload))
             return
         batch: list[Hashable] = subject
         self.received += len(batch)
@@ -267,20 +298,39 @@ class Collector:
                 self._fail(key, message)
             return
         values: dict[Hashable, Any] = payload
-        for key in batch:
-            if key in values:
-                self.pending[key] = values[key]
-            else:
-                self._fail(key, "batch loader returned no value for this key")
-        self._flush()
+        try:
+            loaded = [values[key] for key in batch]
+        except KeyError:
+            keys = []
+            for key in batch:
+                if key in values:
+                    keys.append(key)
+                else:
+                    self._fail(key, "batch loader returned no value for this key")
+            loaded = [values[key] for key in keys]
+            batch = keys
+        self.pending_keys.extend(batch)
+        self.pending_values.extend(loaded)
+        self._flush(everything=True)
 
-    def _flush(self) -> None:
-        """Check the pending values as a batch and start writing them (``CacheIO.start_write``);
-        the write of the batch before is finished then, while this one is sent: the cache stores
-        one batch while the next one is gathered (``WRITES_IN_FLIGHT``)."""
-        if not self.pending:
+    def _flush(self, *, everything: bool = False) -> None:
+        """Write the pending values in batches of ``batch_size`` (``everything``: the rest too,
+        as a smaller batch)."""
+        size = self.batch_size
+        keys, loaded = self.pending_keys, self.pending_values
+        if len(keys) < size and not (everything and keys):
             return
-        values, self.pending = self.pending, {}
+        self.pending_keys, self.pending_values = [], []
+        for start in range(0, len(keys), size):
+            if start + size > len(keys) and not everything:  # not a full batch: it waits
+                self.pending_keys, self.pending_values = keys[start:], loaded[start:]
+                break
+            self._write_batch(dict(zip(keys[start : start + size], loaded[start : start + size])))
+
+    def _write_batch(self, values: dict[Hashable, Any]) -> None:
+        """Check ``values`` as a batch and start writing them (``CacheIO.start_write``); the
+        write of the batch before is finished then, while this one is sent: the cache stores one
+        batch while the next one is gathered (``WRITES_IN_FLIGHT``)."""
         ids = list(map(id, values.values()))  # by identity: a value's own == is not asked
         if _NONE_ID in ids or _STORED_ID in ids:
             for key in [k for k, v in values.items() if v is STORED_BY_LOADER or v is None]:
