@@ -253,7 +253,8 @@ class Collector:
         seen = set(self.finished)
         seen.update(self.pending_keys)
         for keys, values in list(self.run.open_chunks.values()):
-            taken = list(zip(list(keys), list(values)))  # as they are now: a worker may go on
+            # As they are now (a worker may go on; its key goes in before its value).
+            taken = list(zip(list(keys), list(values), strict=False))
             fresh = [(key, value) for key, value in taken if key not in seen]
             seen.update(key for key, _ in fresh)
             self.received += len(fresh)
@@ -263,7 +264,7 @@ class Collector:
         while results:
             kind, subject, ok, payload = results.popleft()
             if kind == "keys":  # a chunk handed over while the open ones were taken
-                fresh = [(k, v) for k, v in zip(subject, payload) if k not in seen]
+                fresh = [(k, v) for k, v in zip(subject, payload, strict=True) if k not in seen]
                 seen.update(key for key, _ in fresh)
                 subject, payload = [k for k, _ in fresh], [v for _, v in fresh]
             self._handle((kind, subject, ok, payload))
@@ -325,7 +326,8 @@ class Collector:
             if start + size > len(keys) and not everything:  # not a full batch: it waits
                 self.pending_keys, self.pending_values = keys[start:], loaded[start:]
                 break
-            self._write_batch(dict(zip(keys[start : start + size], loaded[start : start + size])))
+            end = start + size
+            self._write_batch(dict(zip(keys[start:end], loaded[start:end], strict=True)))
 
     def _write_batch(self, values: dict[Hashable, Any]) -> None:
         """Check ``values`` as a batch and start writing them (``CacheIO.start_write``); the
