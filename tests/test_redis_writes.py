@@ -236,3 +236,100 @@ def test_the_fast_path_with_either_reply_parser(redis_server: RedisServer, parse
     finally:
         cache.clear()
         close_redis(cache)
+
+
+def test_a_run_writes_each_batch_while_it_gathers_the_next(
+    redis_cache: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch is sent, then the next one gathered and sent, then the first one's reply read:
+    the server stores one batch while the engine prepares the next."""
+    from django_cachewarmers.backends.redis import RedisWriter
+
+    events: list[str] = []
+    send = RedisWriter._send
+
+    def spy_send(self: Any, client: Any, command: tuple[Any, ...], *args: Any) -> Any:
+        number = sum(event.startswith("sent") for event in events) + 1
+        events.append(f"sent {number}")
+        finish = send(self, client, command, *args)
+
+        def finished() -> Any:
+            events.append(f"answered {number}")
+            return finish()
+
+        return finished
+
+    monkeypatch.setattr(RedisWriter, "_send", spy_send)
+    stats = warm(redis_cache, cache_timeout=60)
+    assert (stats.keys_warmed, stats.keys_failed, stats.keys_verified) == (250, 0, 250)
+    assert events == ["sent 1", "sent 2", "answered 1", "sent 3", "answered 2", "answered 3"]
+    assert redis_cache.get("item:249") == {"key": "item:249", "n": 8}
+
+
+def test_a_server_that_lost_the_script_mid_run_gets_it_again(redis_cache: Any) -> None:
+    """The script is loaded once per adapter and batches go out as EVALSHA; a server that
+    forgot it (SCRIPT FLUSH, a restart, a failover) answers NOSCRIPT and the batch is sent
+    again with the script."""
+    warmer = CacheWarmer(
+        redis_cache,
+        StaticKeyProvider(KEYS),
+        CallableValueLoader(lambda k: k),
+        WarmingConfig(batch_size=100, cache_timeout=60),
+    )
+    assert warmer.warm().keys_warmed == 250
+    server = redis_cache._cache.get_client(None, write=True)
+    redis_cache.clear()
+    server.script_flush()
+    stats = warmer.warm()
+    assert (stats.keys_warmed, stats.keys_failed, stats.keys_verified) == (250, 0, 250)
+    assert [redis_cache.get(key) for key in KEYS] == KEYS
+    assert 55 <= ttl(redis_cache, "item:0") <= 60
+
+
+def test_a_failing_load_fails_only_its_key_while_batches_are_in_flight(redis_cache: Any) -> None:
+    redis_cache.set("item:57", "good old value")
+
+    def load(key: str) -> str:
+        if key == "item:57":
+            raise LookupError("no such item")
+        return key
+
+    stats = warm(redis_cache, loader=load, cache_timeout=60)
+    assert (stats.keys_warmed, stats.keys_failed, stats.keys_verified) == (249, 1, 249)
+    assert stats.errors == ["item:57: LookupError: no such item"]
+    assert redis_cache.get("item:57") == "good old value"
+    assert redis_cache.get_many(["item:56", "item:58"]) == {
+        "item:56": "item:56",
+        "item:58": "item:58",
+    }
+
+
+def test_a_redis_outage_with_a_batch_in_flight_stops_the_run_once(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server goes away between two batches: the batch whose reply cannot be read and
+    every later key fail with the outage, one ERROR line, nothing raised."""
+    from django.core.cache.backends.redis import RedisCache
+
+    own = RedisServer()
+    own.start()
+    try:
+        cache = RedisCache(f"{own.url}/0", {})
+
+        def load(key: str) -> str:
+            if key == "item:150":
+                own.stop()
+            return key
+
+        with caplog.at_level(logging.INFO, logger="django_cachewarmers"):
+            stats = warm(cache, loader=load, cache_timeout=60, max_workers=1)
+        assert stats.keys_warmed + stats.keys_failed == 250
+        assert stats.keys_warmed <= 100
+        assert stats.run_error is not None and stats.run_error.startswith(
+            "the cache was unavailable"
+        )
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and "stopping this run" in errors[0].getMessage()
+        close_redis(cache)
+    finally:
+        own.cleanup()
