@@ -325,11 +325,11 @@ def test_a_redis_outage_with_a_batch_in_flight_stops_the_run_once(
             stats = warm(cache, loader=load, cache_timeout=60, max_workers=1)
         assert stats.keys_warmed + stats.keys_failed == 250
         assert stats.keys_warmed <= 100
-        assert stats.run_error is not None and stats.run_error.startswith(
-            "the cache was unavailable"
-        )
+        assert stats.run_error is not None
+        assert stats.run_error.startswith("the cache was unavailable")
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-        assert len(errors) == 1 and "stopping this run" in errors[0].getMessage()
+        assert len(errors) == 1
+        assert "stopping this run" in errors[0].getMessage()
         close_redis(cache)
     finally:
         own.cleanup()
