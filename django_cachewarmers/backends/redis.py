@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import pickle
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 from django_cachewarmers.backends.base import DjangoCacheAdapter
@@ -84,6 +84,11 @@ class RedisWriter(DjangoCacheAdapter):
     def encoder(self) -> Callable[[Any], Any]:
         """The cache's own ``value -> bytes`` (serializer, compressor)."""
         raise NotImplementedError
+
+    def encode_all(self, values: Iterable[Any]) -> list[Any]:
+        """``encoder()`` of each value, in order; raises what it raises."""
+        encode = self.encoder()
+        return [encode(value) for value in values]
 
     def decoder(self) -> Callable[[Any], Any]:
         """The cache's own ``bytes -> value``, as its ``get`` decodes a reply."""
@@ -151,13 +156,13 @@ class RedisWriter(DjangoCacheAdapter):
             return None  # "don't cache": the cache's own set_many deletes, as Django does
         if not self.usable():
             return None
-        encode = self.encoder()
         failed: dict[Hashable, str] = {}
         try:
             # The common case at full speed: every value encodes.
-            data = [encode(value) for value in values.values()]
+            data = self.encode_all(values.values())
             keys = list(values)
         except Exception:
+            encode = self.encoder()
             data, keys = [], []
             for key, value in values.items():
                 try:
@@ -287,6 +292,16 @@ class RedisAdapter(RedisWriter):
         """The cache's serializer's ``dumps`` (Django's: ints as digits, the rest pickled)."""
         dumps: Callable[[Any], Any] = self._wrapper()._serializer.dumps
         return dumps
+
+    def encode_all(self, values: Iterable[Any]) -> list[Any]:
+        """The serializer's ``dumps`` of each value; for Django's own serializer, what its
+        ``dumps`` does (an int as itself, anything else pickled with its protocol) without a
+        call of it per value."""
+        serializer = self._wrapper()._serializer
+        if type(serializer).__module__ != "django.core.cache.backends.redis":
+            return super().encode_all(values)
+        dumps, protocol = pickle.dumps, serializer.protocol
+        return [value if type(value) is int else dumps(value, protocol) for value in values]
 
     def decoder(self) -> Callable[[Any], Any]:
         """The cache's serializer's ``loads``; for Django's own serializer, without its

@@ -369,7 +369,7 @@ class Collector:
         """The made keys of ``values``' keys (made once, for the check and the write), checked
         per batch with the backend's key rules; a refused key is failed and taken out."""
         keys = list(values)
-        if all(type(key) is str for key in keys):
+        if set(map(type, keys)) == _STR_ONLY:
             names = self.backend.make_keys(keys)  # type: ignore[arg-type]
             problems = self.backend.key_problems(names)
             full_keys = dict(zip(keys, names, strict=True))
@@ -539,6 +539,7 @@ class Collector:
         self.stats.add_error(key, message)
 
 
+_STR_ONLY = {str}
 _NONE_ID = id(None)
 _STORED_ID = id(STORED_BY_LOADER)
 _TTL_ZERO = "timeout 0 means don't cache (None means never expire)"
