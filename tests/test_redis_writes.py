@@ -333,3 +333,24 @@ def test_a_redis_outage_with_a_batch_in_flight_stops_the_run_once(
         close_redis(cache)
     finally:
         own.cleanup()
+
+
+@pytest.mark.parametrize("parser", ["hiredis", "python"])
+def test_commands_are_packed_as_redis_py_packs_them(parser: str) -> None:
+    from redis.connection import Connection, PythonRespSerializer
+
+    from django_cachewarmers.backends.redis import _pack
+
+    connection = Connection()
+    if parser == "python":
+        connection._command_packer = PythonRespSerializer(
+            connection._buffer_cutoff, connection.encoder.encode
+        )
+    else:
+        pytest.importorskip("hiredis", reason="hiredis is in the test extra")
+    for command in [
+        ("EVALSHA", "f" * 40, 2, ":1:clé", ":1:b", "PX", 600_000, b"\x80\x05data", 1234),
+        ("MSET", ":1:a", b"x" * 10_000, ":1:b", b""),
+        ("SET", "k", 1.5),  # not one of ours: packed (or refused) by redis-py itself
+    ]:
+        assert b"".join(_pack(connection, command)) == b"".join(connection.pack_command(*command))

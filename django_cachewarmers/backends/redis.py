@@ -37,10 +37,17 @@ logger = logging.getLogger("django_cachewarmers")
 
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 _hiredis_packer: type | None
+_python_packer: type | None
+try:
+    from redis.connection import PythonRespSerializer
+except ImportError:  # redis-py is not installed: this adapter is never used
+    _python_packer = None
+else:
+    _python_packer = PythonRespSerializer
 try:
     from hiredis import pack_command
     from redis.connection import HiredisRespSerializer
-except ImportError:  # redis-py packs in Python (or is not installed: this adapter is never used)
+except ImportError:  # redis-py packs in Python
     _hiredis_pack = _hiredis_packer = None
 else:
     _hiredis_pack, _hiredis_packer = pack_command, HiredisRespSerializer
@@ -346,12 +353,31 @@ def _django_redis_loads(loads: Any) -> Any:
 
 
 def _pack(connection: Any, command: tuple[Any, ...]) -> Any:
-    """``command`` in the wire format, as ``connection.pack_command`` packs it; with hiredis,
-    packed by hiredis directly (redis-py's packer first walks every argument in Python to turn
-    bytearrays and memoryviews into bytes, which these commands never hold)."""
+    """``command`` in the wire format, as ``connection.pack_command`` packs it, faster for these
+    commands (str, bytes and int arguments): with hiredis, packed by hiredis directly (redis-py
+    first walks every argument in Python to turn bytearrays and memoryviews into bytes); without
+    it, each argument encoded as redis-py's ``Encoder`` does (str in the connection's encoding,
+    an int as its digits) and the whole command joined once, where redis-py's Python packer
+    concatenates the growing buffer argument by argument."""
     packer = type(getattr(connection, "_command_packer", None))
     if _hiredis_pack is not None and packer is _hiredis_packer:
         return [_hiredis_pack(command)]
+    encoder = getattr(connection, "encoder", None)
+    if packer is _python_packer and encoder is not None:
+        encoding, errors = encoder.encoding, encoder.encoding_errors
+        encoded: list[bytes] = []
+        for arg in command:
+            kind = type(arg)
+            if kind is bytes:
+                encoded.append(arg)
+            elif kind is str:
+                encoded.append(arg.encode(encoding, errors))
+            elif kind is int:
+                encoded.append(b"%d" % arg)
+            else:  # anything else as redis-py packs (or refuses) it
+                return connection.pack_command(*command)
+        body = b"".join([b"$%d\r\n%b\r\n" % (len(arg), arg) for arg in encoded])
+        return [b"*%d\r\n" % len(encoded) + body]
     return connection.pack_command(*command)
 
 

@@ -170,7 +170,10 @@ class Collector:
         self.pending_keys: list[Hashable] = []
         self.pending_values: list[Any] = []
         self.batch_size = warmer.config.batch_size
+        #: Keys done with (failed, or warmed one by one); keys written a batch at a time are only
+        #: in ``written``, counted in ``written_in_bulk``.
         self.finished: set[Hashable] = set()
+        self.written_in_bulk = 0
         self.received = 0
         self.collect_keys: list[Hashable] = []
         self.todo: deque[Hashable] = deque()
@@ -230,10 +233,11 @@ class Collector:
         # Nothing of this run may outlive it: tasks no thread took, and keys a hung worker holds.
         warmer._pool.discard(run)
         self.todo.clear()
-        if len(self.finished) < expected:
+        if len(self.finished) + self.written_in_bulk < expected:
             run.cancel(run.cancel_reason)  # stop workers still busy with this run
+            done = self.finished.union(self.written)
             for key in keys:
-                if key not in self.finished:
+                if key not in done:
                     self._fail(key, f"not warmed: {run.cancel_reason}")
 
     def _take_results(self) -> None:
@@ -250,7 +254,7 @@ class Collector:
         chunk, ``Run.open_chunks``), and what was handed over meanwhile, each key once."""
         self._flush(everything=True)
         self._finish_writes()  # every key received so far is now finished (written or failed)
-        seen = set(self.finished)
+        seen = self.finished.union(self.written)
         seen.update(self.pending_keys)
         for keys, values in list(self.run.open_chunks.values()):
             # As they are now (a worker may go on; its key goes in before its value).
@@ -482,8 +486,9 @@ class Collector:
         self.written.append(key)
 
     def _written_many(self, keys: Collection[Hashable]) -> None:
-        """``_written`` for a whole batch, none of whose keys is finished yet."""
-        self.finished.update(keys)
+        """``_written`` for a whole batch, none of whose keys is finished yet: only in
+        ``written`` (counted in ``written_in_bulk``), not in ``finished`` too."""
+        self.written_in_bulk += len(keys)
         self.stats.keys_warmed += len(keys)
         self.written.extend(keys)
 
