@@ -17,17 +17,19 @@ from django_cachewarmers import (
 )
 from django_cachewarmers.backends.redis import RedisAdapter
 from django_cachewarmers.core.backends import BackendAdapter, adapter_for
+from django_cachewarmers.core.collector import WRITES_IN_FLIGHT
 from tests.redis_server import RedisServer, close_redis
 
 KEYS = [f"item:{i}" for i in range(250)]
 
 
 def warm(cache: Any, keys: list[str] = KEYS, loader: Any = None, **config: Any) -> Any:
+    config.setdefault("batch_size", 100)
     return CacheWarmer(
         cache,
         StaticKeyProvider(keys),
         CallableValueLoader(loader or (lambda k: {"key": k, "n": len(k)})),
-        WarmingConfig(batch_size=100, **config),
+        WarmingConfig(**config),
     ).warm()
 
 
@@ -260,9 +262,15 @@ def test_a_run_writes_each_batch_while_it_gathers_the_next(
         return finished
 
     monkeypatch.setattr(RedisWriter, "_send", spy_send)
-    stats = warm(redis_cache, cache_timeout=60)
+    stats = warm(redis_cache, cache_timeout=60, batch_size=25)  # 10 batches
     assert (stats.keys_warmed, stats.keys_failed, stats.keys_verified) == (250, 0, 250)
-    assert events == ["sent 1", "sent 2", "answered 1", "sent 3", "answered 2", "answered 3"]
+    expected = []
+    for number in range(1, 11):
+        expected.append(f"sent {number}")
+        if number > WRITES_IN_FLIGHT:  # the oldest one is answered once another one is sent
+            expected.append(f"answered {number - WRITES_IN_FLIGHT}")
+    expected += [f"answered {n}" for n in range(11 - WRITES_IN_FLIGHT, 11)]
+    assert events == expected
     assert redis_cache.get("item:249") == {"key": "item:249", "n": 8}
 
 

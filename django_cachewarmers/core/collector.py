@@ -40,7 +40,7 @@ VERIFY_CHUNK = 1000
 #: Batches a run keeps sent to the cache while it gathers the next one (where the backend can
 #: send a batch without waiting for the answer: ``BackendAdapter.start_write``); the oldest is
 #: finished (its answer read) as another one is sent.
-WRITES_IN_FLIGHT = 1
+WRITES_IN_FLIGHT = 2
 
 T = TypeVar("T", bound=Hashable)
 
