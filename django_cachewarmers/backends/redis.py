@@ -12,10 +12,13 @@ key stands alone). Here a batch goes out as ONE command:
 - without a TTL (``timeout=None``): one ``MSET``, Redis' own variadic write, which also clears a
   TTL the key had, as ``SET`` does.
 
-Where the server refuses scripts (an ACL without ``@scripting``, a managed service that disables
-``EVAL``), a non-transactional pipeline of ``SET ... EX`` is used instead, for the rest of the
-adapter's life. Which reply parser redis-py uses (hiredis or its own) is the cache's choice; the
-commands are the same.
+A batch is sent without waiting for its reply (``start_write``): the engine reads the reply later,
+while the server has stored the batch and the engine has gathered the next one. The script is loaded
+once per adapter (``SCRIPT LOAD``), so a batch goes out as ``EVALSHA``; a server that lost it
+(``NOSCRIPT``) gets the batch again with the script. Where the server refuses scripts (an ACL
+without ``@scripting``, a managed service that disables ``EVAL``), a non-transactional pipeline of
+``SET ... EX`` is used instead, for the rest of the adapter's life. Which reply parser redis-py
+uses (hiredis or its own) is the cache's choice; the commands are the same.
 
 Whatever a value raises on its way into the cache (serializing, a server's "no" to that one item)
 fails that key alone; only a cache that no longer answers stops a run. The warmer tells the two
