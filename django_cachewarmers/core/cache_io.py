@@ -203,8 +203,9 @@ class CacheIO:
 
         A real read: the cache's own ``get_many`` (one round trip per call, values deserialized
         as a view's ``cache.get`` would), on every backend; where the backend adapter reads
-        (``BackendAdapter.read``: Django's RedisCache, the ``MGET`` that ``get_many`` sends), each
-        reply is decoded by the cache's own deserializer, so that one bad value fails alone
+        (``BackendAdapter.read``: Redis, the ``MGET`` that ``get_many`` sends; DatabaseCache on
+        SQLite and PostgreSQL, the ``SELECT`` it runs), each reply is decoded by the cache's own
+        deserializer, so that one bad value fails alone
         without a second round trip. Returns each such key with a reason of its own, or None
         when it is simply not there (the caller names the likely cause, ``loss_cause``).
         A value read back as None counts as missing: ``cache.get(key)`` returns None for a miss,
