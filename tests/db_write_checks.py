@@ -166,7 +166,8 @@ def check_the_read_back_answers_as_get_many(make: Make) -> None:
     assert read is not None
     replies, decode = read
     assert replies[-2:] == [None, None]  # expired, missing: cache.get says None too
-    assert cache.get("expired") is None and cache.get("missing") is None
+    assert cache.get("expired") is None
+    assert cache.get("missing") is None
     assert decode(replies[0]) == {"n": "item:0"} == cache.get("item:0")
     assert decode(replies[1199]) == cache.get("item:1199")
     assert decode(replies[1200]) is None
@@ -174,7 +175,8 @@ def check_the_read_back_answers_as_get_many(make: Make) -> None:
     lost = io.misses(asked)
     assert set(lost) == {"item:7", "none", "expired", "missing"}
     assert lost["none"] == READS_AS_NONE
-    assert lost["expired"] is None and lost["missing"] is None
+    assert lost["expired"] is None
+    assert lost["missing"] is None
     assert (lost["item:7"] or "").startswith("cached, but reading it back raises")
 
 
