@@ -140,8 +140,49 @@ def check_a_bad_value_fails_alone(make: Make) -> None:
     assert cache.get("item:6") == "item:6"
 
 
+def check_the_read_back_answers_as_get_many(make: Make) -> None:
+    """The adapter's read (the read-back's one SELECT per chunk) answers each key as Django's
+    ``get``/``get_many`` would: a value, None for a missing or expired row, and a value that does
+    not decode fails its own key only."""
+    from django_cachewarmers.core.cache_io import READS_AS_NONE, CacheIO
+
+    cache = make()
+    keys = [f"item:{i}" for i in range(1200)]  # over SQLite's 999 parameters per statement
+    cache.set_many({key: {"n": key} for key in keys}, timeout=600)
+    cache.set("none", None, timeout=600)
+    cache.set("expired", "old", timeout=600)
+    with _cursor(cache) as cursor:
+        cursor.execute(
+            f"UPDATE {cache._table} SET expires = %s WHERE cache_key = %s",
+            [datetime(2000, 1, 1, tzinfo=timezone.utc), cache.make_key("expired")],
+        )
+        cursor.execute(
+            f"UPDATE {cache._table} SET value = %s WHERE cache_key = %s",
+            ["not a pickle", cache.make_key("item:7")],
+        )
+    asked = [*keys, "none", "expired", "missing"]
+    adapter = DatabaseCacheAdapter(cache)
+    read = adapter.read([cache.make_key(key) for key in asked])
+    assert read is not None
+    replies, decode = read
+    assert replies[-2:] == [None, None]  # expired, missing: cache.get says None too
+    assert cache.get("expired") is None
+    assert cache.get("missing") is None
+    assert decode(replies[0]) == {"n": "item:0"} == cache.get("item:0")
+    assert decode(replies[1199]) == cache.get("item:1199")
+    assert decode(replies[1200]) is None
+    io = CacheIO(cache, WarmingConfig(), adapter, "checks")
+    lost = io.misses(asked)
+    assert set(lost) == {"item:7", "none", "expired", "missing"}
+    assert lost["none"] == READS_AS_NONE
+    assert lost["expired"] is None
+    assert lost["missing"] is None
+    assert (lost["item:7"] or "").startswith("cached, but reading it back raises")
+
+
 CHECKS = [
     check_values_and_ttls_read_back,
+    check_the_read_back_answers_as_get_many,
     check_none_timeout_never_expires,
     check_expiry_is_honoured,
     check_culling_matches_djangos_set_many,

@@ -78,6 +78,41 @@ def test_memcached_counts_key_bytes() -> None:
     assert DjangoCacheAdapter(None).key_problem("ж" * 126) is None
 
 
+def shout_key(key: str, prefix: str, version: int) -> str:
+    return f"{prefix}/{version}/{key.upper()}"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"KEY_PREFIX": "site", "VERSION": 3},
+        {"KEY_FUNCTION": "tests.test_backends.shout_key", "KEY_PREFIX": "p"},
+    ],
+)
+def test_keys_made_per_batch_are_the_caches_own(params: dict[str, Any]) -> None:
+    cache = LocMemCache("made", params)
+    keys = ["a", "b:c", "ж" * 3, "x" * 240]
+    assert warmer_for(cache).backend.make_keys(keys) == [cache.make_key(key) for key in keys]
+
+
+def test_a_batch_of_keys_is_checked_as_each_key_alone() -> None:
+    backend = warmer_for(LocMemCache("checked", {})).backend
+    fine = [f":1:item:{i}" for i in range(50)]
+    assert backend.key_problems(fine) == {}
+    bad = [*fine[:3], ":1:a key", *fine[3:10], ":1:" + "x" * 250, ":1:tab\there", *fine[10:]]
+    problems = backend.key_problems(bad)
+    assert problems == {
+        index: backend.key_problem(key)
+        for index, key in enumerate(bad)
+        if backend.key_problem(key) is not None
+    }
+    assert sorted(problems) == [3, 11, 12]
+    # A backend with a rule of its own is asked per key: memcached counts bytes.
+    memcached = warmer_for(PyMemcacheCache("127.0.0.1:1", {})).backend
+    assert memcached.key_problems([":1:ok", "ж" * 126]) == {1: memcached.key_problem("ж" * 126)}
+
+
 def test_max_entries_of_culling_backends_only() -> None:
     assert max_entries(LocMemCache("x", {"OPTIONS": {"MAX_ENTRIES": 7}})) == 7
     assert max_entries(RedisCache("redis://127.0.0.1:1/0", {})) is None

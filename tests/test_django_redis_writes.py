@@ -80,17 +80,27 @@ def raw(cache: Any, key: str) -> Any:
 
 
 def script_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The key counts of the scripts run from now on (on the real server)."""
+    """The key counts of the scripts run from now on (on the real server): the batches sent as
+    ``EVALSHA`` without waiting for the reply, and any script call through redis-py."""
     from redis.commands.core import Script
+
+    from django_cachewarmers.backends.redis import RedisWriter
 
     calls: list[int] = []
     original = Script.__call__
+    send = RedisWriter._send
 
     def spy(self: Any, keys: Any = (), args: Any = (), client: Any = None) -> Any:
         calls.append(len(keys))
         return original(self, keys=keys, args=args, client=client)
 
+    def spy_send(self: Any, client: Any, command: tuple[Any, ...], *args: Any) -> Any:
+        if command[0] == "EVALSHA":
+            calls.append(command[2])
+        return send(self, client, command, *args)
+
     monkeypatch.setattr(Script, "__call__", spy)
+    monkeypatch.setattr(RedisWriter, "_send", spy_send)
     return calls
 
 

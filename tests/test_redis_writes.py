@@ -17,17 +17,19 @@ from django_cachewarmers import (
 )
 from django_cachewarmers.backends.redis import RedisAdapter
 from django_cachewarmers.core.backends import BackendAdapter, adapter_for
+from django_cachewarmers.core.collector import WRITES_IN_FLIGHT
 from tests.redis_server import RedisServer, close_redis
 
 KEYS = [f"item:{i}" for i in range(250)]
 
 
 def warm(cache: Any, keys: list[str] = KEYS, loader: Any = None, **config: Any) -> Any:
+    config.setdefault("batch_size", 100)
     return CacheWarmer(
         cache,
         StaticKeyProvider(keys),
         CallableValueLoader(loader or (lambda k: {"key": k, "n": len(k)})),
-        WarmingConfig(batch_size=100, **config),
+        WarmingConfig(**config),
     ).warm()
 
 
@@ -92,18 +94,29 @@ def test_an_unpicklable_value_fails_only_its_key(redis_cache: Any) -> None:
 def test_one_script_call_per_batch(redis_cache: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from redis.commands.core import Script
 
+    from django_cachewarmers.backends.redis import RedisWriter
+
     calls: list[int] = []
     original = Script.__call__
+    send = RedisWriter._send
 
     def spy(self: Any, keys: Any = (), args: Any = (), client: Any = None) -> Any:
         calls.append(len(keys))
         return original(self, keys=keys, args=args, client=client)
 
-    # Watch the class: the scripts still run on the real server.
+    def spy_send(self: Any, client: Any, command: tuple[Any, ...], *args: Any) -> Any:
+        calls.append(command[2] if command[0] == "EVALSHA" else -1)
+        return send(self, client, command, *args)
+
+    # Watch the class: the scripts still run on the real server, which counts them too.
     monkeypatch.setattr(Script, "__call__", spy)
+    monkeypatch.setattr(RedisWriter, "_send", spy_send)
+    server = redis_cache._cache.get_client(None, write=True)
+    before = server.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
     stats = warm(redis_cache, cache_timeout=60)
     assert stats.keys_warmed == 250
     assert calls == [100, 100, 50]
+    assert server.info("commandstats")["cmdstat_evalsha"]["calls"] - before == 3
 
 
 def test_a_server_that_refuses_scripts_gets_a_pipeline(
@@ -225,3 +238,128 @@ def test_the_fast_path_with_either_reply_parser(redis_server: RedisServer, parse
     finally:
         cache.clear()
         close_redis(cache)
+
+
+def test_a_run_writes_each_batch_while_it_gathers_the_next(
+    redis_cache: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch is sent, then the next one gathered and sent, then the first one's reply read:
+    the server stores one batch while the engine prepares the next."""
+    from django_cachewarmers.backends.redis import RedisWriter
+
+    events: list[str] = []
+    send = RedisWriter._send
+
+    def spy_send(self: Any, client: Any, command: tuple[Any, ...], *args: Any) -> Any:
+        number = sum(event.startswith("sent") for event in events) + 1
+        events.append(f"sent {number}")
+        finish = send(self, client, command, *args)
+
+        def finished() -> Any:
+            events.append(f"answered {number}")
+            return finish()
+
+        return finished
+
+    monkeypatch.setattr(RedisWriter, "_send", spy_send)
+    stats = warm(redis_cache, cache_timeout=60, batch_size=25)  # 10 batches
+    assert (stats.keys_warmed, stats.keys_failed, stats.keys_verified) == (250, 0, 250)
+    expected = []
+    for number in range(1, 11):
+        expected.append(f"sent {number}")
+        if number > WRITES_IN_FLIGHT:  # the oldest one is answered once another one is sent
+            expected.append(f"answered {number - WRITES_IN_FLIGHT}")
+    expected += [f"answered {n}" for n in range(11 - WRITES_IN_FLIGHT, 11)]
+    assert events == expected
+    assert redis_cache.get("item:249") == {"key": "item:249", "n": 8}
+
+
+def test_a_server_that_lost_the_script_mid_run_gets_it_again(redis_cache: Any) -> None:
+    """The script is loaded once per adapter and batches go out as EVALSHA; a server that
+    forgot it (SCRIPT FLUSH, a restart, a failover) answers NOSCRIPT and the batch is sent
+    again with the script."""
+    warmer = CacheWarmer(
+        redis_cache,
+        StaticKeyProvider(KEYS),
+        CallableValueLoader(lambda k: k),
+        WarmingConfig(batch_size=100, cache_timeout=60),
+    )
+    assert warmer.warm().keys_warmed == 250
+    server = redis_cache._cache.get_client(None, write=True)
+    redis_cache.clear()
+    server.script_flush()
+    stats = warmer.warm()
+    assert (stats.keys_warmed, stats.keys_failed, stats.keys_verified) == (250, 0, 250)
+    assert [redis_cache.get(key) for key in KEYS] == KEYS
+    assert 55 <= ttl(redis_cache, "item:0") <= 60
+
+
+def test_a_failing_load_fails_only_its_key_while_batches_are_in_flight(redis_cache: Any) -> None:
+    redis_cache.set("item:57", "good old value")
+
+    def load(key: str) -> str:
+        if key == "item:57":
+            raise LookupError("no such item")
+        return key
+
+    stats = warm(redis_cache, loader=load, cache_timeout=60)
+    assert (stats.keys_warmed, stats.keys_failed, stats.keys_verified) == (249, 1, 249)
+    assert stats.errors == ["item:57: LookupError: no such item"]
+    assert redis_cache.get("item:57") == "good old value"
+    assert redis_cache.get_many(["item:56", "item:58"]) == {
+        "item:56": "item:56",
+        "item:58": "item:58",
+    }
+
+
+def test_a_redis_outage_with_a_batch_in_flight_stops_the_run_once(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server goes away between two batches: the batch whose reply cannot be read and
+    every later key fail with the outage, one ERROR line, nothing raised."""
+    from django.core.cache.backends.redis import RedisCache
+
+    own = RedisServer()
+    own.start()
+    try:
+        cache = RedisCache(f"{own.url}/0", {})
+
+        def load(key: str) -> str:
+            if key == "item:150":
+                own.stop()
+            return key
+
+        with caplog.at_level(logging.INFO, logger="django_cachewarmers"):
+            stats = warm(cache, loader=load, cache_timeout=60, max_workers=1)
+        assert stats.keys_warmed + stats.keys_failed == 250
+        assert stats.keys_warmed <= 100
+        assert stats.run_error is not None
+        assert stats.run_error.startswith("the cache was unavailable")
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1
+        assert "stopping this run" in errors[0].getMessage()
+        close_redis(cache)
+    finally:
+        own.cleanup()
+
+
+@pytest.mark.parametrize("parser", ["hiredis", "python"])
+def test_commands_are_packed_as_redis_py_packs_them(parser: str) -> None:
+    from redis.connection import Connection, PythonRespSerializer
+
+    from django_cachewarmers.backends.redis import _pack
+
+    connection = Connection()  # type: ignore[no-untyped-call]
+    if parser == "python":
+        connection._command_packer = PythonRespSerializer(
+            connection._buffer_cutoff, connection.encoder.encode
+        )
+    else:
+        pytest.importorskip("hiredis", reason="hiredis is in the test extra")
+    for command in [
+        ("EVALSHA", "f" * 40, 2, ":1:clé", ":1:b", "PX", 600_000, b"\x80\x05data", 1234),
+        ("MSET", ":1:a", b"x" * 10_000, ":1:b", b""),
+        ("SET", "k", 1.5),  # not one of ours: packed (or refused) by redis-py itself
+    ]:
+        ours = b"".join(_pack(connection, command))
+        assert ours == b"".join(connection.pack_command(*command))  # type: ignore[no-untyped-call]

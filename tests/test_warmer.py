@@ -423,6 +423,43 @@ def test_hanging_loader_is_bounded_by_warmup_timeout(release: threading.Event) -
     assert not warmer.is_warming
 
 
+def test_keys_loaded_before_a_loader_hangs_are_written_when_the_deadline_cuts(
+    release: threading.Event,
+) -> None:
+    """A worker hands its loaded keys over in chunks; the chunk it holds when its loader hangs
+    is taken by the run at the deadline and written, not lost."""
+
+    def load(key: str) -> str:
+        if key == "k10":
+            release.wait()
+        return key
+
+    cache: dict[str, str] = {}
+    keys = [f"k{i}" for i in range(20)]
+    warmer = make_warmer(
+        cache, keys=keys, loader=CallableValueLoader(load), max_workers=1, warmup_timeout_s=0.5
+    )
+    stats = warmer.warm()
+    assert not release.is_set()
+    assert (stats.keys_warmed, stats.keys_failed) == (10, 10)
+    assert cache == {f"k{i}": f"k{i}" for i in range(10)}
+    assert stats.errors[0] == "k10: not warmed: timed out after 0.5s"
+
+
+def test_per_key_results_go_to_the_cache_in_batches_of_batch_size() -> None:
+    from django.core.cache.backends.locmem import LocMemCache
+
+    inner = LocMemCache("batches", {"OPTIONS": {"MAX_ENTRIES": 5000}})
+    cache = RecordingCache(inner)
+    keys = [f"k{i}" for i in range(1050)]
+    stats = make_warmer(cache, keys=keys, batch_size=100, max_workers=3).warm()
+    assert (stats.keys_warmed, stats.keys_verified) == (1050, 1050)
+    sizes = sorted(len(batch) for batch, _ in cache.set_many_calls)
+    assert sizes == [50] + [100] * 10
+    assert sorted(key for batch, _ in cache.set_many_calls for key in batch) == sorted(keys)
+    assert inner.get_many(["k0", "k1049"]) == {"k0": value_of("k0"), "k1049": value_of("k1049")}
+
+
 def test_hung_loaders_do_not_pile_up_threads(release: threading.Event) -> None:
     def load(key: str) -> str:
         release.wait()

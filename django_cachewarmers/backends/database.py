@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import base64
 import pickle
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 from django.conf import settings
-from django.db import connections, router, transaction
+from django.db import connections, models, router, transaction
 from django.utils.timezone import now as tz_now
 
 from django_cachewarmers.backends.base import CullingCacheAdapter
@@ -129,3 +129,53 @@ class DatabaseCacheAdapter(CullingCacheAdapter):
                     f"{value_col} = EXCLUDED.{value_col}, {expires_col} = EXCLUDED.{expires_col}",
                     [param for row in chunk for param in row],
                 )
+
+    def read(self, full_keys: list[str]) -> tuple[list[Any], Callable[[Any], Any]] | None:
+        """On SQLite and PostgreSQL: the ``SELECT`` that ``DatabaseCache.get_many`` runs (on
+        ``router.db_for_read``, in statements of at most the database's parameter limit), each
+        row's ``expires`` converted by Django's converters and compared with now as ``get_many``
+        does; the raw values (None for a missing or expired row) and the decoding of one value
+        as ``get_many`` decodes it (base64, then unpickling). None elsewhere (the engine reads
+        back through ``get_many``). ``get_many`` would make and validate every key again and
+        decode every row or raise for all; the read-back needs each key's own answer. Raises what
+        the database driver raises."""
+        cache = self.cache
+        db = router.db_for_read(cache.cache_model_class)
+        connection = connections[db]
+        if connection.vendor not in UPSERT_VENDORS:
+            return None
+        quote_name = connection.ops.quote_name
+        key_col, value_col, expires_col = (quote_name(c) for c in ("cache_key", "value", "expires"))
+        table = quote_name(cache._table)
+        per_statement = connection.features.max_query_params or MAX_ROWS_PER_STATEMENT
+        found: dict[str, tuple[Any, Any]] = {}
+        with connection.cursor() as cursor:
+            for start in range(0, len(full_keys), per_statement):
+                part = full_keys[start : start + per_statement]
+                cursor.execute(
+                    f"SELECT {key_col}, {value_col}, {expires_col} FROM {table} "
+                    f"WHERE {key_col} IN ({', '.join(['%s'] * len(part))})",
+                    part,
+                )
+                found.update((key, (value, expires)) for key, value, expires in cursor.fetchall())
+        expression = models.Expression(output_field=models.DateTimeField())
+        converters = connection.ops.get_db_converters(expression) + expression.get_db_converters(
+            connection
+        )
+        now = tz_now()
+        replies: list[Any] = []
+        for key in full_keys:
+            row = found.get(key)
+            if row is None:
+                replies.append(None)
+                continue
+            value, expires = row
+            for converter in converters:
+                expires = converter(expires, expression, connection)
+            replies.append(None if expires < now else connection.ops.process_clob(value))
+        return replies, _loads
+
+
+def _loads(value: str) -> Any:
+    """A row's value as ``DatabaseCache.get`` decodes it."""
+    return pickle.loads(base64.b64decode(value.encode()))

@@ -45,21 +45,34 @@ class DjangoRedisAdapter(RedisWriter):
 
     ttl_unit = "PX"
 
-    def write(
+    def start_write(
         self,
         values: Mapping[Any, Any],
         timeout: object,
         jitter: float,
         full_keys: Mapping[Any, str] | None = None,
-    ) -> dict[Hashable, str] | None:
-        """``RedisWriter.write``; when it raises an error django-redis ignores under
-        ``IGNORE_EXCEPTIONS``, None: the cache's own ``set_many`` handles the batch."""
+    ) -> Callable[[], dict[Hashable, str] | None] | None:
+        """``RedisWriter.start_write`` (and so ``write``); when it, or reading its answer,
+        raises an error django-redis ignores under ``IGNORE_EXCEPTIONS``, None: the cache's own
+        ``set_many`` handles the batch."""
         try:
-            return super().write(values, timeout, jitter, full_keys)
+            finish = super().start_write(values, timeout, jitter, full_keys)
         except CLIENT_ERRORS:
             if self.ignores_errors():
                 return None
             raise
+        if finish is None:
+            return None
+
+        def done() -> dict[Hashable, str] | None:
+            try:
+                return finish()
+            except CLIENT_ERRORS:
+                if self.ignores_errors():
+                    return None
+                raise
+
+        return done
 
     def read(self, full_keys: list[str]) -> tuple[list[Any], Callable[[Any], Any]] | None:
         """``RedisWriter.read``; None (the cache's ``get_many``) under ``IGNORE_EXCEPTIONS``

@@ -64,6 +64,24 @@ class ProxyAdapter(DjangoCacheAdapter):
         """The target's adapter's write (``BackendAdapter.write``)."""
         return self.current().write(values, timeout, jitter, full_keys)
 
+    def start_write(
+        self,
+        values: Mapping[Any, Any],
+        timeout: object,
+        jitter: float,
+        full_keys: Mapping[Any, str] | None,
+    ) -> Callable[[], dict[Hashable, str] | None] | None:
+        """The target's adapter's ``start_write`` (``BackendAdapter.start_write``)."""
+        return self.current().start_write(values, timeout, jitter, full_keys)
+
+    def make_keys(self, keys: list[str]) -> list[str]:
+        """The target's adapter's ``make_keys`` (its cache makes the keys the proxy would)."""
+        return self.current().make_keys(keys)
+
+    def key_problems(self, full_keys: list[str]) -> dict[int, str]:
+        """The target's adapter's ``key_problems``."""
+        return self.current().key_problems(full_keys)
+
     def read(self, full_keys: list[str]) -> tuple[list[Any], Callable[[Any], Any]] | None:
         """The target's adapter's read (``BackendAdapter.read``)."""
         return self.current().read(full_keys)

@@ -12,10 +12,13 @@ key stands alone). Here a batch goes out as ONE command:
 - without a TTL (``timeout=None``): one ``MSET``, Redis' own variadic write, which also clears a
   TTL the key had, as ``SET`` does.
 
-Where the server refuses scripts (an ACL without ``@scripting``, a managed service that disables
-``EVAL``), a non-transactional pipeline of ``SET ... EX`` is used instead, for the rest of the
-adapter's life. Which reply parser redis-py uses (hiredis or its own) is the cache's choice; the
-commands are the same.
+A batch is sent without waiting for its reply (``start_write``): the engine reads the reply later,
+while the server has stored the batch and the engine has gathered the next one. The script is loaded
+once per adapter (``SCRIPT LOAD``), so a batch goes out as ``EVALSHA``; a server that lost it
+(``NOSCRIPT``) gets the batch again with the script. Where the server refuses scripts (an ACL
+without ``@scripting``, a managed service that disables ``EVAL``), a non-transactional pipeline of
+``SET ... EX`` is used instead, for the rest of the adapter's life. Which reply parser redis-py
+uses (hiredis or its own) is the cache's choice; the commands are the same.
 
 Whatever a value raises on its way into the cache (serializing, a server's "no" to that one item)
 fails that key alone; only a cache that no longer answers stops a run. The warmer tells the two
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import pickle
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 from django_cachewarmers.backends.base import DjangoCacheAdapter
@@ -34,6 +37,23 @@ from django_cachewarmers.core.cache_io import jittered, not_cacheable
 from django_cachewarmers.core.config import DEFAULT_TIMEOUT
 
 logger = logging.getLogger("django_cachewarmers")
+
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+_hiredis_packer: type | None
+_python_packer: type | None
+try:
+    from redis.connection import PythonRespSerializer
+except ImportError:  # redis-py is not installed: this adapter is never used
+    _python_packer = None
+else:
+    _python_packer = PythonRespSerializer
+try:
+    from hiredis import pack_command
+    from redis.connection import HiredisRespSerializer
+except ImportError:  # redis-py packs in Python
+    _hiredis_pack = _hiredis_packer = None
+else:
+    _hiredis_pack, _hiredis_packer = pack_command, HiredisRespSerializer
 
 
 #: KEYS: the full cache keys; ARGV[1]: 'EX' (seconds) or 'PX' (milliseconds), ARGV[2]: the
@@ -63,6 +83,7 @@ class RedisWriter(DjangoCacheAdapter):
         self.use_script = True
         self._client: Any = None
         self._script: Any = None
+        self._script_sha: str | None = None
 
     # -- what a subclass provides ---------------------------------------------------------------
 
@@ -73,6 +94,11 @@ class RedisWriter(DjangoCacheAdapter):
     def encoder(self) -> Callable[[Any], Any]:
         """The cache's own ``value -> bytes`` (serializer, compressor)."""
         raise NotImplementedError
+
+    def encode_all(self, values: Iterable[Any]) -> list[Any]:
+        """``encoder()`` of each value, in order; raises what it raises."""
+        encode = self.encoder()
+        return [encode(value) for value in values]
 
     def decoder(self) -> Callable[[Any], Any]:
         """The cache's own ``bytes -> value``, as its ``get`` decodes a reply."""
@@ -110,12 +136,28 @@ class RedisWriter(DjangoCacheAdapter):
         full_keys: Mapping[Any, str] | None = None,
     ) -> dict[Hashable, str] | None:
         """Write ``values`` with one TTL for the batch; return the keys that failed, or None to
-        ask for ``set_many``.
+        ask for ``set_many``: ``start_write`` and its answer at once."""
+        finish = self.start_write(values, timeout, jitter, full_keys)
+        return None if finish is None else finish()
+
+    def start_write(
+        self,
+        values: Mapping[Any, Any],
+        timeout: object,
+        jitter: float,
+        full_keys: Mapping[Any, str] | None = None,
+    ) -> Callable[[], dict[Hashable, str] | None] | None:
+        """Send ``values`` as one command (the script call, or ``MSET`` without a TTL) on a
+        connection of the cache's write pool, without waiting for the reply; return the function
+        that reads the reply, gives the connection back and returns the keys that failed. None to
+        ask for ``set_many`` (timeout 0, or a cache object that cannot take the fast path).
 
         ``timeout``: seconds, None (never expire) or ``DEFAULT_TIMEOUT`` (the cache's own);
         ``jitter``: the batch's TTL is up to this fraction longer (drawn once per batch);
         ``full_keys`` the keys as the cache made them, if the caller has them already. Raises
-        what redis-py raises when the server cannot be reached.
+        (now or from the function) what redis-py raises when the server cannot be reached or
+        refuses the batch. Where the server refuses scripts, the batch goes out as a pipeline
+        of ``SET``, answered at once.
         """
         if timeout is DEFAULT_TIMEOUT:
             timeout = self.default_timeout()
@@ -124,13 +166,13 @@ class RedisWriter(DjangoCacheAdapter):
             return None  # "don't cache": the cache's own set_many deletes, as Django does
         if not self.usable():
             return None
-        encode = self.encoder()
         failed: dict[Hashable, str] = {}
         try:
             # The common case at full speed: every value encodes.
-            data = [encode(value) for value in values.values()]
+            data = self.encode_all(values.values())
             keys = list(values)
         except Exception:
+            encode = self.encoder()
             data, keys = [], []
             for key, value in values.items():
                 try:
@@ -141,7 +183,7 @@ class RedisWriter(DjangoCacheAdapter):
                     continue
                 keys.append(key)
         if not keys:
-            return failed
+            return lambda: failed
         if full_keys is not None:
             names = [full_keys[key] for key in keys]
         else:
@@ -153,24 +195,81 @@ class RedisWriter(DjangoCacheAdapter):
         if timeout is None:
             # MSET: no TTL, and a TTL the key had is cleared (as SET without EX clears it).
             pairs = [part for pair in zip(names, data, strict=True) for part in pair]
-            client.execute_command("MSET", *pairs)
-            return failed
+            return self._send(client, ("MSET", *pairs), failed, None)
         ttl = self.ttl_argument(jittered(timeout, jitter) if jitter > 0 else timeout)
-        if self.use_script:
+        if self.use_script and self._script_loaded(client):
+            command = ("EVALSHA", self._script.sha, len(names), *names, self.ttl_unit, ttl, *data)
+            return self._send(client, command, failed, (names, ttl, data))
+        self._pipeline(client, names, ttl, data)
+        return lambda: failed
+
+    def _script_loaded(self, client: Any) -> bool:
+        """Load the script into the server once per adapter (so that a batch can go out as
+        ``EVALSHA`` without waiting for its reply); False, for the rest of the adapter's life,
+        when the server refuses scripts. Raises what redis-py raises for an outage."""
+        if self._script_sha is not None:
+            return True
+        try:
+            self._script_sha = client.script_load(SET_MANY_SCRIPT)
+        except Exception as exc:
+            if not _is_refused_command(exc):
+                raise
+            self._refused(exc)
+            return False
+        return True
+
+    def _refused(self, exc: BaseException) -> None:
+        self.use_script = False
+        logger.info("Redis refused the warming script (%s); using a pipeline", exc)
+
+    def _send(
+        self,
+        client: Any,
+        command: tuple[Any, ...],
+        failed: dict[Hashable, str],
+        script_call: tuple[list[str], int, list[Any]] | None,
+    ) -> Callable[[], dict[Hashable, str] | None]:
+        """Send ``command`` on a connection of ``client``'s pool; the function that reads its
+        reply. ``script_call`` (names, TTL, data): what to send again if the server lost the
+        script (``NOSCRIPT``: restarted, failed over, ``SCRIPT FLUSH``) or refuses it now."""
+        pool = client.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command(_pack(connection, command))
+        except BaseException:
+            pool.release(connection)
+            raise
+
+        def finish() -> dict[Hashable, str] | None:
             try:
-                self._script(keys=names, args=[self.ttl_unit, ttl, *data], client=client)
-                return failed
+                connection.read_response()
             except Exception as exc:
-                if not _is_refused_command(exc):
-                    raise  # a value the server refused (the caller retries key by key) or an outage
-                self.use_script = False
-                logger.info("Redis refused the warming script (%s); using a pipeline", exc)
+                if script_call is None or not _is_response_error(exc):
+                    raise  # an outage, or a value the server refused: the caller decides
+                error = exc
+            else:
+                return failed
+            finally:
+                pool.release(connection)
+            names, ttl, data = script_call
+            if "noscript" in str(error).lower():
+                self._script(keys=names, args=[self.ttl_unit, ttl, *data], client=client)
+            elif _is_refused_command(error):
+                self._refused(error)
+                self._pipeline(client, names, ttl, data)
+            else:
+                raise error
+            return failed
+
+        return finish
+
+    def _pipeline(self, client: Any, names: list[str], ttl: int, data: list[Any]) -> None:
+        """The fallback where scripts are refused: a pipeline (no MULTI) of ``SET`` per key."""
         pipeline = client.pipeline(transaction=False)
         unit = self.ttl_unit
         for name, value in zip(names, data, strict=True):
             pipeline.execute_command("SET", name, value, unit, ttl)
         pipeline.execute()
-        return failed
 
     def read(self, full_keys: list[str]) -> tuple[list[Any], Callable[[Any], Any]] | None:
         """One ``MGET`` of ``full_keys`` on a read client, as the cache's ``get_many`` sends it:
@@ -203,6 +302,16 @@ class RedisAdapter(RedisWriter):
         """The cache's serializer's ``dumps`` (Django's: ints as digits, the rest pickled)."""
         dumps: Callable[[Any], Any] = self._wrapper()._serializer.dumps
         return dumps
+
+    def encode_all(self, values: Iterable[Any]) -> list[Any]:
+        """The serializer's ``dumps`` of each value; for Django's own serializer, what its
+        ``dumps`` does (an int as itself, anything else pickled with its protocol) without a
+        call of it per value."""
+        serializer = self._wrapper()._serializer
+        if type(serializer).__module__ != "django.core.cache.backends.redis":
+            return super().encode_all(values)
+        dumps, protocol = pickle.dumps, serializer.protocol
+        return [value if type(value) is int else dumps(value, protocol) for value in values]
 
     def decoder(self) -> Callable[[Any], Any]:
         """The cache's serializer's ``loads``; for Django's own serializer, without its
@@ -244,6 +353,40 @@ def _django_redis_loads(loads: Any) -> Any:
         return loads(data)
 
     return fast_loads
+
+
+def _pack(connection: Any, command: tuple[Any, ...]) -> Any:
+    """``command`` in the wire format, as ``connection.pack_command`` packs it, faster for these
+    commands (str, bytes and int arguments): with hiredis, packed by hiredis directly (redis-py
+    first walks every argument in Python to turn bytearrays and memoryviews into bytes); without
+    it, each argument encoded as redis-py's ``Encoder`` does (str in the connection's encoding,
+    an int as its digits) and the whole command joined once, where redis-py's Python packer
+    concatenates the growing buffer argument by argument."""
+    packer = type(getattr(connection, "_command_packer", None))
+    if _hiredis_pack is not None and packer is _hiredis_packer:
+        return [_hiredis_pack(command)]
+    encoder = getattr(connection, "encoder", None)
+    if packer is _python_packer and encoder is not None:
+        encoding, errors = encoder.encoding, encoder.encoding_errors
+        encoded: list[bytes] = []
+        for arg in command:
+            kind = type(arg)
+            if kind is bytes:
+                encoded.append(arg)
+            elif kind is str:
+                encoded.append(arg.encode(encoding, errors))
+            elif kind is int:
+                encoded.append(b"%d" % arg)
+            else:  # anything else as redis-py packs (or refuses) it
+                return connection.pack_command(*command)
+        body = b"".join([b"$%d\r\n%b\r\n" % (len(arg), arg) for arg in encoded])
+        return [b"*%d\r\n" % len(encoded) + body]
+    return connection.pack_command(*command)
+
+
+def _is_response_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the server's error reply (``redis.exceptions.ResponseError``)."""
+    return any(cls.__name__ == "ResponseError" for cls in type(exc).__mro__)
 
 
 def _is_refused_command(exc: BaseException) -> bool:

@@ -61,6 +61,43 @@ class BackendAdapter:
         """
         return None
 
+    def start_write(
+        self,
+        values: Mapping[Any, Any],
+        timeout: object,
+        jitter: float,
+        full_keys: Mapping[Any, str] | None,
+    ) -> Callable[[], dict[Hashable, str] | None] | None:
+        """Send one batch and return a function that waits for the cache's answer and returns
+        what ``write`` returns (the keys that failed, with the reason; or None, and the engine
+        writes the batch with ``set_many``); None when nothing was sent (the engine uses
+        ``set_many``). Between the two calls the caller prepares the next batch while the cache
+        stores this one. Raises, now or from the function, what ``write`` raises.
+
+        The default writes now (``write``) and gives its answer back later; a backend that can
+        send a batch without waiting for the answer (``backends.redis``) overrides it.
+        """
+        failed = self.write(values, timeout, jitter, full_keys)
+        if failed is None:
+            return None
+        return lambda: failed
+
+    def make_keys(self, keys: list[str]) -> list[str]:
+        """``keys`` as the cache makes them (prefix, version, key function), in order: the
+        cache's ``make_key`` of each one. Raises what ``make_key`` raises."""
+        make_key = self.cache.make_key
+        return [make_key(key) for key in keys]
+
+    def key_problems(self, full_keys: list[str]) -> dict[int, str]:
+        """``key_problem`` of many made keys at once: the index of each refused one, with the
+        reason (empty when every key is fine)."""
+        problems: dict[int, str] = {}
+        for index, full_key in enumerate(full_keys):
+            problem = self.key_problem(full_key)
+            if problem is not None:
+                problems[index] = problem
+        return problems
+
     def read(self, full_keys: list[str]) -> tuple[list[Any], Callable[[Any], Any]] | None:
         """Read ``full_keys`` back as the cache's ``get_many`` would, but with each key's own
         answer: the raw replies (None for a miss) and the cache's deserializer that decodes one

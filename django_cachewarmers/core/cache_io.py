@@ -92,14 +92,48 @@ class CacheIO:
         ("value not cacheable"). Raises only when the cache itself no longer answers (unreachable,
         erroring): the caller stops the run.
         """
+        return self.start_write(values, full_keys)()
+
+    def start_write(
+        self, values: dict[Hashable, Any], full_keys: Mapping[Hashable, str] | None = None
+    ) -> Callable[[], dict[Hashable, str]]:
+        """Start writing one batch (``BackendAdapter.start_write``: where the backend can, the
+        batch is sent and the cache stores it while the caller prepares the next one); return
+        the function that finishes it and returns what ``write`` returns. Raises, now or from
+        that function, only what ``write`` raises (the cache no longer answers)."""
         cache = self.cache
         if not is_django_cache(cache):
             cast("MutableMapping[Any, Any]", cache).update(values)
-            return {}
+            return dict
         try:
-            return self._write_batch(cache, values, full_keys)
+            finish = self.backend.start_write(
+                values, self.config.cache_timeout, self.config.timeout_jitter, full_keys
+            )
+            if finish is None:
+                failed = self._set_many(cache, values)
+                return lambda: failed
         except Exception as exc:
-            batch_error = exc
+            failed = self._after_batch_error(cache, values, exc)
+            return lambda: failed
+
+        def done() -> dict[Hashable, str]:
+            try:
+                answer = finish()
+                return self._set_many(cache, values) if answer is None else answer
+            except Exception as exc:
+                return self._after_batch_error(cache, values, exc)
+
+        return done
+
+    def _set_many(self, cache: SupportsSetMany, values: dict[Hashable, Any]) -> dict[Hashable, str]:
+        refused = cache.set_many(values, **self.timeout_kwargs()) or []
+        return dict.fromkeys(refused, "the cache refused the value")
+
+    def _after_batch_error(
+        self, cache: SupportsSetMany, values: dict[Hashable, Any], batch_error: Exception
+    ) -> dict[Hashable, str]:
+        """After a batch write raised ``batch_error``: raise it when the cache no longer answers,
+        else write the keys one by one (``write``)."""
         # Ask the cache first: when it is down, stop now rather than wait out one timeout per key.
         if not self.answers():
             raise batch_error
@@ -109,20 +143,6 @@ class CacheIO:
             exception_text(batch_error),
         )
         return self._write_one_by_one(cache, values)
-
-    def _write_batch(
-        self,
-        cache: SupportsSetMany,
-        values: dict[Hashable, Any],
-        full_keys: Mapping[Hashable, str] | None,
-    ) -> dict[Hashable, str]:
-        failed = self.backend.write(
-            values, self.config.cache_timeout, self.config.timeout_jitter, full_keys
-        )
-        if failed is not None:
-            return failed
-        refused = cache.set_many(values, **self.timeout_kwargs()) or []
-        return dict.fromkeys(refused, "the cache refused the value")
 
     def _write_one_by_one(
         self, cache: SupportsSetMany, values: dict[Hashable, Any]
@@ -183,8 +203,9 @@ class CacheIO:
 
         A real read: the cache's own ``get_many`` (one round trip per call, values deserialized
         as a view's ``cache.get`` would), on every backend; where the backend adapter reads
-        (``BackendAdapter.read``: Django's RedisCache, the ``MGET`` that ``get_many`` sends), each
-        reply is decoded by the cache's own deserializer, so that one bad value fails alone
+        (``BackendAdapter.read``: Redis, the ``MGET`` that ``get_many`` sends; DatabaseCache on
+        SQLite and PostgreSQL, the ``SELECT`` it runs), each reply is decoded by the cache's own
+        deserializer, so that one bad value fails alone
         without a second round trip. Returns each such key with a reason of its own, or None
         when it is simply not there (the caller names the likely cause, ``loss_cause``).
         A value read back as None counts as missing: ``cache.get(key)`` returns None for a miss,

@@ -37,6 +37,10 @@ VERIFY_ALL_UP_TO = 10_000
 #: Keys per read-back round trip (one get_many call): what is cheapest per key while a reply
 #: (get_many returns the values) stays small.
 VERIFY_CHUNK = 1000
+#: Batches a run keeps sent to the cache while it gathers the next one (where the backend can
+#: send a batch without waiting for the answer: ``BackendAdapter.start_write``); the oldest is
+#: finished (its answer read) as another one is sent.
+WRITES_IN_FLIGHT = 2
 
 T = TypeVar("T", bound=Hashable)
 
@@ -162,8 +166,14 @@ class Collector:
         self.run = run
         self.stats = stats
         self.deadline = deadline
-        self.pending: dict[Hashable, Any] = {}
+        #: Loaded keys not written yet, and their values, in the same order.
+        self.pending_keys: list[Hashable] = []
+        self.pending_values: list[Any] = []
+        self.batch_size = warmer.config.batch_size
+        #: Keys done with (failed, or warmed one by one); keys written a batch at a time are only
+        #: in ``written``, counted in ``written_in_bulk``.
         self.finished: set[Hashable] = set()
+        self.written_in_bulk = 0
         self.received = 0
         self.collect_keys: list[Hashable] = []
         self.todo: deque[Hashable] = deque()
@@ -175,6 +185,13 @@ class Collector:
         self.checked_by_loader: list[Hashable] = []
         self.check_stored = loader_hook(warmer.value_loader, "check_stored")
         self.key_problem = warmer.backend.key_problem
+        self.backend = warmer.backend
+        self.has_keys = getattr(warmer.cache, "make_key", None) is not None
+        #: Batches sent to the cache whose answer is not read yet, oldest first: their values and
+        #: the function that finishes the write (``CacheIO.start_write``).
+        self.in_flight: deque[tuple[dict[Hashable, Any], Callable[[], dict[Hashable, str]]]] = (
+            deque()
+        )
 
     def collect(self, keys: list[Hashable]) -> None:
         self.collect_keys = keys
@@ -196,25 +213,31 @@ class Collector:
             ]
         warmer._pool.submit_many(run, tasks)
         expected = len(keys)
-        while self.received < expected and not run.cancelled.is_set():
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                run.cancel(f"timed out after {config.warmup_timeout_s:g}s")
-                break
-            with contextlib.suppress(queue.Empty):
-                run.wake.get(timeout=min(remaining, _POLL_S))
-            self._take_results()
-        self._take_results()  # what finished before a cut-off counts, a hung worker's too
-        self._flush()
+        try:
+            while self.received < expected and not run.cancelled.is_set():
+                remaining = self.deadline - time.monotonic()
+                if remaining <= 0:
+                    run.cancel(f"timed out after {config.warmup_timeout_s:g}s")
+                    break
+                with contextlib.suppress(queue.Empty):
+                    run.wake.get(timeout=min(remaining, _POLL_S))
+                self._take_results()
+            self._take_results()  # what finished before a cut-off counts, a hung worker's too
+            if self.received < expected:
+                self._take_open_chunks()
+            self._flush(everything=True)
+        finally:
+            self._finish_writes()  # no batch stays unanswered, whatever happened
         self._verify()  # after the run's last write: culling caused by later batches counts
         self._report_progress(expected)
         # Nothing of this run may outlive it: tasks no thread took, and keys a hung worker holds.
         warmer._pool.discard(run)
         self.todo.clear()
-        if len(self.finished) < expected:
+        if len(self.finished) + self.written_in_bulk < expected:
             run.cancel(run.cancel_reason)  # stop workers still busy with this run
+            done = self.finished.union(self.written)
             for key in keys:
-                if key not in self.finished:
+                if key not in done:
                     self._fail(key, f"not warmed: {run.cancel_reason}")
 
     def _take_results(self) -> None:
@@ -224,6 +247,31 @@ class Collector:
         while results:
             self._handle(results.popleft())
         self._report_progress(len(self.collect_keys))
+
+    def _take_open_chunks(self) -> None:
+        """When a run ends before its workers handed everything over (a deadline, a
+        cancellation): take the keys each worker has loaded but not handed over yet (its open
+        chunk, ``Run.open_chunks``), and what was handed over meanwhile, each key once."""
+        self._flush(everything=True)
+        self._finish_writes()  # every key received so far is now finished (written or failed)
+        seen = self.finished.union(self.written)
+        seen.update(self.pending_keys)
+        for keys, values in list(self.run.open_chunks.values()):
+            # As they are now (a worker may go on; its key goes in before its value).
+            taken = list(zip(list(keys), list(values), strict=False))
+            fresh = [(key, value) for key, value in taken if key not in seen]
+            seen.update(key for key, _ in fresh)
+            self.received += len(fresh)
+            self.pending_keys.extend(key for key, _ in fresh)
+            self.pending_values.extend(value for _, value in fresh)
+        results = self.run.results
+        while results:
+            kind, subject, ok, payload = results.popleft()
+            if kind == "keys":  # a chunk handed over while the open ones were taken
+                fresh = [(k, v) for k, v in zip(subject, payload, strict=True) if k not in seen]
+                seen.update(key for key, _ in fresh)
+                subject, payload = [k for k, _ in fresh], [v for _, v in fresh]
+            self._handle((kind, subject, ok, payload))
 
     def _report_progress(self, total: int) -> None:
         progress = self.run.progress
@@ -236,14 +284,16 @@ class Collector:
 
     def _handle(self, item: tuple[Any, ...]) -> None:
         kind, subject, ok, payload = item
-        if kind == "key":
+        if kind == "keys":  # a worker's chunk of loaded keys: their values, in order
+            self.received += len(subject)
+            self.pending_keys.extend(subject)
+            self.pending_values.extend(payload)
+            if len(self.pending_keys) >= self.batch_size:
+                self._flush()
+            return
+        if kind == "key":  # a key that failed to load
             self.received += 1
-            if ok:
-                self.pending[subject] = payload
-                if len(self.pending) >= self.warmer.config.batch_size:
-                    self._flush()
-            else:
-                self._fail(subject, exception_text(payload))
+            self._fail(subject, exception_text(payload))
             return
         batch: list[Hashable] = subject
         self.received += len(batch)
@@ -253,36 +303,51 @@ class Collector:
                 self._fail(key, message)
             return
         values: dict[Hashable, Any] = payload
-        for key in batch:
-            if key in values:
-                self.pending[key] = values[key]
-            else:
-                self._fail(key, "batch loader returned no value for this key")
-        self._flush()
-
-    def _flush(self) -> None:
-        if not self.pending:
-            return
-        values, self.pending = self.pending, {}
-        for key in [k for k, v in values.items() if v is STORED_BY_LOADER or v is None]:
-            if values.pop(key) is None:
-                # Nothing written: the good value cached before stays (a None would read as a miss).
-                self._fail(key, _LOADED_NONE)
-            else:  # the loader warmed it itself: nothing to write, but verified too
-                self._stored_by_loader(key)
-        full_keys: dict[Hashable, str] | None = None
-        make_key = getattr(self.warmer.cache, "make_key", None)
-        if make_key is not None:  # a Django cache; a plain mapping takes any hashable key
-            full_keys = {}
-            for key in list(values):
-                if isinstance(key, str):
-                    full = full_keys[key] = make_key(key)  # made once, for the check and the write
-                    problem = self.key_problem(full)
+        try:
+            loaded = [values[key] for key in batch]
+        except KeyError:
+            keys = []
+            for key in batch:
+                if key in values:
+                    keys.append(key)
                 else:
-                    problem = f"keys of a Django cache must be strings, got {type(key).__name__}"
-                if problem is not None:
-                    del values[key]
-                    self._fail(key, f"invalid cache key: {problem}")
+                    self._fail(key, "batch loader returned no value for this key")
+            loaded = [values[key] for key in keys]
+            batch = keys
+        self.pending_keys.extend(batch)
+        self.pending_values.extend(loaded)
+        self._flush(everything=True)
+
+    def _flush(self, *, everything: bool = False) -> None:
+        """Write the pending values in batches of ``batch_size`` (``everything``: the rest too,
+        as a smaller batch)."""
+        size = self.batch_size
+        keys, loaded = self.pending_keys, self.pending_values
+        if len(keys) < size and not (everything and keys):
+            return
+        self.pending_keys, self.pending_values = [], []
+        for start in range(0, len(keys), size):
+            if start + size > len(keys) and not everything:  # not a full batch: it waits
+                self.pending_keys, self.pending_values = keys[start:], loaded[start:]
+                break
+            end = start + size
+            self._write_batch(dict(zip(keys[start:end], loaded[start:end], strict=True)))
+
+    def _write_batch(self, values: dict[Hashable, Any]) -> None:
+        """Check ``values`` as a batch and start writing them (``CacheIO.start_write``); the
+        write of the batch before is finished then, while this one is sent: the cache stores one
+        batch while the next one is gathered (``WRITES_IN_FLIGHT``)."""
+        ids = list(map(id, values.values()))  # by identity: a value's own == is not asked
+        if _NONE_ID in ids or _STORED_ID in ids:
+            for key in [k for k, v in values.items() if v is STORED_BY_LOADER or v is None]:
+                if values.pop(key) is None:
+                    # Nothing written: the good value cached before stays (a None reads as a miss).
+                    self._fail(key, _LOADED_NONE)
+                else:  # the loader warmed it itself: nothing to write, but verified too
+                    self._stored_by_loader(key)
+        full_keys: dict[Hashable, str] | None = None
+        if self.has_keys:  # a Django cache; a plain mapping takes any hashable key
+            full_keys = self._made_keys(values)
         if not values:
             return
         if self.write_failed:
@@ -296,23 +361,76 @@ class Collector:
             self.stats.run_error = f"nothing was cached: {_TTL_ZERO}"
             return
         try:
-            refused = self.warmer.io.write(self._with_companions(values, full_keys), full_keys)
+            finish = self.warmer.io.start_write(self._with_companions(values, full_keys), full_keys)
         except Exception as exc:
-            self.write_failed = True
-            reason = f"cache write failed: {type(exc).__name__}: {exc}"
-            self.stats.run_error = f"the cache was unavailable ({reason})"
-            # One clear line per run for an outage, not a traceback and not a line per key.
-            logger.error("cache warmer %s: %s; stopping this run", self.warmer.name, reason)
-            logger.debug("cache warmer %s: cache write failure", self.warmer.name, exc_info=True)
-            for key in values:
-                self._fail(key, reason)
-            self.run.cancel("the cache was unavailable")
+            self._write_failed(values, exc)
+            return
+        self.in_flight.append((values, finish))
+        while len(self.in_flight) > WRITES_IN_FLIGHT:
+            self._finish_write()
+
+    def _made_keys(self, values: dict[Hashable, Any]) -> dict[Hashable, str]:
+        """The made keys of ``values``' keys (made once, for the check and the write), checked
+        per batch with the backend's key rules; a refused key is failed and taken out."""
+        keys = list(values)
+        if set(map(type, keys)) == _STR_ONLY:
+            names = self.backend.make_keys(keys)  # type: ignore[arg-type]
+            problems = self.backend.key_problems(names)
+            full_keys = dict(zip(keys, names, strict=True))
+            for index, refused in problems.items():
+                del values[keys[index]]
+                self._fail(keys[index], f"invalid cache key: {refused}")
+            return full_keys
+        full_keys = {}
+        make_key = self.warmer.cache.make_key  # type: ignore[union-attr]
+        problem: str | None
+        for key in keys:
+            if isinstance(key, str):
+                full = full_keys[key] = make_key(key)
+                problem = self.key_problem(full)
+            else:
+                problem = f"keys of a Django cache must be strings, got {type(key).__name__}"
+            if problem is not None:
+                del values[key]
+                self._fail(key, f"invalid cache key: {problem}")
+        return full_keys
+
+    def _finish_write(self) -> None:
+        """Finish the oldest write in flight: its keys are written, or failed with the reason."""
+        values, finish = self.in_flight.popleft()
+        try:
+            refused = finish()
+        except Exception as exc:
+            self._write_failed(values, exc)
+            return
+        if not refused:
+            self._written_many(values)
             return
         for key in values:
             if key in refused:
                 self._fail(key, refused[key])
             else:
                 self._written(key)
+
+    def _finish_writes(self) -> None:
+        """Finish every write in flight (before the read-back, and when a run ends)."""
+        while self.in_flight:
+            self._finish_write()
+
+    def _write_failed(self, values: dict[Hashable, Any], exc: Exception) -> None:
+        """A batch write raised: the cache no longer answers (``CacheIO.write``). The first such
+        batch of a run logs one line, sets ``run_error`` and stops the run; a batch in flight that
+        fails after it just fails its keys."""
+        reason = f"cache write failed: {type(exc).__name__}: {exc}"
+        if not self.write_failed:
+            self.write_failed = True
+            self.stats.run_error = f"the cache was unavailable ({reason})"
+            # One clear line per run for an outage, not a traceback and not a line per key.
+            logger.error("cache warmer %s: %s; stopping this run", self.warmer.name, reason)
+            logger.debug("cache warmer %s: cache write failure", self.warmer.name, exc_info=True)
+            self.run.cancel("the cache was unavailable")
+        for key in values:
+            self._fail(key, reason)
 
     def _with_companions(
         self, values: dict[Hashable, Any], full_keys: dict[Hashable, str] | None
@@ -367,6 +485,13 @@ class Collector:
         self.stats.keys_warmed += 1
         self.written.append(key)
 
+    def _written_many(self, keys: Collection[Hashable]) -> None:
+        """``_written`` for a whole batch, none of whose keys is finished yet: only in
+        ``written`` (counted in ``written_in_bulk``), not in ``finished`` too."""
+        self.written_in_bulk += len(keys)
+        self.stats.keys_warmed += len(keys)
+        self.written.extend(keys)
+
     def _verify(self) -> None:
         """Read the written keys back (``read_back``); the ones a real read would miss become
         failed keys. Keys a loader stored itself are asked of its ``check_stored`` hook instead.
@@ -419,5 +544,8 @@ class Collector:
         self.stats.add_error(key, message)
 
 
+_STR_ONLY = {str}
+_NONE_ID = id(None)
+_STORED_ID = id(STORED_BY_LOADER)
 _TTL_ZERO = "timeout 0 means don't cache (None means never expire)"
 _LOADED_NONE = "the loader returned None, which cache.get() cannot tell from a miss"

@@ -46,6 +46,9 @@ class Run:
         # Workers append results here (deque appends are atomic); the collector pops them. A result
         # appended before a loader hangs is still collected when the deadline cuts the run short.
         self.results: deque[tuple[Any, ...]] = deque()
+        # Each worker's chunk of loaded keys not handed over to ``results`` yet: (keys, values),
+        # by worker. A run cut short takes them from here (``Collector._take_open_chunks``).
+        self.open_chunks: dict[int, tuple[list[Hashable], list[Any]]] = {}
         # Tells the collector to look at ``results`` now rather than at its next poll.
         self.wake: queue.SimpleQueue[bool] = queue.SimpleQueue()
         self.stats: WarmingStats | None = None

@@ -88,6 +88,11 @@ def check_threshold_and_limit(threshold: int, limit: int) -> None:
 def unique_keys(keys: Iterable[Any]) -> tuple[list[Hashable], list[Any]]:
     """``keys`` without repeats, in first-seen order, and the keys that are not hashable (which
     no cache can take)."""
+    if isinstance(keys, (list, tuple)):
+        try:
+            return list(dict.fromkeys(keys)), []  # every key hashable: the common case, at once
+        except TypeError:
+            pass
     unique: dict[Hashable, None] = {}
     unhashable: list[Any] = []
     for key in keys:

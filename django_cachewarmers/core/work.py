@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -12,6 +13,10 @@ from typing import TYPE_CHECKING, Any
 from django_cachewarmers.core.collector import WAKE_EVERY
 from django_cachewarmers.core.loaders import BatchValueLoader
 from django_cachewarmers.core.pool import Run, backoff_delay
+
+#: A worker hands its chunk of loaded keys to the collector at least this often (seconds since
+#: the chunk's first key was taken): a cheap loader's keys go over in chunks, a slow one's at once.
+HANDOFF_S = 0.002
 
 if TYPE_CHECKING:
     from django_cachewarmers.core.engine import CacheWarmer
@@ -69,20 +74,50 @@ class Work:
                 error = exc
 
     def drain_task(self, run: Run, deadline: float, todo: deque[Hashable]) -> Callable[[], None]:
-        """A worker's share of a per-key run: load keys from ``todo`` until it is empty."""
+        """A worker's share of a per-key run: load keys from ``todo`` until it is empty.
+
+        Keys are taken one at a time (slow loaders stay spread over the workers), and handed to
+        the collector in chunks: a chunk goes over once it holds ``batch_size`` keys, or once
+        ``HANDOFF_S`` has passed since its first key was taken (a slow loader's key goes over as
+        soon as it is loaded), or when ``todo`` is empty. A key that fails goes over alone, with
+        its error. Until it goes over, a chunk is in ``run.open_chunks``, where the collector
+        takes it if the run ends first (a deadline while this worker hangs in a loader).
+        """
         load = self.value_loader.load
         append = run.results.append
         cancelled = run.cancelled.is_set
+        limit = self.config.batch_size
+        clock = time.monotonic
 
         def task() -> None:
-            done = 0
+            slot = threading.get_ident()
+            keys: list[Hashable] = []
+            values: list[Any] = []
+            run.open_chunks[slot] = (keys, values)
+            handed = 0
+            started = 0.0
             prepare = True
+
+            def hand_over() -> None:
+                nonlocal keys, values, handed
+                if not keys:
+                    return
+                chunk = (keys, values)
+                keys, values = [], []
+                run.open_chunks[slot] = (keys, values)
+                append(("keys", chunk[0], True, chunk[1]))
+                before, handed = handed, handed + len(chunk[0])
+                if handed // WAKE_EVERY != before // WAKE_EVERY:
+                    run.wake.put(True)
+
             try:
                 while not cancelled():
                     try:
                         key = todo.popleft()
                     except IndexError:
                         return
+                    if not keys:
+                        started = clock()
                     if prepare:  # at the start, and after a failed key
                         self._prepare_load()
                         prepare = False
@@ -98,11 +133,12 @@ class Work:
                             append(("key", key, False, final))
                             prepare = True
                             continue
-                    append(("key", key, True, value))
-                    done += 1
-                    if done % WAKE_EVERY == 0:
-                        run.wake.put(True)
+                    keys.append(key)
+                    values.append(value)
+                    if len(keys) >= limit or clock() - started >= HANDOFF_S:
+                        hand_over()
             finally:
+                hand_over()
                 run.wake.put(True)
 
         return task
