@@ -514,7 +514,7 @@ def test_concurrent_reads_of_a_hot_key_share_one_round_trip(
 
     assert django_cachewarmers.get(name, "product:1") == "value of product:1"  # now cached
     reader(name)  # built before the pause
-    admin = redis_py.Redis.from_url(f"{redis_server.url}/5")
+    admin: Any = redis_py.Redis.from_url(f"{redis_server.url}/5")
     values: list[Any] = []
     try:
         admin.config_resetstat()
