@@ -97,6 +97,7 @@ def seed_history() -> None:
             tracker.record_access(key)
 
 
+@pytest.mark.slow  # a real headless Chromium
 @pytest.mark.django_db(transaction=True)
 def test_warm_now_in_a_browser(live_server: Any, django_user_model: Any, tmp_path: Path) -> None:
     chromium = require_binary("chromium", "needed for the admin browser test")

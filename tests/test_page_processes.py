@@ -37,9 +37,12 @@ from tests.testapp import views
 PAGE = "django_cachewarmers.pages.render_page"
 PLAIN = [f"http://testserver/shaped/plain-{i}/" for i in range(12)]
 
-pytestmark = pytest.mark.skipif(
-    not page_processes.fork_available(), reason="render processes need os.fork()"
-)
+pytestmark = [
+    pytest.mark.slow,  # real forked render processes
+    pytest.mark.skipif(
+        not page_processes.fork_available(), reason="render processes need os.fork()"
+    ),
+]
 
 
 @pytest.fixture

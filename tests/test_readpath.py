@@ -518,7 +518,7 @@ def test_concurrent_reads_of_a_hot_key_share_one_round_trip(
     values: list[Any] = []
     try:
         admin.config_resetstat()
-        admin.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+        admin.execute_command("CLIENT", "PAUSE", 500, "ALL")
         threads = [
             threading.Thread(
                 target=lambda: values.append(django_cachewarmers.get(name, "product:1"))
