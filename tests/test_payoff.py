@@ -370,3 +370,54 @@ def test_a_page_variants_reads_count_for_the_warmer_of_its_url() -> None:
     )
     reads.page_read(f"{SITE}/products/1/", hit=True)
     assert reads.drain() == {("gz", "hit"): 1}
+
+
+# --------------------------------------------------------------------------- the background thread
+
+
+@pytest.mark.django_db(transaction=True)  # the thread's own connection sees committed rows
+@override_settings(
+    CACHE_WARMERS=PAGES, CACHE_WARMERS_SNAPSHOT_INTERVAL=0.05, CACHE_WARMERS_PERSIST_INTERVAL=0
+)
+def test_the_background_thread_saves_reads_and_get_counts() -> None:
+    """The publisher thread, as a server runs it: it hands get()'s counts over and saves every
+    read counted on the request path into the minute's row."""
+    import time
+
+    from django_cachewarmers import readstats
+    from django_cachewarmers.publisher import Publisher, hand_over_get_reads
+
+    readstats.reset()
+    hand_over_get_reads()  # forget what earlier tests counted
+    reads.drain()
+    reads.count("data", "hit")
+    reads.count("data", "stale")
+    assert django_cachewarmers.get("data", "item:6") == "value of item:6"  # a miss
+    thread = Publisher()
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30  # a bound to fail rather than hang
+        while rows().get("data") != (1, 1, 1):
+            assert time.monotonic() < deadline, rows()
+            time.sleep(0.05)
+    finally:
+        thread.stop()
+        thread.join(10)
+    assert not thread.running
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(CACHE_WARMERS=PAGES, CACHE_WARMERS_PERSIST_INTERVAL=0)
+def test_the_exit_saves_the_last_reads(caplog: pytest.LogCaptureFixture) -> None:
+    from django_cachewarmers import publisher
+
+    reads.drain()
+    reads.count("data", "miss")
+    publisher._persist_at_exit()
+    assert rows() == {"data": (0, 1, 0)}
+    reads.count("data", "miss")
+    with override_settings(DATABASE_ROUTERS=["tests.test_payoff.NoWrites"]):
+        publisher._persist_at_exit()  # the database refuses: one warning line, no traceback
+    assert "could not save this process's last reads at exit: RuntimeError: no writes" in (
+        caplog.text
+    )
