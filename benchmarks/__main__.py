@@ -68,6 +68,12 @@ def configure_django() -> None:
                         tempfile.gettempdir(), f"cachewarmers-bench-{os.getpid()}.sqlite3"
                     ),
                 },
+                # DatabaseCache on an in-memory SQLite (no disk at all): one database shared by
+                # every thread's connection while one is open (Django opens SQLite with uri=True).
+                "cache_memory": {
+                    "ENGINE": "django.db.backends.sqlite3",
+                    "NAME": "file:cachewarmers-bench-memory?mode=memory&cache=shared",
+                },
             },
             DATABASE_ROUTERS=["benchmarks.db_bench.CacheRouter"],
             INSTALLED_APPS=[

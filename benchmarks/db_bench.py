@@ -1,16 +1,22 @@
-"""Warming a Django ``DatabaseCache`` on SQLite: the user's loop, Django's ``set_many``, ours (one
-upsert per batch, read-back on) and a raw ceiling, side by side in one run.
+"""Warming a Django ``DatabaseCache`` on SQLite and PostgreSQL: the user's loop, Django's
+``set_many``, ours (one upsert per batch, read-back on) and a raw ceiling, side by side in one run.
 
-Twice: on an SQLite file (as a project runs it: each commit is synced to disk, and Django's
-``set`` commits per key) and on an in-memory SQLite (no disk at all: the least Django's per-key
-statements can cost, so the conservative ratios).
+Three times: on an SQLite file (as a project runs it: each commit is synced to disk, and Django's
+``set`` commits per key), on an in-memory SQLite (no disk at all: the least Django's per-key
+statements can cost, so the conservative ratios), and on a private PostgreSQL server the benchmark
+starts itself (tests/postgres_server.py: ``initdb``/``pg_ctl`` in a temporary folder on a free port,
+durability off, over TCP on 127.0.0.1, through Django's psycopg 3 backend); its rows are skipped,
+with the reason printed, where PostgreSQL's server binaries are missing.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import pickle
+import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from io import StringIO
 from typing import Any
@@ -39,7 +45,7 @@ class CacheRouter:
 
 
 def run(repeat: int = 3) -> list[dict[str, str]]:
-    """The rows on an SQLite file, then on an in-memory SQLite."""
+    """The rows on an SQLite file, on an in-memory SQLite, then on PostgreSQL."""
     global cache_db
     import os
 
@@ -47,16 +53,70 @@ def run(repeat: int = 3) -> list[dict[str, str]]:
 
     rows: list[dict[str, str]] = []
     try:
-        for alias, where in (("cache_file", "an SQLite file"), ("default", "in-memory SQLite")):
+        for alias, where in (
+            ("cache_file", "an SQLite file"),
+            ("cache_memory", "in-memory SQLite"),
+        ):
             cache_db = alias
             rows.extend(run_on(where, repeat))
     finally:
         cache_db = "default"
+        connections["cache_memory"].close()
         path = connections["cache_file"].settings_dict["NAME"]
         connections["cache_file"].close()
         if os.path.exists(path):
             os.remove(path)
+    rows.extend(run_postgres(repeat))
     return rows
+
+
+#: The alias of the benchmark's own PostgreSQL server, added to Django's connections while it runs.
+PG_ALIAS = "cache_pg"
+
+
+def run_postgres(repeat: int) -> list[dict[str, str]]:
+    """The rows on a PostgreSQL server started for this run (never one it did not start), or none,
+    with the reason printed, where ``initdb``/``pg_ctl`` are missing."""
+    global cache_db
+    import pytest
+
+    from tests.postgres_server import PostgresServer
+
+    try:
+        server = PostgresServer()
+    except (pytest.skip.Exception, pytest.fail.Exception) as exc:
+        print(f"database: no PostgreSQL rows: {exc.msg}", file=sys.stderr, flush=True)
+        return []
+    try:
+        server.start()
+        with _connection(PG_ALIAS, server.settings) as connection:
+            major = connection.pg_version // 10000
+            cache_db = PG_ALIAS
+            return run_on(f"PostgreSQL {major}, a private server over TCP, fsync off", repeat)
+    finally:
+        cache_db = "default"
+        server.cleanup()
+
+
+@contextlib.contextmanager
+def _connection(alias: str, settings_dict: dict[str, object]) -> Iterator[Any]:
+    """Django's connection ``alias`` to ``settings_dict`` (a ``DATABASES`` entry) while the block
+    runs: settings are configured once, before the server exists, so the alias joins
+    ``django.db.connections`` here, its defaults filled in by Django's ``configure_settings``."""
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    configured = connections.configure_settings(
+        {DEFAULT_DB_ALIAS: dict(connections.settings[DEFAULT_DB_ALIAS]), alias: dict(settings_dict)}
+    )
+    connections.settings[alias] = configured[alias]
+    try:
+        connection = connections[alias]
+        connection.ensure_connection()
+        yield connection
+    finally:
+        connections[alias].close()
+        del connections[alias]
+        del connections.settings[alias]
 
 
 def run_on(where: str, repeat: int) -> list[dict[str, str]]:
@@ -141,7 +201,7 @@ def run_on(where: str, repeat: int) -> list[dict[str, str]]:
         ("ceiling", ceiling, repeat),
     ):
         timings[label] = best_of(times, func, cache.clear)
-    assert cache.get("product:19999") == load("product:19999")
+    assert cache.get(keys[-1]) == load(keys[-1])
     cache.clear()
     rate = {label: N_KEYS / seconds for label, seconds in timings.items()}
     per_s = "{:,.0f} keys/s".format

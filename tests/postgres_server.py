@@ -54,6 +54,8 @@ class PostgresServer:
     def __init__(self) -> None:
         self.initdb = _server_binary("initdb")
         self.pg_ctl = str(Path(self.initdb).with_name("pg_ctl"))
+        if not os.access(self.pg_ctl, os.X_OK):
+            _skip_or_fail(f"pg_ctl is not installed beside {self.initdb} (PostgreSQL's server)")
         self.prefix: list[str] = []
         if os.geteuid() == 0:
             runuser = shutil.which("runuser")
