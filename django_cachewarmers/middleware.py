@@ -271,7 +271,8 @@ class AccessTrackingMiddleware:
                 tracker.record_access_later(key)
                 record_variant(request, response, key)  # type: ignore[arg-type]
                 if reads._page_owners:
-                    reads.page_read(key, served_from_cache(request))
+                    # served_from_cache(request), inlined: this runs on every counted request.
+                    reads.page_read(key, getattr(request, "_cache_update_cache", None) is False)
         except DisallowedHost:
             pass  # a 2xx for a host not in ALLOWED_HOSTS (no CommonMiddleware): not counted
         except Exception:
@@ -288,7 +289,8 @@ class AccessTrackingMiddleware:
                 get_tracker(PAGES).record_access_later(key)
                 record_variant(request, response, key)
                 if reads._page_owners:
-                    reads.page_read(key, served_from_cache(request))
+                    # served_from_cache(request), inlined: this runs on every counted request.
+                    reads.page_read(key, getattr(request, "_cache_update_cache", None) is False)
         except DisallowedHost:
             pass
         except Exception:

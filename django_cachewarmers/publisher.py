@@ -231,7 +231,10 @@ def hand_over_get_reads() -> None:
     """Give ``reads`` (hit ratios over time, Prometheus) what ``get()`` counted since the last
     call: its counters are this process's totals since it started."""
     delta: dict[tuple[str, str], int] = {}
-    for name, totals in readstats.local_counts().items():
+    counted = readstats.local_counts()
+    for name in [name for name in _handed_over if name not in counted]:
+        del _handed_over[name]  # its counters were reset (readstats.reset)
+    for name, totals in counted.items():
         before = _handed_over.get(name, {})
         for event, result in _GET_RESULTS:
             base = before.get(event, 0)

@@ -78,8 +78,9 @@ MAX_BACKLOG = 200_000
 
 _backlog: deque[tuple[str, str]] = deque(maxlen=MAX_BACKLOG)
 #: Key -> the warmers whose last run listed it. Page URLs are kept without their query string.
-_owners: dict[Hashable, tuple[str, ...]] = {}
-_page_owners: dict[str, tuple[str, ...]] = {}
+#: Each owner as its two prebuilt backlog items: ``((name, "hit"), (name, "miss"))``.
+_owners: dict[Hashable, tuple[tuple[tuple[str, str], tuple[str, str]], ...]] = {}
+_page_owners: dict[str, tuple[tuple[tuple[str, str], tuple[str, str]], ...]] = {}
 #: Warmer -> (published-at stamp, its keys, page warmer?): what the two maps are built from.
 _known: dict[str, tuple[float, tuple[Hashable, ...], bool]] = {}
 _lock = threading.Lock()
@@ -108,23 +109,27 @@ def key_read(key: Hashable, hit: bool) -> None:
     except TypeError:  # an unhashable key belongs to no warmer
         return
     if owners:
-        result = HIT if hit else MISS
-        for warmer in owners:
-            _backlog.append((warmer, result))
-        _ensure_thread()
+        side = 0 if hit else 1
+        for items in owners:
+            _backlog.append(items[side])
+        if not _thread_armed:
+            _ensure_thread()
 
 
 def page_read(url: str, hit: bool) -> None:
-    """Count one page request (``url`` as ``scheme://host/path``), for each page warmer whose last
-    run listed that page: a hit when the page cache answered it, a miss when the view ran."""
-    if not _page_owners:
-        return
-    owners = _page_owners.get(_page_path(url))
+    """Count one page request (``url`` as the tracking middleware's page key,
+    ``scheme://host/path``), for each page warmer whose last run listed that page: a hit when the
+    page cache answered it, a miss when the view ran.
+
+    This runs on every counted request: one dict lookup, and per warmer one ``deque.append`` of
+    a prebuilt item (no allocation)."""
+    owners = _page_owners.get(url)
     if owners:
-        result = HIT if hit else MISS
-        for warmer in owners:
-            _backlog.append((warmer, result))
-        _ensure_thread()
+        side = 0 if hit else 1
+        for items in owners:
+            _backlog.append(items[side])
+        if not _thread_armed:
+            _ensure_thread()
 
 
 def _page_path(url: str) -> str:
@@ -228,8 +233,9 @@ def _rebuild() -> None:
                 except TypeError:
                     continue
     # Swapped whole: a request reading the old map meanwhile sees a consistent one.
-    _owners = {key: tuple(names) for key, names in owners.items()}
-    _page_owners = {path: tuple(names) for path, names in page_owners.items()}
+    items = {name: ((name, HIT), (name, MISS)) for name in _known}
+    _owners = {key: tuple(items[n] for n in names) for key, names in owners.items()}
+    _page_owners = {path: tuple(items[n] for n in names) for path, names in page_owners.items()}
 
 
 def _keys_key(warmer: str) -> str:
