@@ -269,10 +269,17 @@ class AccessTrackingMiddleware:
                 if tracker is None:
                     tracker = get_tracker(PAGES)
                 tracker.record_access_later(key)
-                record_variant(request, response, key)  # type: ignore[arg-type]
+                # record_variant(...) only for a response that varies (most do not): Django's
+                # ResponseHeaders keeps {lowered name: (name, value)}.
+                store = getattr(response.headers, "_store", None)  # type: ignore[union-attr]
+                if store is None or "vary" in store:
+                    record_variant(request, response, key)  # type: ignore[arg-type]
                 if reads._page_owners:
-                    # served_from_cache(request), inlined: this runs on every counted request.
-                    reads.page_read(key, getattr(request, "_cache_update_cache", None) is False)
+                    # served_from_cache(request), and one append: every counted request does it.
+                    if getattr(request, "_cache_update_cache", None) is False:
+                        reads.page_hits.append(key)
+                    else:
+                        reads.page_misses.append(key)
         except DisallowedHost:
             pass  # a 2xx for a host not in ALLOWED_HOSTS (no CommonMiddleware): not counted
         except Exception:
@@ -289,8 +296,7 @@ class AccessTrackingMiddleware:
                 get_tracker(PAGES).record_access_later(key)
                 record_variant(request, response, key)
                 if reads._page_owners:
-                    # served_from_cache(request), inlined: this runs on every counted request.
-                    reads.page_read(key, getattr(request, "_cache_update_cache", None) is False)
+                    reads.page_read(key, served_from_cache(request))
         except DisallowedHost:
             pass
         except Exception:

@@ -116,6 +116,12 @@ def key_read(key: Hashable, hit: bool) -> None:
             _ensure_thread()
 
 
+#: Page requests of a page some warmer lists, as the middleware appends them (the page key; one
+#: ``deque.append``, nothing looked up): attributed to warmers when drained.
+page_hits: deque[str] = deque(maxlen=MAX_BACKLOG)
+page_misses: deque[str] = deque(maxlen=MAX_BACKLOG)
+
+
 def page_read(url: str, hit: bool) -> None:
     """Count one page request (``url`` as the tracking middleware's page key,
     ``scheme://host/path``), for each page warmer whose last run listed that page: a hit when the
@@ -251,6 +257,8 @@ def forget() -> None:
     _backlog.clear()
     _unwritten.clear()
     _added.clear()
+    page_hits.clear()
+    page_misses.clear()
 
 
 def count_many(counts: Mapping[tuple[str, str], int]) -> None:
@@ -265,6 +273,18 @@ def drain() -> Counter[tuple[str, str]]:
     with _lock:
         counts: Counter[tuple[str, str]] = Counter(_added)
         _added.clear()
+    owners = _page_owners
+    for queue, side in ((page_hits, 0), (page_misses, 1)):
+        pages: Counter[str] = Counter()
+        take = queue.popleft
+        try:
+            while True:
+                pages[take()] += 1
+        except IndexError:
+            pass
+        for url, n in pages.items():
+            for items in owners.get(url, ()):
+                counts[items[side]] += n
     pop = _backlog.popleft
     try:
         while True:
@@ -449,6 +469,8 @@ def _reset_after_fork() -> None:
     _backlog.clear()
     _unwritten.clear()
     _added.clear()
+    page_hits.clear()
+    page_misses.clear()
 
 
 @receiver(setting_changed)
