@@ -33,6 +33,9 @@ from django.utils.cache import get_cache_key, get_max_age, has_vary_header
 from django.utils.encoding import repercent_broken_unicode
 
 from django_cachewarmers.backends import max_entries
+from django_cachewarmers.backends.redis import RedisWriter
+from django_cachewarmers.core.backends import adapter_for
+from django_cachewarmers.core.config import DEFAULT_TIMEOUT
 from django_cachewarmers.core.engine import CacheWarmer
 from django_cachewarmers.core.loaders import STORED_BY_LOADER
 from django_cachewarmers.middleware import SCRIPT_NAMES_SEEN
@@ -291,11 +294,16 @@ class _PageCacheView:
             return None
         held = self._held
         if isinstance(key, str):
+            notes = self._notes
+            notes.confirmed.discard((self._alias, key))
             if key.startswith(PAGE_ENTRY_PREFIX):
-                self._notes.stored[(self._alias, key)] = _fingerprint(value)
+                notes.stored[(self._alias, key)] = _fingerprint(value)
                 if held is not None and held[2:] == (args, kwargs):
                     self._held = None
-                    return self._cache.set_many({held[0]: held[1], key: value}, *args, **kwargs)
+                    both = {held[0]: held[1], key: value}
+                    if _set_many(self._cache, both, args, kwargs):
+                        notes.confirmed.update((self._alias, each) for each in both)
+                    return None
             elif key.startswith(HEADERS_ENTRY_PREFIX):
                 self._notes.headers[(self._alias, key)] = value
                 if self._refresh:
@@ -316,6 +324,84 @@ class _PageCacheView:
         return getattr(self._cache, name)
 
 
+#: The attribute of a cache object holding its ``_redis_path`` (or None): on the cache itself, so
+#: that it goes with it (a mapping holding the adapter, which holds the cache, would keep every
+#: cache object alive). Django's caches are per thread, so is each attribute.
+_REDIS_PATH = "_django_cachewarmers_redis_path"
+
+
+def _redis_path(cache: Any) -> RedisWriter | None:
+    """The engine's write path for ``cache`` when it is a Redis cache that can take it
+    (``backends.redis``: one script call, a redis-py client kept), else None."""
+    attributes: dict[str, Any] | None = getattr(cache, "__dict__", None)
+    if attributes is None:
+        return None  # a cache class with __slots__: set_many
+    if _REDIS_PATH in attributes:
+        known: RedisWriter | None = attributes[_REDIS_PATH]
+        return known
+    adapter = adapter_for(cache)
+    path = adapter if isinstance(adapter, RedisWriter) and adapter.usable() else None
+    attributes[_REDIS_PATH] = path
+    return path
+
+
+def _timeout_argument(args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
+    """The timeout of a ``set_many(values, *args, **kwargs)`` call as the fast path takes it
+    (``DEFAULT_TIMEOUT``, None or whole seconds >= 1), or ``NotImplemented`` for any other call
+    (a version, a timeout below 1 s, which Django rounds to "delete"): ``set_many`` then."""
+    if not kwargs and len(args) <= 1:
+        timeout = args[0] if args else DEFAULT_TIMEOUT
+    elif not args and kwargs.keys() == {"timeout"}:
+        timeout = kwargs["timeout"]
+    else:
+        return NotImplemented
+    if timeout is None or timeout is DEFAULT_TIMEOUT:
+        return timeout
+    if type(timeout) in (int, float) and timeout >= 1:
+        return timeout
+    return NotImplemented
+
+
+def _set_many(
+    cache: Any, values: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> bool:
+    """``cache.set_many(values, *args, **kwargs)``; for a Redis cache, through the engine's
+    write path: one ``EVALSHA`` on a kept client, where Django's ``RedisCache.set_many`` builds a
+    redis-py client and sends a ``MULTI``/``MSET``/``EXPIRE`` per key/``EXEC`` transaction.
+    The same values, encoded by the cache's own serializer, under the same keys and TTL. A
+    value that does not encode goes to ``set_many``, which raises what it raises.
+
+    True when Redis confirmed every write (its reply to the script), False for ``set_many``."""
+    fast = _redis_path(cache)
+    timeout = _timeout_argument(args, kwargs) if fast is not None else NotImplemented
+    if fast is None or timeout is NotImplemented:
+        cache.set_many(values, *args, **kwargs)
+        return False
+    failed = fast.write(values, timeout, 0.0)
+    if failed is None:
+        cache.set_many(values, *args, **kwargs)
+        return False
+    if failed:
+        refused = {key: value for key, value in values.items() if key in failed}
+        cache.set_many(refused, *args, **kwargs)
+        return False
+    return True
+
+
+def _get_many(cache: Any, keys: list[str]) -> dict[str, Any]:
+    """``cache.get_many(keys)``; for a Redis cache, one ``MGET`` on the write path's kept read
+    client, each reply decoded by the cache's own deserializer (as ``get_many`` does)."""
+    fast = _redis_path(cache)
+    if fast is not None:
+        answer = fast.read([fast.full_key(key) for key in keys])
+        if answer is not None:
+            raw, decode = answer
+            pairs = zip(keys, raw, strict=True)
+            return {key: decode(data) for key, data in pairs if data is not None}
+    found: dict[str, Any] = cache.get_many(keys)
+    return found
+
+
 class _PageCacheNotes:
     """The page and headers entries one render stored and the page entries that answered its
     lookups, by (cache alias, key)."""
@@ -326,15 +412,21 @@ class _PageCacheNotes:
         self.stored: dict[tuple[str, str], tuple[Any, ...]] = {}
         self.headers: dict[tuple[str, str], Any] = {}
         self.answered: dict[tuple[str, str], tuple[Any, ...]] = {}
+        #: Entries whose last write Redis confirmed (the engine's write path: the script's reply
+        #: says every ``SET`` of its batch ran), so they need no read to check them here.
+        self.confirmed: set[tuple[str, str]] = set()
 
     def not_kept(self) -> str | None:
         """Why the entries this render stored are not all held now (one ``get_many`` per
-        cache), or None: each headers entry and each page entry as stored."""
+        cache), or None: each headers entry and each page entry as stored. Entries Redis
+        confirmed are not read again (the run's read-back still reads every page:
+        ``check_stored``)."""
         wanted: dict[str, list[str]] = {}
         for alias, key in (*self.headers, *self.stored):
-            wanted.setdefault(alias, []).append(key)
+            if (alias, key) not in self.confirmed:
+                wanted.setdefault(alias, []).append(key)
         for alias, keys in wanted.items():
-            found = caches[alias].get_many(keys)
+            found = _get_many(caches[alias], keys)
             for key in keys:
                 if (alias, key) in self.headers:
                     if found.get(key) != self.headers[(alias, key)]:
@@ -608,12 +700,14 @@ def render(key: str) -> int:
     missing (``_page_caches``), so ``cache_page`` views and the per-site cache run the view and
     store the response under the key a real anonymous request for that URL looks up, over the
     entry that may be there: a cached page is refreshed in place, and real requests meanwhile
-    keep being served the previous entry. A second anonymous GET then checks that a page cache
-    answers it, without running the view, with the response this render stored. Returns the
-    render's status code. Raises ``PageNotWarmed`` saying why otherwise: not 2xx, no page cache in
-    front of the page, or a response the page cache does not store (sets a cookie, ``private``,
-    ``no-cache``, ``no-store``, ``max-age=0``, ``Vary: *``) or did not keep, or (refreshing) a
-    page cache still serving the previous render.
+    keep being served the previous entry. Then the entries the page cache stored (its headers
+    entry and the page, the ones the next anonymous GET reads) must be held as stored: Redis'
+    reply to the write path's script confirms them (``_set_many``), any other cache is read
+    (``_PageCacheNotes.not_kept``); only when not is a second anonymous GET made, to say why.
+    Returns the render's status code. Raises ``PageNotWarmed`` saying why otherwise: not 2xx, no
+    page cache in front of the page, or a response the page cache does not store (sets a cookie,
+    ``private``, ``no-cache``, ``no-store``, ``max-age=0``, ``Vary: *``) or did not keep, or
+    (refreshing) a page cache still serving the previous render.
     """
     url, headers = split_page_key(key)
     with _page_caches(refresh=True) as refreshed:

@@ -250,6 +250,80 @@ def test_pages_are_read_back_after_the_last_write_and_culled_ones_fail(where: st
         caches["default"].clear()
 
 
+def test_only_timeouts_the_fast_path_writes_as_django_skip_set_many() -> None:
+    """The page cache's ``set_many`` goes through the engine's Redis write path only with a
+    timeout it writes exactly as Django would; anything else is left to ``set_many``."""
+    from django_cachewarmers.core.config import DEFAULT_TIMEOUT
+    from django_cachewarmers.pages import _timeout_argument
+
+    assert _timeout_argument((), {}) is DEFAULT_TIMEOUT
+    assert _timeout_argument((60,), {}) == 60
+    assert _timeout_argument((), {"timeout": 90.5}) == 90.5
+    assert _timeout_argument((None,), {}) is None
+    # Django rounds 0.5 s down to 0, "delete": set_many does that.
+    for args, kwargs in (((0.5,), {}), ((0,), {}), ((True,), {}), ((60,), {"version": 2}),
+                         ((), {"version": 2}), ((60, 2), {})):  # fmt: skip
+        assert _timeout_argument(args, kwargs) is NotImplemented, (args, kwargs)
+
+
+@pytest.mark.django_db
+def test_a_render_through_django_redis_takes_the_fast_path_too(redis_server: RedisServer) -> None:
+    """django-redis as the page cache: both entries in one script call, in django-redis's own
+    format (its serializer, TTL in milliseconds), and the next real request is a hit."""
+    import redis
+
+    default = {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": f"{redis_server.url}/5"}
+    client = redis.Redis.from_url(f"{redis_server.url}/5")
+    try:
+        with override_settings(CACHES={**settings.CACHES, "default": default},
+                               MIDDLEWARE=PER_SITE):  # fmt: skip
+            caches["default"].clear()
+            before = client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+            assert render_page("http://testserver/shaped/plain/") is STORED_BY_LOADER
+            after = client.info("commandstats")["cmdstat_evalsha"]["calls"]
+            assert after - before == 1
+            ttls = [client.pttl(key) for key in client.scan_iter(
+                match="*views.decorators.cache.cache_*", count=100)]  # fmt: skip
+            # The headers entry and the page entry, with the page cache's TTL in milliseconds.
+            seconds = settings.CACHE_MIDDLEWARE_SECONDS
+            assert len(ttls) == 2, ttls
+            assert all((seconds - 60) * 1000 < ttl <= seconds * 1000 for ttl in ttls), ttls
+            assert hit("/shaped/plain/")
+            caches["default"].clear()
+    finally:
+        client.close()
+
+
+@pytest.mark.django_db
+def test_a_page_cache_on_a_redis_that_refuses_scripts_still_warms(
+    redis_server: RedisServer,
+) -> None:
+    """A Redis user without ``@scripting``: the render's two entries go out as a pipeline of
+    ``SET`` (the engine's fallback), and the next real request is a hit."""
+    from django.core.cache.backends.redis import RedisCache
+
+    from tests.redis_server import close_redis
+
+    admin = RedisCache(f"{redis_server.url}/6", {})
+    client = admin._cache.get_client(None, write=True)
+    client.acl_setuser("nopagescript", enabled=True, passwords=["+pw"], keys=["*"],
+                       channels=["*"], categories=["+@all", "-@scripting"])  # fmt: skip
+    host_port = redis_server.url.removeprefix("redis://")
+    default = {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+               "LOCATION": f"redis://nopagescript:pw@{host_port}/6"}  # fmt: skip
+    try:
+        with override_settings(CACHES={**settings.CACHES, "default": default},
+                               MIDDLEWARE=PER_SITE):  # fmt: skip
+            caches["default"].clear()
+            for _refresh in (False, True):
+                assert render_page("http://testserver/shaped/plain/") is STORED_BY_LOADER
+            assert hit("/shaped/plain/")
+            caches["default"].clear()
+    finally:
+        client.acl_deluser("nopagescript")
+        close_redis(admin)
+
+
 @pytest.mark.django_db
 def test_page_is_cached_answers_without_running_the_view(page_cache: str) -> None:
     from django_cachewarmers.pages import page_is_cached
@@ -271,8 +345,10 @@ def test_page_is_cached_answers_without_running_the_view(page_cache: str) -> Non
 def test_a_render_stores_its_two_entries_in_one_round_trip_to_redis(
     redis_server: RedisServer, where: str
 ) -> None:
-    """The headers entry and the page entry go in one ``set_many`` (one MULTI/EXEC pipeline of
-    Django's RedisCache), and the render's check is one ``get_many``: counted by the server."""
+    """The headers entry and the page entry go in one round trip: one call of the engine's
+    write script (``backends.redis``), not Django's MULTI/MSET/EXPIRE/EXEC, and Redis' reply
+    confirms both, so the render reads nothing back: counted by the server. A real request
+    through Django's cache middleware is then a hit."""
     import redis
 
     default = {"BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -283,7 +359,7 @@ def test_a_render_stores_its_two_entries_in_one_round_trip_to_redis(
     def commands() -> dict[str, int]:
         stats = client.info("commandstats")
         return {name: stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in
-                ("set", "mset", "mget", "get", "exec")}  # fmt: skip
+                ("set", "evalsha", "mset", "mget", "get", "exec")}  # fmt: skip
 
     try:
         with override_settings(
@@ -296,7 +372,7 @@ def test_a_render_stores_its_two_entries_in_one_round_trip_to_redis(
                 assert render_page(f"http://testserver{path}") is STORED_BY_LOADER
                 after = commands()
                 assert {k: after[k] - before[k] for k in after} == {
-                    "set": 0, "mset": 1, "exec": 1, "mget": 1, "get": 0
+                    "set": 2, "evalsha": 1, "mset": 0, "exec": 0, "mget": 0, "get": 0
                 }, refresh  # fmt: skip
             assert hit(path)
             caches["default"].clear()

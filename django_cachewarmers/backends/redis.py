@@ -82,6 +82,7 @@ class RedisWriter(DjangoCacheAdapter):
         super().__init__(cache)
         self.use_script = True
         self._client: Any = None
+        self._reader: Any = None
         self._script: Any = None
         self._script_sha: str | None = None
 
@@ -281,7 +282,11 @@ class RedisWriter(DjangoCacheAdapter):
         """
         if not self.usable():
             return None
-        return list(self.read_client().mget(full_keys)), self.decoder()
+        client = self._reader
+        if client is None:
+            # One per adapter (Django builds one per command); they share the pool.
+            client = self._reader = self.read_client()
+        return list(client.mget(full_keys)), self.decoder()
 
 
 class RedisAdapter(RedisWriter):
