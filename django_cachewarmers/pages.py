@@ -11,6 +11,7 @@ key, while real requests keep being served the previous entry until then.
 from __future__ import annotations
 
 import io
+import logging
 import sys
 import threading
 from collections import OrderedDict
@@ -41,6 +42,8 @@ from django_cachewarmers.core.loaders import STORED_BY_LOADER
 from django_cachewarmers.middleware import SCRIPT_NAMES_SEEN
 from django_cachewarmers.pagekeys import header_environ_key, split_page_key
 from django_cachewarmers.process import RENDER_MARKER
+
+logger = logging.getLogger("django_cachewarmers")
 
 
 class PageNotWarmed(Exception):
@@ -377,7 +380,13 @@ def _set_many(
     if fast is None or timeout is NotImplemented:
         cache.set_many(values, *args, **kwargs)
         return False
-    failed = fast.write(values, timeout, 0.0)
+    try:
+        failed = fast.write(values, timeout, 0.0)
+    except Exception:
+        # Whatever the fast path met (an outage, memory, a value it cannot send), the cache's
+        # own set_many meets it as the cache middleware would have: it raises, or it stores.
+        logger.debug("page cache: the Redis write path failed; set_many instead", exc_info=True)
+        failed = None
     if failed is None:
         cache.set_many(values, *args, **kwargs)
         return False
@@ -385,7 +394,8 @@ def _set_many(
         refused = {key: value for key, value in values.items() if key in failed}
         cache.set_many(refused, *args, **kwargs)
         return False
-    return True
+    # Confirmed by the reply; with replicas, only a read there tells what a request gets.
+    return fast.reads_where_it_writes()
 
 
 def _get_many(cache: Any, keys: list[str]) -> dict[str, Any]:

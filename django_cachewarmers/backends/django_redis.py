@@ -114,6 +114,10 @@ class DjangoRedisAdapter(RedisWriter):
         """A read connection, as the client's ``get_many`` picks it."""
         return self.cache.client.get_client(write=False)
 
+    def reads_where_it_writes(self) -> bool:
+        """One server in ``LOCATION`` (with more, django-redis reads from the others)."""
+        return len(getattr(self.cache.client, "_server", ())) <= 1
+
     def ttl_argument(self, timeout: float) -> int:
         """Milliseconds, as django-redis's ``set`` converts a timeout (``int(timeout * 1000)``),
         at least 1."""

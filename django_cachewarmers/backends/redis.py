@@ -122,6 +122,12 @@ class RedisWriter(DjangoCacheAdapter):
         timeout: float | None = self.cache.default_timeout
         return timeout
 
+    def reads_where_it_writes(self) -> bool:
+        """Whether the cache reads from the server it writes to (one ``LOCATION``). With more,
+        Django's ``RedisCache`` and django-redis read from the replicas: only a read there tells
+        what a request gets."""
+        return True
+
     def ttl_argument(self, timeout: float) -> int:
         """A timeout in seconds as ``SET`` takes it, as the cache's own ``set`` rounds it (Django:
         whole seconds, at least 1 here since 0 would mean "don't cache")."""
@@ -253,7 +259,7 @@ class RedisWriter(DjangoCacheAdapter):
             finally:
                 pool.release(connection)
             names, ttl, data = script_call
-            if "noscript" in str(error).lower():
+            if _is_no_script(error):
                 self._script(keys=names, args=[self.ttl_unit, ttl, *data], client=client)
             elif _is_refused_command(error):
                 self._refused(error)
@@ -289,19 +295,53 @@ class RedisWriter(DjangoCacheAdapter):
         return list(client.mget(full_keys)), self.decoder()
 
 
+#: The methods of Django's ``RedisCache`` whose behaviour the fast path reproduces.
+CACHE_METHODS = (
+    "set", "set_many", "get", "get_many", "make_key", "make_and_validate_key",
+    "get_backend_timeout",
+)  # fmt: skip
+#: The same for its client class (``RedisCacheClient``): how a value is written and read, and
+#: which server a command goes to.
+CLIENT_METHODS = ("set", "set_many", "get", "get_many", "get_client")
+
+
+def _writes_as_django(cache: Any, wrapper: Any) -> bool:
+    from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+
+    if getattr(wrapper, "_serializer", None) is None or not isinstance(wrapper, RedisCacheClient):
+        return False
+    cache_class, client_class = type(cache), type(wrapper)
+    return all(
+        getattr(cache_class, name, None) is getattr(RedisCache, name) for name in CACHE_METHODS
+    ) and all(
+        getattr(client_class, name, None) is getattr(RedisCacheClient, name)
+        for name in CLIENT_METHODS
+    )
+
+
 class RedisAdapter(RedisWriter):
-    """Django's own ``RedisCache`` (and its subclasses): its serializer, its client pools."""
+    """Django's own ``RedisCache`` (and its subclasses that keep its methods): its serializer,
+    its client pools."""
+
+    _usable: bool | None = None
 
     def _wrapper(self) -> Any:
         return getattr(self.cache, "_cache", None)
 
     def usable(self) -> bool:
-        """A ``RedisCacheClient`` with a serializer and ``get_client``, as Django makes it."""
-        wrapper = self._wrapper()
-        return (
-            getattr(wrapper, "_serializer", None) is not None
-            and getattr(wrapper, "get_client", None) is not None
-        )
+        """A ``RedisCache`` whose class and client class (its ``_class``, a ``RedisCacheClient``)
+        read, write, make keys and route to servers with Django's own methods
+        (``CACHE_METHODS``, ``CLIENT_METHODS``), with a serializer. A subclass that overrides any
+        of them (an envelope around values, a client sharding by key) keeps its own
+        ``set_many`` and ``get_many``. Decided once per adapter."""
+        usable = self._usable
+        if usable is None:
+            usable = self._usable = _writes_as_django(self.cache, self._wrapper())
+        return usable
+
+    def reads_where_it_writes(self) -> bool:
+        """One server in ``LOCATION`` (with more, Django reads from the others)."""
+        return len(getattr(self._wrapper(), "_servers", ())) <= 1
 
     def encoder(self) -> Callable[[Any], Any]:
         """The cache's serializer's ``dumps`` (Django's: ints as digits, the rest pickled)."""
@@ -369,7 +409,12 @@ def _pack(connection: Any, command: tuple[Any, ...]) -> Any:
     concatenates the growing buffer argument by argument."""
     packer = type(getattr(connection, "_command_packer", None))
     if _hiredis_pack is not None and packer is _hiredis_packer:
-        return [_hiredis_pack(command)]
+        try:
+            return [_hiredis_pack(command)]
+        except TypeError:
+            # An argument hiredis does not take (a serializer's bytearray or memoryview):
+            # redis-py's own packing turns it into bytes first.
+            return connection.pack_command(*command)
     encoder = getattr(connection, "encoder", None)
     if packer is _python_packer and encoder is not None:
         encoding, errors = encoder.encoding, encoder.encoding_errors
@@ -394,14 +439,33 @@ def _is_response_error(exc: BaseException) -> bool:
     return any(cls.__name__ == "ResponseError" for cls in type(exc).__mro__)
 
 
+def _error_classes(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
+def _is_no_script(exc: BaseException) -> bool:
+    """Whether the server no longer knows the script (``NOSCRIPT``: restarted, failed over,
+    ``SCRIPT FLUSH``). redis-py raises ``NoScriptError`` and strips the code from the message
+    ("No matching script. Please use EVAL.")."""
+    message = str(exc).lower()
+    return (
+        "NoScriptError" in _error_classes(exc)
+        or "noscript" in message
+        or "no matching script" in message
+    )
+
+
 def _is_refused_command(exc: BaseException) -> bool:
     # redis.exceptions.ResponseError (and NoPermissionError etc.): the server answered "no" to the
     # command itself (an ACL without scripting, a service that disables EVAL), not to one value or
-    # for lack of memory (OOM), which a pipeline would not fix.
-    if not any(cls.__name__ == "ResponseError" for cls in type(exc).__mro__):
+    # for lack of memory (OOM), which a pipeline would not fix. redis-py strips the error code
+    # from the message of the classes it has for them (OutOfMemoryError: "command not allowed
+    # when used memory > 'maxmemory'.").
+    classes = _error_classes(exc)
+    if "ResponseError" not in classes:
         return False
     message = str(exc).lower()
-    if message.startswith("oom"):
+    if "OutOfMemoryError" in classes or message.startswith("oom") or "maxmemory" in message:
         return False
     return any(cls.__name__ == "NoPermissionError" for cls in type(exc).__mro__) or any(
         word in message for word in ("noperm", "unknown command", "not allowed", "disabled")
