@@ -20,9 +20,16 @@ from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.test import override_settings
+from django_redis.cache import RedisCache as DjangoRedisCache
+from django_redis.client import DefaultClient
 
 from django_cachewarmers import STORED_BY_LOADER, pages, tracking
-from django_cachewarmers.backends.redis import RedisAdapter, _is_no_script, _is_refused_command
+from django_cachewarmers.backends.redis import (
+    RedisAdapter,
+    RedisWriter,
+    _is_no_script,
+    _is_refused_command,
+)
 from django_cachewarmers.core.backends import adapter_for
 from django_cachewarmers.pages import PageNotWarmed, render_page
 from tests.middleware_stacks import PER_SITE
@@ -109,6 +116,13 @@ def evalsha_calls(server: RedisServer) -> int:
         return calls
     finally:
         client.close()
+
+
+def fast_path(cache: Any) -> bool:
+    """Whether the engine's Redis write path takes ``cache``."""
+    adapter = adapter_for(cache)
+    assert isinstance(adapter, RedisWriter)
+    return adapter.usable()
 
 
 def page_cache(default: dict[str, Any]) -> Any:
@@ -200,9 +214,7 @@ def test_a_redis_cache_with_its_own_methods_keeps_its_own_set_many(
     default = {"BACKEND": backend, "LOCATION": f"{redis_server.url}/7"}
     with page_cache(default):
         caches["default"].clear()
-        adapter = adapter_for(caches["default"])
-        assert isinstance(adapter, RedisAdapter)
-        assert not adapter.usable()
+        assert not fast_path(caches["default"])
         before = evalsha_calls(redis_server)
         outcome = render()
         assert evalsha_calls(redis_server) == before  # the engine's script was not used
@@ -273,3 +285,149 @@ def test_with_replicas_a_render_is_checked_where_requests_read(
     finally:
         primary.flushdb()
         primary.close()
+
+
+class EnvelopeDjangoRedis(DjangoRedisCache):  # type: ignore[misc]  # django-redis is untyped
+    """django-redis with values in an envelope, and a value outside one read as a miss."""
+
+    def set(self, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        return super().set(key, ("env1", value), *args, **kwargs)
+
+    def set_many(self, data: Any, *args: Any, **kwargs: Any) -> Any:
+        return super().set_many({k: ("env1", v) for k, v in data.items()}, *args, **kwargs)
+
+    def get(self, key: Any, default: Any = None, *args: Any, **kwargs: Any) -> Any:
+        value = super().get(key, None, *args, **kwargs)
+        return value[1] if isinstance(value, tuple) and value[:1] == ("env1",) else default
+
+    def get_many(self, keys: Any, *args: Any, **kwargs: Any) -> Any:
+        found = super().get_many(keys, *args, **kwargs)
+        return {k: v[1] for k, v in found.items() if isinstance(v, tuple) and v[:1] == ("env1",)}
+
+
+class WritesOffDjangoRedis(DjangoRedisCache):  # type: ignore[misc]  # django-redis is untyped
+    """django-redis with writes switched off."""
+
+    def set(self, *args: Any, **kwargs: Any) -> Any:
+        return None
+
+    def set_many(self, *args: Any, **kwargs: Any) -> Any:
+        return None
+
+
+class ReadsOffClient(DefaultClient):  # type: ignore[misc]  # django-redis is untyped
+    """A django-redis client whose reads are switched off: every get misses."""
+
+    def get(self, key: Any, default: Any = None, *args: Any, **kwargs: Any) -> Any:
+        return default
+
+    def get_many(self, keys: Any, *args: Any, **kwargs: Any) -> Any:
+        return {}
+
+
+class OwnGetClient(DefaultClient):  # type: ignore[misc]  # django-redis is untyped
+    """A django-redis client with a ``get`` of its own (and DefaultClient's ``get_many``)."""
+
+    def get(self, key: Any, default: Any = None, *args: Any, **kwargs: Any) -> Any:
+        return super().get(key, default, *args, **kwargs)
+
+
+def test_a_django_redis_client_with_its_own_get_keeps_its_own_methods(
+    redis_server: RedisServer,
+) -> None:
+    options = {"CLIENT_CLASS": "tests.test_pages_redis.OwnGetClient"}
+    cache = DjangoRedisCache(f"{redis_server.url}/10", {"OPTIONS": options})
+    assert not fast_path(cache)
+    close_redis(cache)
+
+
+@pytest.mark.parametrize(
+    ("backend", "options", "readable"),
+    [
+        ("tests.test_pages_redis.EnvelopeDjangoRedis", {}, True),
+        ("tests.test_pages_redis.WritesOffDjangoRedis", {}, False),
+        (
+            "django_redis.cache.RedisCache",
+            {"CLIENT_CLASS": "tests.test_pages_redis.ReadsOffClient"},
+            False,
+        ),
+    ],
+)
+def test_django_redis_with_its_own_methods_keeps_its_own_set_many(
+    redis_server: RedisServer, backend: str, options: dict[str, Any], readable: bool
+) -> None:
+    """A django-redis cache subclass, or client class, that writes or reads its own way: the
+    engine writes and reads back through its own methods, so a key counts as warmed exactly
+    when a real ``get`` finds it."""
+    from django.utils.module_loading import import_string
+
+    from tests.test_redis_writes import warm
+
+    cache = import_string(backend)(f"{redis_server.url}/10", {"OPTIONS": options})
+    cache.clear()
+    try:
+        assert not fast_path(cache)
+        keys = [f"k{i}" for i in range(20)]
+        stats = warm(cache, keys=keys, cache_timeout=60)
+        found = sum(cache.get(key) is not None for key in keys)
+        assert found == (20 if readable else 0)
+        assert stats.keys_warmed == found, stats.errors[:2]
+    finally:
+        cache.clear()
+        close_redis(cache)
+
+
+@pytest.mark.django_db
+def test_a_page_on_an_envelope_django_redis_is_warmed_through_its_own_methods(
+    redis_server: RedisServer,
+) -> None:
+    default = {"BACKEND": "tests.test_pages_redis.EnvelopeDjangoRedis",
+               "LOCATION": f"{redis_server.url}/11"}  # fmt: skip
+    with page_cache(default):
+        caches["default"].clear()
+        before = evalsha_calls(redis_server)
+        assert render() == "OK"
+        assert evalsha_calls(redis_server) == before
+        assert hit("/shaped/plain/")
+        caches["default"].clear()
+        close_redis(caches["default"])
+
+
+@pytest.mark.parametrize("backend", ["django", "django-redis"])
+def test_a_small_connection_pool_keeps_set_many(redis_server: RedisServer, backend: str) -> None:
+    """A write pool of 2 connections (``max_connections``) cannot lend the batches in flight
+    theirs: the cache's own ``set_many``, one at a time, and every key is warmed."""
+    from tests.test_redis_writes import warm
+
+    # A database no other test uses: django-redis shares one pool per URL across the process.
+    location = f"{redis_server.url}/{13 if backend == 'django' else 14}"
+    if backend == "django":
+        cache: Any = RedisCache(location, {"OPTIONS": {"max_connections": 2}})
+    else:
+        cache = DjangoRedisCache(
+            location, {"OPTIONS": {"CONNECTION_POOL_KWARGS": {"max_connections": 2}}}
+        )
+    try:
+        assert not fast_path(cache)
+        keys = [f"k:{i}" for i in range(1000)]
+        stats = warm(cache, keys=keys, cache_timeout=120)
+        assert (stats.keys_warmed, stats.keys_failed, stats.run_error) == (1000, 0, None)
+        assert cache.get("k:999") is not None
+    finally:
+        cache.clear()
+        close_redis(cache)
+
+
+def test_a_disk_error_is_not_taken_for_a_refused_script() -> None:
+    """``MISCONF`` (a failing background save blocks writes for a while) says "disabled", but
+    the server does not refuse scripts: the adapter must not switch to pipelines for good."""
+    from redis.exceptions import ResponseError
+
+    misconf = ResponseError(
+        "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist "
+        "to disk. Commands that may modify the data set are disabled, because this instance is "
+        "configured to report errors during writes if RDB snapshotting fails "
+        "(stop-writes-on-bgsave-error option)."
+    )
+    assert not _is_refused_command(misconf)
+    assert _is_refused_command(ResponseError("This Redis command is not allowed from script"))

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
+from django_redis.cache import RedisCache as DjangoRedisCache
 from django_redis.client import DefaultClient
 from django_redis.client.default import _main_exceptions as CLIENT_ERRORS
 
@@ -27,7 +28,12 @@ from django_cachewarmers.backends.redis import RedisWriter
 
 #: The client methods whose behaviour the fast path reproduces: a client class that overrides any
 #: of them writes in its own way, and gets its own ``set_many``.
-WRITE_METHODS = ("set", "set_many", "encode", "decode", "make_key", "get_client", "get_many")
+WRITE_METHODS = (
+    "set", "set_many", "get", "get_many", "encode", "decode", "make_key", "get_client",
+)  # fmt: skip
+#: The same for the cache class (``django_redis.cache.RedisCache``): a subclass that overrides
+#: any of them (an envelope around values, a switch that drops writes) keeps its own methods.
+CACHE_METHODS = ("set", "set_many", "get", "get_many", "make_key", "client")
 
 
 def writes_as_default_client(client: object) -> bool:
@@ -88,9 +94,14 @@ class DjangoRedisAdapter(RedisWriter):
         """The cache's ``IGNORE_EXCEPTIONS`` (its ``OPTIONS``, else the setting)."""
         return bool(getattr(self.cache, "_ignore_exceptions", False))
 
-    def usable(self) -> bool:
-        """Whether the cache's client writes as ``DefaultClient`` (else: its ``set_many``)."""
-        return writes_as_default_client(self.cache.client)
+    def writes_as_backend(self) -> bool:
+        """Whether the cache's class keeps django-redis's own methods (``CACHE_METHODS``) and its
+        client writes as ``DefaultClient`` (else: its ``set_many`` and ``get_many``)."""
+        cache_class = type(self.cache)
+        return all(
+            getattr(cache_class, name, None) is getattr(DjangoRedisCache, name)
+            for name in CACHE_METHODS
+        ) and writes_as_default_client(self.cache.client)
 
     def encoder(self) -> Callable[[Any], Any]:
         """The client's ``encode``: serializer, then compressor (an int stays an int)."""

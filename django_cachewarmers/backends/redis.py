@@ -34,6 +34,7 @@ from typing import Any
 
 from django_cachewarmers.backends.base import DjangoCacheAdapter
 from django_cachewarmers.core.cache_io import jittered, not_cacheable
+from django_cachewarmers.core.collector import WRITES_IN_FLIGHT
 from django_cachewarmers.core.config import DEFAULT_TIMEOUT
 
 logger = logging.getLogger("django_cachewarmers")
@@ -55,6 +56,12 @@ except ImportError:  # redis-py packs in Python
 else:
     _hiredis_pack, _hiredis_packer = pack_command, HiredisRespSerializer
 
+
+#: The smallest write pool (``max_connections``) the fast path borrows from: the batches in
+#: flight and the one being sent each hold a connection until their reply is read
+#: (``core.collector.WRITES_IN_FLIGHT``), and they may take at most half of the pool, which the
+#: process's requests share. A smaller pool keeps the cache's own ``set_many`` (one at a time).
+ROOMY_POOL = 2 * (WRITES_IN_FLIGHT + 1)
 
 #: KEYS: the full cache keys; ARGV[1]: 'EX' (seconds) or 'PX' (milliseconds), ARGV[2]: the
 #: batch's TTL, ARGV[2 + i]: the value of KEYS[i].
@@ -81,6 +88,7 @@ class RedisWriter(DjangoCacheAdapter):
     def __init__(self, cache: Any) -> None:
         super().__init__(cache)
         self.use_script = True
+        self._usable: bool | None = None
         self._client: Any = None
         self._reader: Any = None
         self._script: Any = None
@@ -89,8 +97,24 @@ class RedisWriter(DjangoCacheAdapter):
     # -- what a subclass provides ---------------------------------------------------------------
 
     def usable(self) -> bool:
-        """False when this cache object cannot take the fast path (the engine uses ``set_many``)."""
+        """False when this cache object cannot take the fast path (the engine uses ``set_many``
+        and ``get_many``): its classes write or read in their own way (``writes_as_backend``),
+        or its write pool is too small to lend the connections the batches in flight hold
+        (``ROOMY_POOL``). Decided once per adapter."""
+        usable = self._usable
+        if usable is None:
+            usable = self._usable = self.writes_as_backend() and self._roomy_pool()
+        return usable
+
+    def writes_as_backend(self) -> bool:
+        """Whether the cache's classes write, read, make keys and pick servers as the backend's
+        own do (what the fast path reproduces)."""
         return True
+
+    def _roomy_pool(self) -> bool:
+        pool = getattr(self._write_client(), "connection_pool", None)
+        limit = getattr(pool, "max_connections", None)
+        return not isinstance(limit, int) or limit >= ROOMY_POOL
 
     def encoder(self) -> Callable[[Any], Any]:
         """The cache's own ``value -> bytes`` (serializer, compressor)."""
@@ -195,10 +219,7 @@ class RedisWriter(DjangoCacheAdapter):
             names = [full_keys[key] for key in keys]
         else:
             names = [self.full_key(key) for key in keys]
-        client = self._client
-        if client is None:
-            client = self._client = self.write_client()
-            self._script = client.register_script(SET_MANY_SCRIPT)
+        client = self._write_client()
         if timeout is None:
             # MSET: no TTL, and a TTL the key had is cleared (as SET without EX clears it).
             pairs = [part for pair in zip(names, data, strict=True) for part in pair]
@@ -209,6 +230,14 @@ class RedisWriter(DjangoCacheAdapter):
             return self._send(client, command, failed, (names, ttl, data))
         self._pipeline(client, names, ttl, data)
         return lambda: failed
+
+    def _write_client(self) -> Any:
+        """``write_client()``, made once per adapter, with the script registered on it."""
+        client = self._client
+        if client is None:
+            client = self._client = self.write_client()
+            self._script = client.register_script(SET_MANY_SCRIPT)
+        return client
 
     def _script_loaded(self, client: Any) -> bool:
         """Load the script into the server once per adapter (so that a batch can go out as
@@ -288,6 +317,9 @@ class RedisWriter(DjangoCacheAdapter):
         """
         if not self.usable():
             return None
+        if not self.reads_where_it_writes():
+            # Replicas: a read client per read, as the cache picks one (at random) per command.
+            return list(self.read_client().mget(full_keys)), self.decoder()
         client = self._reader
         if client is None:
             # One per adapter (Django builds one per command); they share the pool.
@@ -323,21 +355,16 @@ class RedisAdapter(RedisWriter):
     """Django's own ``RedisCache`` (and its subclasses that keep its methods): its serializer,
     its client pools."""
 
-    _usable: bool | None = None
-
     def _wrapper(self) -> Any:
         return getattr(self.cache, "_cache", None)
 
-    def usable(self) -> bool:
+    def writes_as_backend(self) -> bool:
         """A ``RedisCache`` whose class and client class (its ``_class``, a ``RedisCacheClient``)
         read, write, make keys and route to servers with Django's own methods
         (``CACHE_METHODS``, ``CLIENT_METHODS``), with a serializer. A subclass that overrides any
         of them (an envelope around values, a client sharding by key) keeps its own
-        ``set_many`` and ``get_many``. Decided once per adapter."""
-        usable = self._usable
-        if usable is None:
-            usable = self._usable = _writes_as_django(self.cache, self._wrapper())
-        return usable
+        ``set_many`` and ``get_many``."""
+        return _writes_as_django(self.cache, self._wrapper())
 
     def reads_where_it_writes(self) -> bool:
         """One server in ``LOCATION`` (with more, Django reads from the others)."""
@@ -467,6 +494,8 @@ def _is_refused_command(exc: BaseException) -> bool:
     message = str(exc).lower()
     if "OutOfMemoryError" in classes or message.startswith("oom") or "maxmemory" in message:
         return False
+    if message.startswith("misconf") or "stop-writes-on-bgsave-error" in message:
+        return False  # a failing disk save blocks every write, scripted or not, for a while
     return any(cls.__name__ == "NoPermissionError" for cls in type(exc).__mro__) or any(
         word in message for word in ("noperm", "unknown command", "not allowed", "disabled")
     )
