@@ -635,7 +635,10 @@ def _lost_reason(alias: str, *, header: bool) -> str:
             f"({limit}; each page takes 2 entries, headers + page, beside everything else in that "
             "cache), or expired"
         )
-    return f"the page cache ({alias!r}) no longer holds {entry}: evicted or expired"
+    return (
+        f"the page cache ({alias!r}) no longer holds {entry}: evicted or expired (memory "
+        "eviction, a restart or flush of the cache server, or another process deleted it)"
+    )
 
 
 def page_not_cached_reason(url: str) -> str | None:

@@ -280,7 +280,7 @@ class CacheIO:
             )
         return (
             "evicted or expired before the read-back (a TTL shorter than the run, memory "
-            "eviction, or another process deleted it)"
+            "eviction, a restart or flush of the cache server, or another process deleted it)"
         )
 
 
