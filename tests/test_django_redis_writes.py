@@ -23,7 +23,7 @@ from django_cachewarmers import (
 )
 from django_cachewarmers.backends.django_redis import DjangoRedisAdapter
 from django_cachewarmers.core.backends import adapter_for
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, SentinelServer
 
 KEYS = [f"item:{i}" for i in range(250)]
 
@@ -285,3 +285,42 @@ def test_a_server_that_refuses_scripts_gets_a_pipeline(
             cache.client.do_close_clients()
     finally:
         client.acl_deluser("noscript-dr")
+
+
+@pytest.fixture
+def sentinel(redis_server: RedisServer) -> Iterator[SentinelServer]:
+    """A Sentinel of the suite's own, monitoring the suite's redis-server."""
+    server = SentinelServer(redis_server)
+    server.start()
+    yield server
+    server.cleanup()
+
+
+def test_a_sentinel_client_takes_the_fast_path(
+    sentinel: SentinelServer, make_cache: Callable[..., Any], redis_server: RedisServer
+) -> None:
+    """django-redis's ``SentinelClient`` (the primary found through a real Sentinel): it only
+    connects differently, so a batch is one script call on the primary, and every value reads
+    back through django-redis's own ``get`` (from the replica pool, the primary here)."""
+    import redis
+
+    cache = make_cache(
+        f"redis://{sentinel.service}/10",
+        CLIENT_CLASS="django_redis.client.SentinelClient",
+        CONNECTION_FACTORY="django_redis.pool.SentinelConnectionFactory",
+        CONNECTION_POOL_CLASS="redis.sentinel.SentinelConnectionPool",
+        SENTINELS=[("127.0.0.1", sentinel.port)],
+    )
+    adapter = django_redis_adapter(cache)
+    assert adapter.usable()
+    assert not adapter.reads_where_it_writes()  # a primary pool and a replica pool
+    server = redis.Redis.from_url(redis_server.url)
+    try:
+        before = server.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+        stats = warm(cache, cache_timeout=120)
+        assert (stats.keys_warmed, stats.keys_failed, stats.run_error) == (250, 0, None)
+        assert server.info("commandstats")["cmdstat_evalsha"]["calls"] - before == 3
+        assert cache.get("item:249") == value_of("item:249")
+        assert 110_000 < pttl(cache, "item:0") <= 120_000
+    finally:
+        server.close()
