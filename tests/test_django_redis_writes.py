@@ -296,6 +296,7 @@ def sentinel(redis_server: RedisServer) -> Iterator[SentinelServer]:
     server.cleanup()
 
 
+@pytest.mark.slow  # starts a Redis Sentinel
 def test_a_sentinel_client_takes_the_fast_path(
     sentinel: SentinelServer, make_cache: Callable[..., Any], redis_server: RedisServer
 ) -> None:

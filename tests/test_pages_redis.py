@@ -137,6 +137,7 @@ def _fresh() -> Iterator[None]:
     tracking.reset()
 
 
+@pytest.mark.slow  # starts a redis-server of its own
 @pytest.mark.django_db
 def test_a_render_after_redis_forgot_the_script_still_warms(second_server: RedisServer) -> None:
     """``SCRIPT FLUSH`` (a restart, a failover): redis-py's ``NoScriptError`` says "No matching
@@ -171,6 +172,7 @@ def test_noscript_and_oom_replies_are_told_apart_from_a_refused_script() -> None
     assert _is_refused_command(NoPermissionError("this user has no permissions to run 'evalsha'"))
 
 
+@pytest.mark.slow  # starts a redis-server of its own
 @pytest.mark.django_db
 def test_out_of_memory_is_not_taken_for_a_refused_script(second_server: RedisServer) -> None:
     """A full Redis (``noeviction``) refuses the write as it refuses Django's own ``set_many``
@@ -262,6 +264,7 @@ def test_a_serializer_returning_bytearray_warms_pages_and_keys(redis_server: Red
         close_redis(caches["default"])
 
 
+@pytest.mark.slow  # starts a redis-server of its own
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "backend", ["django.core.cache.backends.redis.RedisCache", "django_redis.cache.RedisCache"]
