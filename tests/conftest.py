@@ -62,6 +62,16 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test's own (never the suite's shared one), which the test may stop,
+    start again, fill up or reconfigure; removed after the test."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
 def redis_cache(redis_server: RedisServer) -> Iterator[Any]:
     """A Django RedisCache on the suite's own server, in a database of its own, emptied after."""
     from django.core.cache.backends.redis import RedisCache

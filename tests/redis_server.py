@@ -102,23 +102,20 @@ def close_redis(cache: Any) -> None:
         pool.disconnect()
 
 
-class SentinelServer:
+class SentinelServer(RedisServer):
     """A Redis Sentinel (``redis-server --sentinel``) on a free port, monitoring ``master`` as
     ``service``: what django-redis's ``SentinelClient`` asks for the primary and the replicas."""
 
     def __init__(self, master: RedisServer, service: str = "cachewarmers") -> None:
-        self.binary = require_binary("redis-server", "needed for the Redis Sentinel tests")
+        super().__init__()
         self.master = master
         self.service = service
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="cachewarmers-sentinel-"))
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         config = self.dir / "sentinel.conf"  # Sentinel rewrites its own config file
         config.write_text(
             f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
-            f"logfile {self.dir / 'sentinel.log'}\n"
+            f"logfile {self.dir / 'redis.log'}\n"
             f"sentinel monitor {self.service} 127.0.0.1 {self.master.port} 1\n"
             f"sentinel down-after-milliseconds {self.service} 60000\n"
         )
@@ -131,7 +128,7 @@ class SentinelServer:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                log = (self.dir / "sentinel.log").read_text(errors="replace")
+                log = (self.dir / "redis.log").read_text(errors="replace")
                 raise RuntimeError(f"redis-server --sentinel exited at start:\n{log}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
@@ -142,14 +139,3 @@ class SentinelServer:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"redis-server --sentinel did not answer on port {self.port}")
-
-    def cleanup(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.process = None
-        shutil.rmtree(self.dir, ignore_errors=True)

@@ -16,7 +16,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -43,15 +43,6 @@ ITEMS = "tests.testapp.warming.item_keys"
 
 
 # --------------------------------------------------------------------------- harness
-
-
-@pytest.fixture
-def private_redis() -> Iterator[RedisServer]:
-    """A redis-server of this test's own, which the test may stop and start again."""
-    server = RedisServer()
-    server.start()
-    yield server
-    server.cleanup()
 
 
 def restart(server: RedisServer) -> None:
@@ -102,7 +93,7 @@ def running_mark(p: Project, warmer: str) -> str | None:
 
 
 def test_redis_stopped_mid_warm_then_back(
-    project: Callable[..., Project], private_redis: RedisServer
+    project: Callable[..., Project], own_redis: RedisServer
 ) -> None:
     n = 40
     warmer = {
@@ -114,7 +105,7 @@ def test_redis_stopped_mid_warm_then_back(
         "max_workers": 1,
     }
     p = project(
-        private_redis,
+        own_redis,
         {"slow": warmer},
         CW_N_KEYS=str(n),
         CW_LOAD_DELAY="0.1",  # 40 keys: a 4 s warm
@@ -126,7 +117,7 @@ def test_redis_stopped_mid_warm_then_back(
     assert http_get(port, "/pages/home/") == (200, b"page home")
     wait_until(lambda: p.warmed("item:0"), 30, "the startup warm to write its first batch")
 
-    private_redis.stop()  # mid-warm: about 36 keys are still to come
+    own_redis.stop()  # mid-warm: about 36 keys are still to come
     stopped_at = datetime.now(timezone.utc)
     # The warm stops at its next write: recorded (in SQLite) long before the 4 s it would take.
     row = wait_until(lambda: [r for r in p.run_rows() if r["keys_failed"]], 10, "the cut run")[0]
@@ -148,7 +139,7 @@ def test_redis_stopped_mid_warm_then_back(
         time.sleep(0.1)
     outage_log = p.log("gunicorn.log")
 
-    restart(private_redis)
+    restart(own_redis)
     back_at = datetime.now(timezone.utc)
 
     def runs_after_restart() -> list[dict[str, Any]]:
@@ -184,19 +175,19 @@ def test_redis_stopped_mid_warm_then_back(
 
 
 def test_a_cache_outage_is_one_error_line_per_run(
-    private_redis: RedisServer, caplog: pytest.LogCaptureFixture
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     from django.core.cache.backends.redis import RedisCache
 
     from django_cachewarmers import CacheWarmer, CallableValueLoader, StaticKeyProvider
     from django_cachewarmers.core.config import WarmingConfig
 
-    cache = RedisCache(f"{private_redis.url}/0", {})
+    cache = RedisCache(f"{own_redis.url}/0", {})
 
     def load(key: str) -> str:
         if key == "k:10":  # Redis goes away in the middle of the run, after a first write
             wait_until(lambda: cache.get("k:0"), 10, "the first batch to be written")
-            private_redis.stop()
+            own_redis.stop()
         return f"value of {key}"
 
     warmer = CacheWarmer(

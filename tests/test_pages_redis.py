@@ -92,14 +92,6 @@ class BytearraySerializer:
         return pickle.loads(data)
 
 
-@pytest.fixture
-def second_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.cleanup()
-
-
 def render(url: str = URL) -> str:
     """The string "OK", or the reason render_page gave."""
     try:
@@ -139,13 +131,13 @@ def _fresh() -> Iterator[None]:
 
 @pytest.mark.slow  # starts a redis-server of its own
 @pytest.mark.django_db
-def test_a_render_after_redis_forgot_the_script_still_warms(second_server: RedisServer) -> None:
+def test_a_render_after_redis_forgot_the_script_still_warms(own_redis: RedisServer) -> None:
     """``SCRIPT FLUSH`` (a restart, a failover): redis-py's ``NoScriptError`` says "No matching
     script", without the code; the batch is sent again with the script, and every later render
     warms through the fast path."""
-    admin = redis.Redis.from_url(second_server.url)
+    admin = redis.Redis.from_url(own_redis.url)
     default = {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-               "LOCATION": f"{second_server.url}/0"}  # fmt: skip
+               "LOCATION": f"{own_redis.url}/0"}  # fmt: skip
     try:
         with page_cache(default):
             assert render("http://testserver/shaped/f0/") == "OK"
@@ -174,12 +166,12 @@ def test_noscript_and_oom_replies_are_told_apart_from_a_refused_script() -> None
 
 @pytest.mark.slow  # starts a redis-server of its own
 @pytest.mark.django_db
-def test_out_of_memory_is_not_taken_for_a_refused_script(second_server: RedisServer) -> None:
+def test_out_of_memory_is_not_taken_for_a_refused_script(own_redis: RedisServer) -> None:
     """A full Redis (``noeviction``) refuses the write as it refuses Django's own ``set_many``
     (the page is not warmed); once memory is freed, the script is used again."""
-    admin = redis.Redis.from_url(second_server.url)
+    admin = redis.Redis.from_url(own_redis.url)
     default = {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-               "LOCATION": f"{second_server.url}/0"}  # fmt: skip
+               "LOCATION": f"{own_redis.url}/0"}  # fmt: skip
     try:
         with page_cache(default):
             assert render("http://testserver/shaped/a/") == "OK"
@@ -189,9 +181,9 @@ def test_out_of_memory_is_not_taken_for_a_refused_script(second_server: RedisSer
             assert render("http://testserver/shaped/b/") != "OK"
             admin.config_set("maxmemory", 0)
             assert adapter.use_script
-            before = evalsha_calls(second_server)
+            before = evalsha_calls(own_redis)
             assert render("http://testserver/shaped/c/") == "OK"
-            assert evalsha_calls(second_server) == before + 1
+            assert evalsha_calls(own_redis) == before + 1
             assert hit("/shaped/c/")
             close_redis(caches["default"])
     finally:
@@ -270,13 +262,13 @@ def test_a_serializer_returning_bytearray_warms_pages_and_keys(redis_server: Red
     "backend", ["django.core.cache.backends.redis.RedisCache", "django_redis.cache.RedisCache"]
 )
 def test_with_replicas_a_render_is_checked_where_requests_read(
-    redis_server: RedisServer, second_server: RedisServer, backend: str
+    redis_server: RedisServer, own_redis: RedisServer, backend: str
 ) -> None:
     """``LOCATION`` of a primary and a "replica" that does not replicate: Django's ``RedisCache``
     and django-redis read from the replica, so the render must be read back there (not taken
     from the primary's reply): not warmed, and indeed the next real request misses."""
     default = {"BACKEND": backend,
-               "LOCATION": f"{redis_server.url}/3,{second_server.url}/3"}  # fmt: skip
+               "LOCATION": f"{redis_server.url}/3,{own_redis.url}/3"}  # fmt: skip
     primary = redis.Redis.from_url(f"{redis_server.url}/3")
     try:
         with page_cache(default):

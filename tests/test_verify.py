@@ -181,15 +181,6 @@ def test_no_store_keys_are_read_back_too() -> None:
 # -- django-redis IGNORE_EXCEPTIONS with Redis stopped (issue 14, item 4) ------------------------
 
 
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A redis-server of this test's own: the test stops it."""
-    server = RedisServer()
-    server.start()
-    yield server
-    server.cleanup()
-
-
 def ignoring_cache_settings(server: RedisServer) -> dict[str, Any]:
     return {
         "BACKEND": "django_redis.cache.RedisCache",
