@@ -10,7 +10,12 @@ import json
 import os
 from typing import Any
 
+from django.conf import global_settings
+
 from tests.settings import *  # noqa: F403
+
+# A server is run as users run theirs: Django's default password hashers.
+PASSWORD_HASHERS = global_settings.PASSWORD_HASHERS
 
 DATABASES = {
     "default": {

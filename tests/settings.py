@@ -79,3 +79,8 @@ STATIC_URL = "/static/"
 
 # Warming at server start is for servers; the suite starts servers explicitly when it tests that.
 CACHE_WARMERS: dict[str, dict[str, object]] = {}
+
+# The in-process tests create a user for most admin tests: a fast hasher, as Django's testing docs
+# advise ("Password hashing", Writing and running tests). Nothing of this app hashes passwords;
+# the real-server tests (server_settings) log in through gunicorn with Django's default hashers.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
