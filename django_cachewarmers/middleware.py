@@ -289,6 +289,10 @@ class AccessTrackingMiddleware:
                         _page_hits.append(key)
                     else:
                         _page_misses.append(key)
+                    if not reads._thread_armed:
+                        # The first one starts the thread that saves them, as reads.page_read
+                        # does (nothing else may: snapshots and persistence can both be off).
+                        reads._ensure_thread()
         except DisallowedHost:
             pass  # a 2xx for a host not in ALLOWED_HOSTS (no CommonMiddleware): not counted
         except Exception:

@@ -159,6 +159,21 @@ def test_page_reads_go_to_the_page_warmers_that_list_the_page(client: Client) ->
     assert rows() == {"shop_pages": (2, 1, 0), "other_pages": (2, 1, 0)}
 
 
+@override_settings(CACHE_WARMERS=PAGES, MIDDLEWARE=TRACKED, CACHE_MIDDLEWARE_SECONDS=300)
+def test_a_counted_page_request_starts_the_thread_that_saves_it(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first page read a process counts starts the background thread that writes the counts
+    (as the first ``get()`` read does): with snapshots and persistence off, nothing else would."""
+    started: list[str] = []
+    monkeypatch.setattr(reads, "_on_first_read", [lambda: started.append("thread")])
+    monkeypatch.setattr(reads, "_thread_armed", False)
+    client.get("/products/1/")
+    client.get("/products/1/")
+    assert started == ["thread"]
+    assert reads.drain() == {("shop_pages", "miss"): 1, ("shop_pages", "hit"): 1}
+
+
 @override_settings(
     CACHE_WARMERS={"pages": {"keys": lambda: [f"{SITE}/products/7/"], "loader": RENDER}}
 )
