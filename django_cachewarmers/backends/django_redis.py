@@ -18,13 +18,15 @@ marker, ``ShardClient`` spreads keys over servers) keeps its own ``set_many``. W
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from django_redis.cache import RedisCache as DjangoRedisCache
 from django_redis.client import DefaultClient
 from django_redis.client.default import _main_exceptions as CLIENT_ERRORS
 
 from django_cachewarmers.backends.redis import RedisWriter
+
+_T = TypeVar("_T")
 
 #: The client methods whose behaviour the fast path reproduces: a client class that overrides any
 #: of them writes in its own way, and gets its own ``set_many``.
@@ -61,30 +63,21 @@ class DjangoRedisAdapter(RedisWriter):
         """``RedisWriter.start_write`` (and so ``write``); when it, or reading its answer,
         raises an error django-redis ignores under ``IGNORE_EXCEPTIONS``, None: the cache's own
         ``set_many`` handles the batch."""
-        try:
-            finish = super().start_write(values, timeout, jitter, full_keys)
-        except CLIENT_ERRORS:
-            if self.ignores_errors():
-                return None
-            raise
+        finish = self._unless_ignored(super().start_write, values, timeout, jitter, full_keys)
         if finish is None:
             return None
-
-        def done() -> dict[Hashable, str] | None:
-            try:
-                return finish()
-            except CLIENT_ERRORS:
-                if self.ignores_errors():
-                    return None
-                raise
-
-        return done
+        return lambda: self._unless_ignored(finish)
 
     def read(self, full_keys: list[str]) -> tuple[list[Any], Callable[[Any], Any]] | None:
         """``RedisWriter.read``; None (the cache's ``get_many``) under ``IGNORE_EXCEPTIONS``
         when it raises an error django-redis ignores."""
+        return self._unless_ignored(super().read, full_keys)
+
+    def _unless_ignored(self, call: Callable[..., _T], *args: Any) -> _T | None:
+        """``call(*args)``; None when it raises an error django-redis ignores under
+        ``IGNORE_EXCEPTIONS`` (the caller then leaves the work to the cache's own method)."""
         try:
-            return super().read(full_keys)
+            return call(*args)
         except CLIENT_ERRORS:
             if self.ignores_errors():
                 return None

@@ -461,13 +461,14 @@ def _pack(connection: Any, command: tuple[Any, ...]) -> Any:
     return connection.pack_command(*command)
 
 
+def _error_classes(exc: BaseException) -> set[str]:
+    """The names of ``exc``'s classes (redis-py's exception classes, not imported here)."""
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
 def _is_response_error(exc: BaseException) -> bool:
     """Whether ``exc`` is the server's error reply (``redis.exceptions.ResponseError``)."""
-    return any(cls.__name__ == "ResponseError" for cls in type(exc).__mro__)
-
-
-def _error_classes(exc: BaseException) -> set[str]:
-    return {cls.__name__ for cls in type(exc).__mro__}
+    return "ResponseError" in _error_classes(exc)
 
 
 def _is_no_script(exc: BaseException) -> bool:
@@ -496,6 +497,6 @@ def _is_refused_command(exc: BaseException) -> bool:
         return False
     if message.startswith("misconf") or "stop-writes-on-bgsave-error" in message:
         return False  # a failing disk save blocks every write, scripted or not, for a while
-    return any(cls.__name__ == "NoPermissionError" for cls in type(exc).__mro__) or any(
+    return "NoPermissionError" in classes or any(
         word in message for word in ("noperm", "unknown command", "not allowed", "disabled")
     )
